@@ -1,0 +1,1 @@
+"""mf_calc: multi-fidelity CHGNet force field for Li-ion cathodes."""
