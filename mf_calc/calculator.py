@@ -1,0 +1,70 @@
+"""ASE calculator for MF-CHGNet with a selectable target fidelity.
+
+Results in ASE units: energy and free_energy eV, forces eV/Å, stress eV/Å³ (Voigt xx yy zz yz xz xy,
+ASE sign: positive = tensile), magmoms μB.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from ase.calculators.calculator import Calculator, all_changes
+from ase.stress import full_3x3_to_voigt_6_stress
+
+from mf_calc.model.graph import collate
+from mf_calc.model.mfchgnet import MFCHGNet
+
+
+class MFCalculator(Calculator):
+    """MFCalculator(model=None, fidelity=None).
+
+    model: an ``MFCHGNet``, a model folder, or a shipped model name (see ``mf_calc.available_models``);
+    None loads the default model. fidelity: name or index; None means the highest (last) fidelity.
+    An unknown fidelity raises ValueError listing the known names. Changing ``calc.fidelity``
+    clears cached results. Stress is computed only when asked for.
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress", "magmoms"]
+
+    def __init__(self, model: MFCHGNet | str | None = None, fidelity: str | int | None = None, device: str = "cpu", **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(model, MFCHGNet):
+            from mf_calc.hub import load_model
+
+            model = load_model(model)
+        self.model = model.to(device).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self._fidelity = self.model.fidelities.index(fidelity)
+
+    @property
+    def fidelity(self) -> str:
+        """Name of the target fidelity."""
+        return self.model.fidelities.names[self._fidelity]
+
+    @fidelity.setter
+    def fidelity(self, value: str | int | None) -> None:
+        index = self.model.fidelities.index(value)
+        if index != self._fidelity:
+            self._fidelity = index
+            self.reset()
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        task = "em"
+        if "forces" in properties:
+            task += "f"
+        if "stress" in properties:
+            task += "s"
+        batch = collate([self.model.graph(self.atoms, self._fidelity)], dtype=self.model.dtype).to(self.model.device)
+        out = self.model(batch, task=task, create_graph=False)
+        energy = float(out["energy"].detach()[0])
+        self.results = {"energy": energy, "free_energy": energy, "magmoms": _np(out["magmoms"])}
+        if "forces" in out:
+            self.results["forces"] = _np(out["forces"])
+        if "stress" in out:
+            self.results["stress"] = full_3x3_to_voigt_6_stress(_np(out["stress"][0]))
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy().astype(float)

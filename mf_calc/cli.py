@@ -1,0 +1,46 @@
+"""Command line: ``mf-calc <command>``. Each command lives in its own module and registers here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mf_calc.cli_demo import register as register_demo
+
+REGISTRARS = [register_demo]
+
+
+def _optional_registrars():
+    """Commands of modules that may be absent in a partial install."""
+    found = []
+    for module, attr in (("mf_calc.train.cli", "register"), ("mf_calc.workflows.cli", "register")):
+        try:
+            found.append(getattr(__import__(module, fromlist=[attr]), attr))
+        except ImportError as exc:
+            if exc.name is None or not exc.name.startswith("mf_calc"):
+                raise
+    return found
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mf-calc",
+        description="Multi-fidelity CHGNet force field for Li-ion cathodes (LMFP). Units: eV, Å, eV/Å, GPa, μB.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for register in REGISTRARS + _optional_registrars():
+        register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"mf-calc {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

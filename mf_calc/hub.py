@@ -1,0 +1,39 @@
+"""Models shipped with mf_calc, loaded by name (no downloads).
+
+- ``chgnet-0.3.0``: MF-CHGNet warm start of pretrained CHGNet 0.3.0 (MPtrj, PBE/PBE+U); one
+  fidelity ``pbe_u``; reproduces CHGNet 0.3.0 exactly. Not trained on any LMFP data.
+- ``chgnet-r2scan``: the same for CHGNet's r2SCAN transfer model; one fidelity ``r2scan``.
+
+Folders under ``mf_calc/pretrained/`` (config.json + weights.pt) are listed as well.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mf_calc.model.mfchgnet import MFCHGNet
+
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+WARM_STARTS = {"chgnet-0.3.0": ("0.3.0", ("pbe_u",)), "chgnet-r2scan": ("r2scan", ("r2scan",))}
+DEFAULT_MODEL = "chgnet-0.3.0"  # until a trained MF model ships
+
+
+def available_models() -> list[str]:
+    """Names accepted by ``load_model``."""
+    shipped = sorted(p.name for p in PRETRAINED_DIR.glob("*") if (p / "config.json").is_file())
+    return shipped + sorted(WARM_STARTS)
+
+
+def load_model(name_or_path: str | Path | None = None) -> MFCHGNet:
+    """Load a shipped model by name, or a model folder by path; None gives the default model."""
+    name = DEFAULT_MODEL if name_or_path is None else name_or_path
+    if isinstance(name, str) and (PRETRAINED_DIR / name / "config.json").is_file():
+        return MFCHGNet.load(PRETRAINED_DIR / name)
+    if isinstance(name, str) and name in WARM_STARTS:
+        chgnet_name, fidelities = WARM_STARTS[name]
+        model = MFCHGNet.from_chgnet(chgnet_name, fidelities=fidelities, modules="EMRC")
+        model.metadata["name"] = name
+        return model.eval()
+    if Path(name).exists():
+        return MFCHGNet.load(name)
+    raise ValueError(f"unknown model {str(name)!r}: not a model folder, nor one of {available_models()}")

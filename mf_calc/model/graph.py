@@ -1,0 +1,199 @@
+"""Crystal graphs for MF-CHGNet, built straight from arrays (no pymatgen Structure per call).
+
+The atom graph holds every directed pair within ``cutoff`` (Å); the bond graph holds every
+ordered pair of distinct directed bonds that share a centre atom and are both shorter than
+``bond_cutoff`` (Å). This is the same graph chgnet's ``CrystalGraphConverter`` builds, made with
+vectorised numpy instead of chgnet's per-edge Python loops; the neighbour search is pymatgen's
+cython ``find_points_in_spheres``, the routine chgnet itself relies on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from pymatgen.optimization.neighbors import find_points_in_spheres
+
+MAX_Z = 94  # CHGNet's element embedding covers H..Pu
+
+
+@dataclass
+class Graph:
+    """One structure's graph. Positions in Å, cell rows are lattice vectors in Å.
+
+    edges: (n_dir, 2) centre, neighbour atom index; images: (n_dir, 3) integer cell shifts of the
+    neighbour; dir2und: (n_dir,) undirected bond of each directed bond; und2dir: (n_und,) one
+    directed bond of each undirected bond; angles: (n_ang, 3) centre atom, directed bond a,
+    directed bond b.
+    """
+
+    numbers: np.ndarray
+    positions: np.ndarray
+    cell: np.ndarray
+    edges: np.ndarray
+    images: np.ndarray
+    dir2und: np.ndarray
+    und2dir: np.ndarray
+    angles: np.ndarray
+    fidelity: int = 0
+
+    @property
+    def n_atoms(self) -> int:
+        return len(self.numbers)
+
+
+def check_elements(numbers: np.ndarray) -> None:
+    """Raise ValueError if an atomic number is outside CHGNet's embedding (1..94)."""
+    bad = sorted({int(z) for z in numbers if z < 1 or z > MAX_Z})
+    if bad:
+        raise ValueError(
+            f"element(s) with atomic number {bad} are outside the model's embedding (Z = 1..{MAX_Z})"
+        )
+
+
+def neighbor_pairs(positions, cell, pbc, cutoff: float):
+    """Each unordered neighbour pair once: (i, j, image, distance) with |r_j + image·cell − r_i| < cutoff.
+
+    A pair is kept with i < j, or for an atom and its own periodic image with the first non-zero
+    image component positive; its reverse is generated exactly by ``directed_from_pairs``, so the
+    graph is symmetric even where floating-point rounding would make the search asymmetric.
+    """
+    pos = np.ascontiguousarray(positions, dtype=float)
+    lattice = np.ascontiguousarray(cell, dtype=float)
+    pbc_arr = np.ascontiguousarray(np.asarray(pbc, dtype=np.int64).reshape(3))
+    if not pbc_arr.any():  # find_points_in_spheres needs a finite cell even without pbc
+        lattice = np.eye(3) * (np.ptp(pos, axis=0).max() + 2 * cutoff + 1.0)
+    i, j, img, dist = find_points_in_spheres(
+        pos, pos, r=float(cutoff), pbc=pbc_arr, lattice=lattice, tol=1e-8
+    )
+    img = img.astype(np.int64)
+    first_nonzero = np.where(img[:, 0] != 0, img[:, 0], np.where(img[:, 1] != 0, img[:, 1], img[:, 2]))
+    keep = (i < j) | ((i == j) & (first_nonzero > 0))
+    return i[keep].astype(np.int64), j[keep].astype(np.int64), img[keep], dist[keep]
+
+
+def directed_from_pairs(n_atoms: int, i, j, images, distances, bond_cutoff: float, *, check_isolated=True):
+    """Atom graph and bond graph index arrays from unordered pairs (see ``Graph``)."""
+    n_und = len(i)
+    edges = np.concatenate([np.stack([i, j], 1), np.stack([j, i], 1)]).reshape(-1, 2)
+    images_dir = np.concatenate([images, -images]).reshape(-1, 3)
+    dist_dir = np.concatenate([distances, distances])
+    dir2und = np.concatenate([np.arange(n_und), np.arange(n_und)])
+    und2dir = np.arange(n_und)
+    if check_isolated:
+        lonely = np.setdiff1d(np.arange(n_atoms), edges[:, 0])
+        if len(lonely):
+            raise ValueError(
+                f"isolated atom(s) {lonely.tolist()[:10]}: no neighbour within the "
+                "cutoff; the model is undefined for them (check the cell and positions)"
+            )
+    angles = _angle_triplets(edges[:, 0], dist_dir, bond_cutoff)
+    return edges, images_dir, dir2und, und2dir, angles
+
+
+def _angle_triplets(centers: np.ndarray, dist: np.ndarray, bond_cutoff: float) -> np.ndarray:
+    """All ordered pairs (a, b), a != b, of short directed bonds with the same centre atom."""
+    short = np.flatnonzero(dist < bond_cutoff)
+    if len(short) == 0:
+        return np.zeros((0, 3), dtype=np.int64)
+    order = short[np.argsort(centers[short], kind="stable")]
+    c_sorted = centers[order]
+    starts = np.flatnonzero(np.r_[True, c_sorted[1:] != c_sorted[:-1]])
+    counts = np.diff(np.r_[starts, len(order)])
+    # for a group of size k there are k*(k-1) ordered pairs
+    group_of = np.repeat(np.arange(len(starts)), counts * counts)
+    local = np.arange(len(group_of)) - np.repeat(np.cumsum(np.r_[0, counts * counts])[:-1], counts * counts)
+    k = counts[group_of]
+    a_local, b_local = local // k, local % k
+    keep = a_local != b_local
+    base = starts[group_of][keep]
+    a = order[base + a_local[keep]]
+    b = order[base + b_local[keep]]
+    return np.stack([centers[a], a, b], 1).astype(np.int64)
+
+
+def build_graph(numbers, positions, cell, pbc, *, cutoff: float, bond_cutoff: float, fidelity: int = 0) -> Graph:
+    """Graph of one structure. Raises ValueError for unknown elements or isolated atoms."""
+    numbers = np.asarray(numbers, dtype=np.int64)
+    check_elements(numbers)
+    positions = np.asarray(positions, dtype=float)
+    cell = np.asarray(cell, dtype=float)
+    if np.any(np.asarray(pbc)) and abs(np.linalg.det(cell)) < 1e-6:
+        raise ValueError("periodic structure with a zero-volume cell")
+    i, j, img, dist = neighbor_pairs(positions, cell, pbc, cutoff)
+    edges, images, dir2und, und2dir, angles = directed_from_pairs(len(numbers), i, j, img, dist, bond_cutoff)
+    return Graph(numbers, positions, cell, edges, images, dir2und, und2dir, angles, int(fidelity))
+
+
+def graph_from_atoms(atoms, *, cutoff: float, bond_cutoff: float, fidelity: int = 0) -> Graph:
+    """Graph of an ``ase.Atoms`` (no calculator or pymatgen conversion involved)."""
+    return build_graph(
+        atoms.numbers, atoms.positions, np.asarray(atoms.cell), atoms.pbc,
+        cutoff=cutoff, bond_cutoff=bond_cutoff, fidelity=fidelity,
+    )
+
+
+@dataclass
+class Batch:
+    """Several graphs concatenated, as torch tensors, ready for ``MFCHGNet.forward``.
+
+    ``fidelity`` is per structure; ``atom_owner`` maps atoms to structures. ``uniform_fidelity``
+    is the shared fidelity index when all structures have the same one (a fast path), else None.
+    """
+
+    numbers: torch.Tensor
+    positions: torch.Tensor
+    cells: torch.Tensor
+    volumes: torch.Tensor
+    edges: torch.Tensor
+    images: torch.Tensor
+    dir2und: torch.Tensor
+    und2dir: torch.Tensor
+    angles: torch.Tensor
+    atom_owner: torch.Tensor
+    n_atoms: torch.Tensor
+    fidelity: torch.Tensor
+    uniform_fidelity: int | None
+
+    @property
+    def n_structures(self) -> int:
+        return len(self.n_atoms)
+
+    def to(self, device) -> Batch:
+        moved = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in self.__dict__.items()}
+        return Batch(**moved)
+
+
+def collate(graphs: list[Graph], dtype=torch.float32) -> Batch:
+    """Concatenate graphs with index offsets into one ``Batch``."""
+    if len(graphs) == 0:
+        raise ValueError("cannot collate an empty list of graphs")
+    n_atoms = np.array([g.n_atoms for g in graphs])
+    n_dir = np.array([len(g.edges) for g in graphs])
+    n_und = np.array([len(g.und2dir) for g in graphs])
+    atom_off = np.r_[0, np.cumsum(n_atoms)[:-1]]
+    dir_off = np.r_[0, np.cumsum(n_dir)[:-1]]
+    und_off = np.r_[0, np.cumsum(n_und)[:-1]]
+    offsets = np.array([0, 1, 1])  # angle columns: atom, directed bond, directed bond
+
+    def cat(parts, dt=np.int64):
+        return torch.from_numpy(np.concatenate(parts).astype(dt, copy=False))
+
+    cells = np.stack([g.cell for g in graphs])
+    fids = [g.fidelity for g in graphs]
+    return Batch(
+        numbers=cat([g.numbers for g in graphs]),
+        positions=cat([g.positions for g in graphs], np.float64).to(dtype),
+        cells=torch.from_numpy(cells).to(dtype),
+        volumes=torch.from_numpy(np.abs(np.linalg.det(cells))).to(dtype),
+        edges=cat([g.edges + a for g, a in zip(graphs, atom_off)]),
+        images=cat([g.images for g in graphs], np.float64).to(dtype),
+        dir2und=cat([g.dir2und + u for g, u in zip(graphs, und_off)]),
+        und2dir=cat([g.und2dir + d for g, d in zip(graphs, dir_off)]),
+        angles=cat([g.angles + np.where(offsets == 0, a, d) for g, a, d in zip(graphs, atom_off, dir_off)]).reshape(-1, 3),
+        atom_owner=torch.from_numpy(np.repeat(np.arange(len(graphs)), n_atoms)),
+        n_atoms=torch.from_numpy(n_atoms),
+        fidelity=torch.tensor(fids, dtype=torch.long),
+        uniform_fidelity=fids[0] if len(set(fids)) == 1 else None,
+    )

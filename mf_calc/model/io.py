@@ -1,0 +1,99 @@
+"""Model files: a folder with ``config.json`` and ``weights.pt`` (a plain state dict).
+
+config.json holds the format name and version, the architecture (incl. fidelity names and
+modules), metadata and the SHA-256 of the weights, so a truncated or swapped weights file is
+caught before it is read. Weights are loaded with ``torch.load(weights_only=True)``: no pickled
+objects are ever executed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+FORMAT = "mf_calc.MFCHGNet"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "weights.pt"
+
+
+class ModelFileError(ValueError):
+    """A model file that is missing, corrupt, truncated or does not match its config."""
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def save_model(model, path) -> Path:
+    """Write ``model`` to folder ``path`` (created if needed). Returns the folder."""
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / WEIGHTS_FILE
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    tmp = weights.with_suffix(".pt.tmp")
+    torch.save(state, tmp)
+    tmp.replace(weights)
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": model.config.to_dict(),
+        "metadata": model.metadata,
+        "weights_file": WEIGHTS_FILE,
+        "weights_sha256": _sha256(weights),
+    }
+    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    return folder
+
+
+def read_config(path) -> tuple[Path, dict]:
+    """Folder and parsed config.json of a model path (the folder or its config.json)."""
+    path = Path(path)
+    folder = path.parent if path.name == CONFIG_FILE else path
+    cfg_file = folder / CONFIG_FILE
+    if not cfg_file.is_file():
+        raise ModelFileError(f"{folder}: not a model folder (no {CONFIG_FILE})")
+    try:
+        cfg = json.loads(cfg_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{cfg_file}: corrupt model config ({exc})") from exc
+    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
+        raise ModelFileError(f"{cfg_file}: not an mf_calc model config (format != {FORMAT!r})")
+    if cfg.get("format_version") != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{cfg_file}: model format version {cfg.get('format_version')} is not supported (expected {FORMAT_VERSION})"
+        )
+    for key in ("config", "weights_file", "weights_sha256"):
+        if key not in cfg:
+            raise ModelFileError(f"{cfg_file}: model config lacks {key!r}")
+    return folder, cfg
+
+
+def load_model_dir(path):
+    """Rebuild an MFCHGNet from a folder written by ``save_model``."""
+    from mf_calc.model.mfchgnet import MFCHGNet, MFConfig
+
+    folder, cfg = read_config(path)
+    weights = folder / cfg["weights_file"]
+    if not weights.is_file():
+        raise ModelFileError(f"{weights}: weights file missing")
+    if _sha256(weights) != cfg["weights_sha256"]:
+        raise ModelFileError(f"{weights}: weights file is corrupt or truncated (checksum differs from {CONFIG_FILE})")
+    try:
+        model = MFCHGNet(MFConfig.from_dict(cfg["config"]))
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"{folder / CONFIG_FILE}: invalid architecture config ({exc})") from exc
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for bad archives
+        raise ModelFileError(f"{weights}: cannot read weights ({exc})") from exc
+    try:
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise ModelFileError(f"{weights}: weights do not match the architecture in {CONFIG_FILE} ({exc})") from exc
+    model.metadata = dict(cfg.get("metadata", {}))
+    model.eval()
+    return model

@@ -1,0 +1,356 @@
+"""MF-CHGNet: CHGNet whose embedding (E), messages (M), readout (R) and composition model (C)
+may depend on the fidelity of each structure (paper section 2).
+
+Units: energies eV, forces eV/Å, stress eV/Å³ (ASE sign, 3×3), magmoms μB. With ``modules=""``
+and one fidelity the network is plain CHGNet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+import torch
+from chgnet.model.encoders import AngleEncoder, AtomEmbedding, BondEncoder
+from chgnet.model.functions import MLP, find_normalization
+from torch import Tensor, nn
+
+from mf_calc.model.composition import CompositionModel
+from mf_calc.model.fidelity import FidelityBias, Fidelities, copy_index, n_copies, parse_modules
+from mf_calc.model.graph import Batch, collate, graph_from_atoms
+from mf_calc.model.layers import MFAngleUpdate, MFAtomConv, MFBondConv
+
+CHGNET_PRETRAINED = ("0.3.0", "0.2.0", "r2scan")
+
+
+@dataclass
+class MFConfig:
+    """Architecture of an MF-CHGNet. Defaults are chgnet 0.3.0's sizes (paper Table 1)."""
+
+    fidelities: tuple[str, ...] = ("pbe_u", "r2scan")
+    modules: str = "EMRC"
+    atom_fea_dim: int = 64
+    bond_fea_dim: int = 64
+    angle_fea_dim: int = 64
+    num_radial: int = 31
+    num_angular: int = 31
+    n_conv: int = 4
+    atom_conv_hidden_dim: int = 64
+    bond_conv_hidden_dim: int = 64
+    angle_layer_hidden_dim: int = 0
+    mlp_hidden_dims: tuple[int, ...] = (64, 64, 64)
+    cutoff: float = 6.0  # atom graph cutoff, Å
+    bond_cutoff: float = 3.0  # bond graph (angle) cutoff, Å
+    cutoff_coeff: int = 8
+    learnable_rbf: bool = True
+    gmlp_norm: str | None = "layer"
+    readout_norm: str | None = "layer"
+    activation: str = "silu"
+    mlp_out_bias: bool = False
+
+    def __post_init__(self):
+        self.fidelities = tuple(Fidelities(self.fidelities).names)
+        self.modules = parse_modules(self.modules)
+        self.mlp_hidden_dims = tuple(int(h) for h in self.mlp_hidden_dims)
+        if self.n_conv < 2:
+            raise ValueError("n_conv must be >= 2 (magmoms are read before the last conv layer)")
+        if self.num_angular % 2 != 1:
+            raise ValueError(f"num_angular={self.num_angular} must be odd")
+        if not 0 < self.bond_cutoff <= self.cutoff:
+            raise ValueError("need 0 < bond_cutoff <= cutoff")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, dct: dict) -> MFConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(dct) - known
+        if unknown:
+            raise ValueError(f"unknown model config key(s) {sorted(unknown)}")
+        return cls(**dct)
+
+
+class MFCHGNet(nn.Module):
+    """Multi-fidelity CHGNet. ``forward`` takes a ``Batch``; ``predict`` takes ``ase.Atoms``."""
+
+    def __init__(self, config: MFConfig | None = None, **kwargs):
+        super().__init__()
+        if config is None:
+            config = MFConfig(**kwargs)
+        elif kwargs:
+            raise TypeError("give either a config or keyword arguments, not both")
+        self.config = config
+        self.fidelities = Fidelities(config.fidelities)
+        self.metadata: dict = {}
+        c, n_f, mods = config, len(self.fidelities), config.modules
+
+        self.atom_embedding = AtomEmbedding(atom_feature_dim=c.atom_fea_dim)
+        self.fidelity_embedding = FidelityBias(n_f, c.atom_fea_dim) if "E" in mods else None
+        self.bond_basis_expansion = BondEncoder(
+            atom_graph_cutoff=c.cutoff, bond_graph_cutoff=c.bond_cutoff, num_radial=c.num_radial,
+            cutoff_coeff=c.cutoff_coeff, learnable=c.learnable_rbf,
+        )
+        self.bond_embedding = nn.Linear(c.num_radial, c.bond_fea_dim, bias=False)
+        self.bond_weights_ag = nn.Linear(c.num_radial, c.atom_fea_dim, bias=False)
+        self.bond_weights_bg = nn.Linear(c.num_radial, c.bond_fea_dim, bias=False)
+        self.angle_basis_expansion = AngleEncoder(num_angular=c.num_angular, learnable=c.learnable_rbf)
+        self.angle_embedding = nn.Linear(c.num_angular, c.angle_fea_dim, bias=False)
+
+        fm = {"n_fidelities": n_f, "fidelity_messages": "M" in mods}
+        common = {"atom_fea_dim": c.atom_fea_dim, "bond_fea_dim": c.bond_fea_dim, "activation": c.activation, "gMLP_norm": c.gmlp_norm}
+        self.atom_conv_layers = nn.ModuleList(
+            MFAtomConv(hidden_dim=c.atom_conv_hidden_dim, mlp_out_bias=c.mlp_out_bias, **common, **fm) for _ in range(c.n_conv)
+        )
+        self.bond_conv_layers = nn.ModuleList(
+            MFBondConv(angle_fea_dim=c.angle_fea_dim, hidden_dim=c.bond_conv_hidden_dim, mlp_out_bias=c.mlp_out_bias, **common, **fm)
+            for _ in range(c.n_conv - 1)
+        )
+        self.angle_layers = nn.ModuleList(
+            MFAngleUpdate(angle_fea_dim=c.angle_fea_dim, hidden_dim=c.angle_layer_hidden_dim, **common, **fm)
+            for _ in range(c.n_conv - 1)
+        )
+        self.site_wise = nn.Linear(c.atom_fea_dim, 1)  # shared magmom head
+        self.readout_norm = find_normalization(c.readout_norm, dim=c.atom_fea_dim)
+        self.readouts = nn.ModuleList(
+            MLP(input_dim=c.atom_fea_dim, hidden_dim=list(c.mlp_hidden_dims), output_dim=1, activation=c.activation)
+            for _ in range(n_copies(mods, "R", n_f))
+        )
+        self.composition = CompositionModel(n_copies(mods, "C", n_f))
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def modules_on(self) -> str:
+        return self.config.modules
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.site_wise.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.site_wise.weight.device
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, batch: Batch, task: str = "efsm", create_graph: bool | None = None) -> dict[str, Tensor]:
+        """Predict for a batch. task: letters of e (energy), f (forces), s (stress), m (magmoms).
+
+        Returns energy (B,) eV, energy_per_atom (B,) eV/atom, forces (N, 3) eV/Å,
+        stress (B, 3, 3) eV/Å³, magmoms (N,) μB — each only when asked for.
+        Second-order graphs for force/stress are kept only when ``create_graph`` (default: training).
+        """
+        create_graph = self.training if create_graph is None else create_graph
+        want_f, want_s = "f" in task, "s" in task
+        dtype, owner, n_struct = self.dtype, batch.atom_owner, batch.n_structures
+        positions = batch.positions.to(dtype)
+        cells = batch.cells.to(dtype)
+        grad_inputs = []
+        if want_f:
+            positions = positions.detach().requires_grad_(True)
+            grad_inputs.append(positions)
+        pos, strain = positions, None
+        if want_s:
+            strain = torch.zeros(n_struct, 3, 3, dtype=dtype, device=cells.device, requires_grad=True)
+            grad_inputs.append(strain)
+            pos = pos + torch.bmm(pos.unsqueeze(1), strain.index_select(0, owner)).squeeze(1)
+            cells = cells + torch.bmm(cells, strain)
+
+        out = self._energy(batch, pos, cells, want_magmom="m" in task)
+        energy = out["energy"]
+        if grad_inputs:
+            grads = torch.autograd.grad(energy.sum(), grad_inputs, create_graph=create_graph, retain_graph=create_graph)
+            if want_f:
+                out["forces"] = -grads[0]
+            if want_s:
+                out["stress"] = grads[-1] / batch.volumes.to(dtype).view(-1, 1, 1)
+        out["energy_per_atom"] = energy / batch.n_atoms.to(dtype)
+        return out
+
+    def _fidelity_rows(self, batch: Batch):
+        """Fidelity per atom, directed bond and angle (or one int when the batch is uniform)."""
+        if batch.uniform_fidelity is not None:
+            f = int(batch.uniform_fidelity)
+            return f, f, f
+        f_atom = batch.fidelity.index_select(0, batch.atom_owner)
+        return f_atom, f_atom.index_select(0, batch.edges[:, 0]), f_atom.index_select(0, batch.angles[:, 0])
+
+    def _energy(self, batch: Batch, pos: Tensor, cells: Tensor, want_magmom: bool) -> dict[str, Tensor]:
+        owner, edges = batch.atom_owner, batch.edges
+        f_atom, f_edge, f_angle = self._fidelity_rows(batch)
+
+        # bond vectors (centre − neighbour image) and basis expansions, as in chgnet
+        shifts = torch.bmm(batch.images.to(pos.dtype).unsqueeze(1), cells.index_select(0, owner.index_select(0, edges[:, 0]))).squeeze(1)
+        vectors = pos.index_select(0, edges[:, 0]) - (pos.index_select(0, edges[:, 1]) + shifts)
+        lengths = torch.linalg.norm(vectors, dim=1)
+        unit = vectors / lengths[:, None]
+        und_lengths = lengths.index_select(0, batch.und2dir)
+        rbf = self.bond_basis_expansion
+        bond_bases_ag = rbf.rbf_expansion_ag(und_lengths)
+        bond_bases_bg = rbf.rbf_expansion_bg(und_lengths)
+
+        atom_feas = self.atom_embedding(batch.numbers - 1)
+        if self.fidelity_embedding is not None:
+            atom_feas = atom_feas + self.fidelity_embedding(f_atom)
+        bond_feas = self.bond_embedding(bond_bases_ag)
+        bond_weights_ag = self.bond_weights_ag(bond_bases_ag)
+        bond_weights_bg = self.bond_weights_bg(bond_bases_bg)
+
+        angles = batch.angles
+        has_angles = len(angles) > 0
+        if has_angles:
+            cosine = (unit.index_select(0, angles[:, 1]) * unit.index_select(0, angles[:, 2])).sum(1) * (1 - 1e-6)
+            angle_feas = self.angle_embedding(self.angle_basis_expansion.fourier_expansion(torch.acos(cosine)))
+            bond_graph = torch.stack(
+                [angles[:, 0], batch.dir2und.index_select(0, angles[:, 1]), batch.dir2und.index_select(0, angles[:, 2])], 1
+            )
+
+        out: dict[str, Tensor] = {}
+        n_conv = self.config.n_conv
+        for idx in range(n_conv - 1):
+            atom_feas = self.atom_conv_layers[idx](atom_feas, bond_feas, bond_weights_ag, edges, batch.dir2und, f_edge)
+            if has_angles:
+                bond_feas = self.bond_conv_layers[idx](atom_feas, bond_feas, bond_weights_bg, angle_feas, bond_graph, f_angle)
+                angle_feas = self.angle_layers[idx](atom_feas, bond_feas, angle_feas, bond_graph, f_angle)
+            if idx == n_conv - 2 and want_magmom:
+                out["magmoms"] = torch.abs(self.site_wise(atom_feas)).view(-1)
+        atom_feas = self.atom_conv_layers[-1](atom_feas, bond_feas, bond_weights_ag, edges, batch.dir2und, f_edge)
+        if self.readout_norm is not None:
+            atom_feas = self.readout_norm(atom_feas)
+
+        site_energies = self._readout(atom_feas, f_atom)
+        n_struct = batch.n_structures
+        energy = site_energies.new_zeros(n_struct).index_add_(0, owner, site_energies)
+        comp_copy = copy_index(f_atom, self.composition.weight.shape[0])
+        energy = energy + self.composition(batch.numbers, comp_copy, owner, n_struct).to(energy.dtype)
+        out["energy"] = energy
+        return out
+
+    def _readout(self, atom_feas: Tensor, f_atom) -> Tensor:
+        """Site energies (eV) from the readout MLP of each atom's fidelity."""
+        if len(self.readouts) == 1:
+            return self.readouts[0](atom_feas).view(-1)
+        if isinstance(f_atom, int):
+            return self.readouts[f_atom](atom_feas).view(-1)
+        site = atom_feas.new_zeros(len(atom_feas))
+        for f in torch.unique(f_atom).tolist():
+            rows = torch.nonzero(f_atom == f).view(-1)
+            site = site.index_put((rows,), self.readouts[f](atom_feas.index_select(0, rows)).view(-1))
+        return site
+
+    # ------------------------------------------------------------------ convenience
+    def graph(self, atoms, fidelity: str | int | None = None):
+        """Graph of one ``ase.Atoms`` at a fidelity (name, index, or None for the highest)."""
+        return graph_from_atoms(
+            atoms, cutoff=self.config.cutoff, bond_cutoff=self.config.bond_cutoff, fidelity=self.fidelities.index(fidelity)
+        )
+
+    def predict(self, atoms_list: Sequence, fidelity: str | int | None = None, task: str = "efsm", batch_size: int = 16) -> list[dict[str, np.ndarray]]:
+        """Predictions for many structures, batched; one dict of numpy arrays per structure."""
+        self.eval()
+        results: list[dict[str, np.ndarray]] = []
+        for start in range(0, len(atoms_list), batch_size):
+            chunk = atoms_list[start : start + batch_size]
+            batch = collate([self.graph(a, fidelity) for a in chunk]).to(self.device)
+            out = self(batch, task=task, create_graph=False)
+            results.extend(split_predictions(out, batch))
+        return results
+
+    def fit_composition(self, structures, energies: Sequence[float], fidelity: str | int | None = None) -> np.ndarray:
+        """Fit the composition model of one fidelity: least squares of total energies (eV) on element counts.
+
+        structures: ase.Atoms, pymatgen Structures or atomic-number lists. Returns the weights (eV/atom by Z-1).
+        """
+        numbers = [_atomic_numbers(s) for s in structures]
+        copy = copy_index(self.fidelities.index(fidelity), self.composition.weight.shape[0])
+        return self.composition.fit(numbers, energies, copy=copy)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_chgnet(cls, name: str = "0.3.0", fidelities: Sequence[str] = ("pbe_u", "r2scan"), modules: str = "EMRC") -> MFCHGNet:
+        """Warm start from a pretrained CHGNet inside the chgnet wheel ("0.3.0", "0.2.0" or "r2scan").
+
+        Every shared weight is copied; fidelity embeddings and W_F start at zero, each readout and
+        composition copy is the pretrained one, so every fidelity reproduces the pretrained CHGNet.
+        """
+        if name not in CHGNET_PRETRAINED:
+            raise ValueError(f"unknown pretrained CHGNet {name!r}; choose from {CHGNET_PRETRAINED}")
+        from chgnet.model import CHGNet
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            ref = CHGNet.load(model_name=name, use_device="cpu", verbose=False)
+        args = ref.model_args
+        if not args.get("mlp_first", True) or not args.get("update_bond", True) or not args.get("update_angle", True):
+            raise ValueError(f"CHGNet {name} uses an architecture variant MF-CHGNet does not implement")
+        config = MFConfig(
+            fidelities=tuple(fidelities), modules=modules,
+            atom_fea_dim=args["atom_fea_dim"], bond_fea_dim=args["bond_fea_dim"], angle_fea_dim=args["angle_fea_dim"],
+            num_radial=args["num_radial"], num_angular=args["num_angular"], n_conv=args["n_conv"],
+            atom_conv_hidden_dim=args["atom_conv_hidden_dim"], bond_conv_hidden_dim=args["bond_conv_hidden_dim"],
+            angle_layer_hidden_dim=args["angle_layer_hidden_dim"], mlp_hidden_dims=tuple(args["mlp_hidden_dims"]),
+            cutoff=float(args["atom_graph_cutoff"]), bond_cutoff=float(args["bond_graph_cutoff"]),
+            cutoff_coeff=args["cutoff_coeff"], learnable_rbf=args["learnable_rbf"], gmlp_norm=args["gMLP_norm"],
+            readout_norm=args["readout_norm"], activation=args["non_linearity"], mlp_out_bias=args.get("mlp_out_bias", False),
+        )
+        model = cls(config)
+        model.load_chgnet_state(ref.state_dict())
+        model.metadata = {"init": f"chgnet-{name}", "description": f"warm start of pretrained CHGNet {name}, no MF training"}
+        return model
+
+    @torch.no_grad()
+    def load_chgnet_state(self, chgnet_state: dict[str, Tensor]) -> None:
+        """Copy a chgnet ``CHGNet`` state dict into every fidelity copy of this model."""
+        own = self.state_dict()
+        mapped = {}
+        for key, value in chgnet_state.items():
+            if key.startswith("mlp."):
+                for k in range(len(self.readouts)):
+                    mapped[f"readouts.{k}.{key[4:]}"] = value
+            elif key == "composition_model.fc.weight":
+                mapped["composition.weight"] = value.reshape(1, -1).expand_as(own["composition.weight"]).clone()
+            else:
+                mapped[key] = value
+        missing = [k for k in own if k not in mapped and ".fidelity_gate." not in k and not k.startswith("fidelity_embedding.")]
+        unexpected = [k for k in mapped if k not in own]
+        if missing or unexpected:
+            raise ValueError(f"chgnet weights do not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        self.load_state_dict(mapped, strict=False)
+
+    def save(self, path) -> None:
+        """Save as a folder: config.json (format version, fidelities, modules, sizes) + weights.pt."""
+        from mf_calc.model.io import save_model
+
+        save_model(self, path)
+
+    @classmethod
+    def load(cls, path) -> MFCHGNet:
+        """Load a model folder written by ``save`` (weights read with ``weights_only=True``)."""
+        from mf_calc.model.io import load_model_dir
+
+        return load_model_dir(path)
+
+
+def split_predictions(out: dict[str, Tensor], batch: Batch) -> list[dict[str, np.ndarray]]:
+    """Split batched model output into one dict of numpy arrays per structure."""
+    n_atoms = batch.n_atoms.tolist()
+    per_struct = [{} for _ in n_atoms]
+    for key, value in out.items():
+        value = value.detach().cpu().numpy()
+        parts = np.split(value, np.cumsum(n_atoms)[:-1]) if key in ("forces", "magmoms") else list(value)
+        for d, part in zip(per_struct, parts):
+            d[key] = part
+    return per_struct
+
+
+def _atomic_numbers(structure) -> np.ndarray:
+    if hasattr(structure, "numbers"):  # ase.Atoms
+        return np.asarray(structure.numbers)
+    if hasattr(structure, "atomic_numbers"):  # pymatgen Structure
+        return np.asarray(structure.atomic_numbers)
+    return np.asarray(structure, dtype=np.int64)
