@@ -13,6 +13,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from mf_calc.model.graph import collate
 from mf_calc.model.mfchgnet import MFCHGNet
+from mf_calc.model.neighbors import NeighborCache
 
 
 class MFCalculator(Calculator):
@@ -21,12 +22,18 @@ class MFCalculator(Calculator):
     model: an ``MFCHGNet``, a model folder, or a shipped model name (see ``mf_calc.available_models``);
     None loads the default model. fidelity: name or index; None means the highest (last) fidelity.
     An unknown fidelity raises ValueError listing the known names. Changing ``calc.fidelity``
-    clears cached results. Stress is computed only when asked for.
+    clears cached results.
+
+    Speed: the neighbour search is reused between steps with a Verlet ``skin`` (Å; 0 disables it)
+    and gives the same graph as a fresh search; forces and stress come from one backward pass
+    without second-order graphs. Stress is computed only when asked for; once a caller has asked
+    for it (a cell filter, NPT), it is computed in the same pass as the forces, since ASE asks
+    for the two separately and would otherwise run the model twice.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress", "magmoms"]
 
-    def __init__(self, model: MFCHGNet | str | None = None, fidelity: str | int | None = None, device: str = "cpu", **kwargs):
+    def __init__(self, model: MFCHGNet | str | None = None, fidelity: str | int | None = None, device: str = "cpu", skin: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(model, MFCHGNet):
             from mf_calc.hub import load_model
@@ -36,6 +43,8 @@ class MFCalculator(Calculator):
         for p in self.model.parameters():
             p.requires_grad_(False)
         self._fidelity = self.model.fidelities.index(fidelity)
+        self.neighbors = NeighborCache(self.model.config.cutoff, self.model.config.bond_cutoff, skin)
+        self._stress_wanted = False
 
     @property
     def fidelity(self) -> str:
@@ -51,12 +60,15 @@ class MFCalculator(Calculator):
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
+        self._stress_wanted |= "stress" in properties
         task = "em"
         if "forces" in properties:
             task += "f"
-        if "stress" in properties:
+        if "stress" in properties or (self._stress_wanted and "forces" in properties and self.atoms.pbc.all()):
             task += "s"
-        batch = collate([self.model.graph(self.atoms, self._fidelity)], dtype=self.model.dtype).to(self.model.device)
+        a = self.atoms
+        graph = self.neighbors.graph(a.numbers, a.positions, a.cell.array, a.pbc, self._fidelity)
+        batch = collate([graph], dtype=self.model.dtype).to(self.model.device)
         out = self.model(batch, task=task, create_graph=False)
         energy = float(out["energy"].detach()[0])
         self.results = {"energy": energy, "free_energy": energy, "magmoms": _np(out["magmoms"])}

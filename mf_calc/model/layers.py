@@ -15,40 +15,58 @@ from torch import Tensor, nn
 from mf_calc.model.fidelity import FidelityBias
 
 
-def _mlp_with_input_bias(mlp: MLP, x: Tensor, bias: Tensor | None) -> Tensor:
-    """chgnet MLP forward with ``bias`` added to the output of its first linear layer."""
-    if bias is None:
-        return mlp(x)
-    added = False
-    for layer in mlp.layers:
-        x = layer(x)
-        if not added and isinstance(layer, nn.Linear):
-            x = x + bias
-            added = True
-    return x
-
-
 class FidelityGate(nn.Module):
     """The per-fidelity biases of one gated MLP (core path and gate path)."""
 
     def __init__(self, n_fidelities: int, gmlp: GatedMLP):
         super().__init__()
-        hidden = _first_linear(gmlp.mlp_core).out_features
+        hidden = _first_linear(gmlp.mlp_core)[1].out_features
         self.core = FidelityBias(n_fidelities, hidden)
         self.gate = FidelityBias(n_fidelities, hidden)
 
 
-def _first_linear(mlp: MLP) -> nn.Linear:
-    return next(layer for layer in mlp.layers if isinstance(layer, nn.Linear))
+def _first_linear(mlp: MLP) -> tuple[int, nn.Linear]:
+    for k, layer in enumerate(mlp.layers):
+        if isinstance(layer, nn.Linear):
+            return k, layer
+        if not (isinstance(layer, nn.Dropout) and layer.p == 0):
+            raise NotImplementedError("MF-CHGNet supports gated MLPs without input dropout only")
+    raise ValueError("MLP without a linear layer")
 
 
-def gated_mlp(gmlp: GatedMLP, x: Tensor, fgate: FidelityGate | None, fidelity) -> Tensor:
-    """GatedMLP forward, fidelity-dependent when ``fgate`` is given (same maths as chgnet's)."""
-    core_bias = gate_bias = None
+Parts = list[tuple[Tensor, Tensor | None]]
+
+
+def gated_mlp(gmlp: GatedMLP, parts: Parts, fgate: FidelityGate | None, fidelity) -> Tensor:
+    """chgnet's GatedMLP applied to the row-wise concatenation of ``parts``, fidelity-dependent
+    when ``fgate`` is given.
+
+    parts: (features, row index) pairs in concatenation order; row r of the input is
+    cat_k features_k[index_k[r]] (index None: features_k is already per row). The first linear
+    layer is applied per part before gathering (W [a; b] = W_a a + W_b b) with the core and gate
+    weights fused into one matrix: the same maths as chgnet, on far fewer rows.
+    """
+    k_core, lin_core = _first_linear(gmlp.mlp_core)
+    k_gate, lin_gate = _first_linear(gmlp.mlp_gate)
+    hidden = lin_core.out_features
+    weight = torch.cat([lin_core.weight, lin_gate.weight], 0)
+    out, col = None, 0
+    for features, index in parts:
+        width = features.shape[1]
+        proj = features @ weight[:, col : col + width].T
+        col += width
+        if index is not None:
+            proj = proj.index_select(0, index)
+        out = proj if out is None else out + proj
+    core = out[:, :hidden] + lin_core.bias
+    gate = out[:, hidden:] + lin_gate.bias
     if fgate is not None:
-        core_bias, gate_bias = fgate.core(fidelity), fgate.gate(fidelity)
-    core = _mlp_with_input_bias(gmlp.mlp_core, x, core_bias)
-    gate = _mlp_with_input_bias(gmlp.mlp_gate, x, gate_bias)
+        core = core + fgate.core(fidelity)
+        gate = gate + fgate.gate(fidelity)
+    for layer in gmlp.mlp_core.layers[k_core + 1 :]:
+        core = layer(core)
+    for layer in gmlp.mlp_gate.layers[k_gate + 1 :]:
+        gate = layer(gate)
     if gmlp.norm is not None:
         core, gate = gmlp.bn1(core), gmlp.bn2(gate)
     return gmlp.activation(core) * gmlp.sigmoid(gate)
@@ -75,24 +93,16 @@ class MFAtomConv(AtomConv):
         self.fidelity_gate = FidelityGate(n_fidelities, self.twoBody_atom) if fidelity_messages else None
 
     def forward(self, atom_feas, bond_feas, bond_weights, edges, dir2und, fidelity) -> Tensor:
-        bonds = bond_feas.index_select(0, dir2und)
-        messages = torch.cat([atom_feas.index_select(0, edges[:, 0]), bonds, atom_feas.index_select(0, edges[:, 1])], dim=1)
-        messages = gated_mlp(self.twoBody_atom, messages, self.fidelity_gate, fidelity)
+        parts = [(atom_feas, edges[:, 0]), (bond_feas, dir2und), (atom_feas, edges[:, 1])]
+        messages = gated_mlp(self.twoBody_atom, parts, self.fidelity_gate, fidelity)
         messages = messages * bond_weights.index_select(0, dir2und)
         new = _scatter_sum(messages, edges[:, 0], len(atom_feas))
         return _finish(self, new, atom_feas, self.atom_norm)
 
 
-def _angle_inputs(atom_feas, bond_feas, angle_feas, bond_graph) -> Tensor:
-    return torch.cat(
-        [
-            bond_feas.index_select(0, bond_graph[:, 1]),
-            bond_feas.index_select(0, bond_graph[:, 2]),
-            angle_feas,
-            atom_feas.index_select(0, bond_graph[:, 0]),
-        ],
-        dim=1,
-    )
+def _angle_inputs(atom_feas, bond_feas, angle_feas, bond_graph) -> Parts:
+    """Input parts of BondConv and AngleUpdate, in chgnet's order: bond a, bond b, angle, centre atom."""
+    return [(bond_feas, bond_graph[:, 1]), (bond_feas, bond_graph[:, 2]), (angle_feas, None), (atom_feas, bond_graph[:, 0])]
 
 
 class MFBondConv(BondConv):

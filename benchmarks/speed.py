@@ -1,0 +1,157 @@
+"""Speed of MFCalculator vs chgnet's CHGNetCalculator on the same weights (CHGNet 0.3.0), in one run.
+
+For 56- and 224-atom LMFP cells: single-point energy+forces+stress+magmoms, forces only, NVT
+(Nose-Hoover chain) and NPT (MTK, anisotropic) MD steps/s, peak memory (max RSS of a fresh
+process per case), and the largest difference between the two calculators' results.
+
+    python benchmarks/speed.py [--steps 200] [--threads 2] [--out benchmarks/results/speed.md]
+
+Quote the ratios (ours / chgnet), which are measured in the same run on the same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import multiprocessing as mp
+import platform
+import resource
+import time
+
+import numpy as np
+
+CELLS = {56: (1, 1, 2), 224: (2, 2, 2)}
+
+
+def _make_calc(kind: str):
+    if kind == "chgnet":
+        from chgnet.model import CHGNet
+        from chgnet.model.dynamics import CHGNetCalculator
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            return CHGNetCalculator(CHGNet.load(model_name="0.3.0", use_device="cpu", verbose=False), use_device="cpu")
+    from mf_calc import MFCalculator, load_model
+
+    return MFCalculator(load_model("chgnet-0.3.0"))
+
+
+def _atoms(n_atoms: int):
+    from mf_calc import lmfp
+
+    atoms = lmfp(x_li=1.0, y_mn=0.5, supercell=CELLS[n_atoms], seed=0)
+    atoms.rattle(0.02, seed=1)
+    return atoms
+
+
+def _case(kind: str, n_atoms: int, steps: int, threads: int, queue) -> None:
+    import torch
+    from ase import units
+    from ase.calculators.calculator import all_changes
+    from ase.md.nose_hoover_chain import MTKNPT, NoseHooverChainNVT
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+    torch.set_num_threads(threads)
+    calc = _make_calc(kind)
+    atoms = _atoms(n_atoms)
+    res = {}
+
+    def per_call(props, reps):
+        calc.calculate(atoms, props, all_changes)  # warm-up
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            atoms.positions[0, 0] += 1e-4
+            calc.calculate(atoms, props, all_changes)
+        return (time.perf_counter() - t0) / reps
+
+    reps = 10 if n_atoms < 100 else 4
+    res["efsm_s"] = per_call(["energy", "forces", "stress", "magmoms"], reps)
+    res["pred"] = {k: np.array(calc.results[k]) for k in ("energy", "forces", "stress", "magmoms")}
+    res["f_s"] = per_call(["forces"], reps)
+
+    for name, make in {
+        "nvt": lambda a: NoseHooverChainNVT(a, 1 * units.fs, temperature_K=300, tdamp=100 * units.fs),
+        "npt": lambda a: MTKNPT(a, 1 * units.fs, temperature_K=300, pressure_au=0.0, tdamp=100 * units.fs, pdamp=1000 * units.fs),
+    }.items():
+        md_atoms = _atoms(n_atoms)
+        md_atoms.calc = _make_calc(kind)
+        MaxwellBoltzmannDistribution(md_atoms, temperature_K=300, rng=np.random.default_rng(0))
+        dyn = make(md_atoms)
+        dyn.run(3)  # warm-up
+        t0 = time.perf_counter()
+        dyn.run(steps)
+        res[f"{name}_steps_per_s"] = steps / (time.perf_counter() - t0)
+    res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    queue.put(res)
+
+
+def _voigt(stress):
+    from ase.stress import full_3x3_to_voigt_6_stress
+
+    stress = np.asarray(stress)
+    return full_3x3_to_voigt_6_stress(stress) if stress.shape == (3, 3) else stress
+
+
+def run_case(kind, n_atoms, steps, threads):
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_case, args=(kind, n_atoms, steps, threads, queue))
+    proc.start()
+    res = queue.get()
+    proc.join()
+    summary = {k: round(v, 4) for k, v in res.items() if isinstance(v, float)}
+    print(f"[{kind} {n_atoms} atoms] {summary}", flush=True)
+    return res
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=200, help="MD steps per integrator (default 200)")
+    parser.add_argument("--steps-large", type=int, default=None, help="MD steps for 224 atoms (default: --steps)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[56, 224])
+    parser.add_argument("--out", default="benchmarks/results/speed.md")
+    args = parser.parse_args(argv)
+
+    rows = []
+    for n in args.sizes:
+        steps = args.steps if n < 100 else (args.steps_large or args.steps)
+        ours, ref = run_case("ours", n, steps, args.threads), run_case("chgnet", n, steps, args.threads)
+        diff = {
+            "energy (eV/atom)": abs(ours["pred"]["energy"] - ref["pred"]["energy"]) / n,
+            "forces (eV/Å)": np.abs(ours["pred"]["forces"] - ref["pred"]["forces"]).max(),
+            "stress (eV/Å³)": np.abs(_voigt(ours["pred"]["stress"]) - _voigt(ref["pred"]["stress"])).max(),
+            "magmoms (μB)": np.abs(ours["pred"]["magmoms"] - ref["pred"]["magmoms"]).max(),
+        }
+        rows.append((n, steps, ours, ref, diff))
+
+    lines = [
+        "# MFCalculator vs CHGNetCalculator (same CHGNet 0.3.0 weights)",
+        "",
+        f"Machine: {platform.processor() or platform.machine()}, torch threads = {args.threads}; "
+        f"command: `python benchmarks/speed.py --steps {args.steps}"
+        + (f" --steps-large {args.steps_large}" if args.steps_large else "") + f" --threads {args.threads}`.",
+        "Ratios are ours/chgnet speed from the same run (higher is better).",
+        "",
+        "| atoms | metric | chgnet | mf_calc | speed-up |",
+        "|---|---|---|---|---|",
+    ]
+    for n, steps, ours, ref, diff in rows:
+        for key, label, inverse in [
+            ("efsm_s", "single point e+f+s+m (s/call)", True),
+            ("f_s", "forces only (s/call)", True),
+            ("nvt_steps_per_s", f"NVT MD, {steps} steps (steps/s)", False),
+            ("npt_steps_per_s", f"NPT MD (MTK, anisotropic), {steps} steps (steps/s)", False),
+            ("peak_rss_mb", "peak memory, whole process (MB)", True),
+        ]:
+            ratio = ref[key] / ours[key] if inverse else ours[key] / ref[key]
+            lines.append(f"| {n} | {label} | {ref[key]:.4g} | {ours[key]:.4g} | {ratio:.2f}× |")
+        lines.append(f"| {n} | max difference of results | " + ", ".join(f"{k}: {v:.1e}" for k, v in diff.items()) + " | | |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    with open(args.out, "w") as fh:
+        fh.write(text)
+
+
+if __name__ == "__main__":
+    main()
