@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -29,14 +31,16 @@ def _sha256(path: Path) -> str:
 
 
 def save_model(model, path) -> Path:
-    """Write ``model`` to folder ``path`` (created if needed). Returns the folder."""
+    """Write ``model`` to folder ``path``. Returns the folder.
+
+    The folder is written under a temporary name and then swapped in, so an interrupted save
+    never leaves a config.json that does not match its weights.
+    """
     folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
-    weights = folder / WEIGHTS_FILE
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    tmp = weights.with_suffix(".pt.tmp")
-    torch.save(state, tmp)
-    tmp.replace(weights)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    weights = tmp / WEIGHTS_FILE
+    torch.save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, weights)
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -45,7 +49,15 @@ def save_model(model, path) -> Path:
         "weights_file": WEIGHTS_FILE,
         "weights_sha256": _sha256(weights),
     }
-    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    if folder.exists():
+        old = folder.with_name(f".{folder.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        folder.replace(old)
+        tmp.replace(folder)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.replace(folder)
     return folder
 
 

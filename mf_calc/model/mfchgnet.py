@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
@@ -253,13 +253,17 @@ class MFCHGNet(nn.Module):
 
     def predict(self, atoms_list: Sequence, fidelity: str | int | None = None, task: str = "efsm", batch_size: int = 16) -> list[dict[str, np.ndarray]]:
         """Predictions for many structures, batched; one dict of numpy arrays per structure."""
+        was_training = self.training
         self.eval()
         results: list[dict[str, np.ndarray]] = []
-        for start in range(0, len(atoms_list), batch_size):
-            chunk = atoms_list[start : start + batch_size]
-            batch = collate([self.graph(a, fidelity) for a in chunk]).to(self.device)
-            out = self(batch, task=task, create_graph=False)
-            results.extend(split_predictions(out, batch))
+        try:
+            for start in range(0, len(atoms_list), batch_size):
+                chunk = atoms_list[start : start + batch_size]
+                batch = collate([self.graph(a, fidelity) for a in chunk], dtype=self.dtype).to(self.device)
+                out = self(batch, task=task, create_graph=False)
+                results.extend(split_predictions(out, batch))
+        finally:
+            self.train(was_training)
         return results
 
     def fit_composition(self, structures, energies: Sequence[float], fidelity: str | int | None = None) -> np.ndarray:

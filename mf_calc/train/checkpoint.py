@@ -1,0 +1,81 @@
+"""Run files, each written atomically (temporary file + rename) so an interrupted write never leaves
+a broken file: ``checkpoint.pt`` (everything to resume), ``history.json`` and ``metrics.csv``.
+
+Checkpoints hold only tensors, numbers, strings, lists and dicts, and are read with
+``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+
+import torch
+
+CHECKPOINT = "checkpoint.pt"
+HISTORY = "history.json"
+METRICS_CSV = "metrics.csv"
+FORMAT = "mf_calc.train.checkpoint"
+FORMAT_VERSION = 1
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        write(fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def save_checkpoint(out_dir: Path, state: dict) -> None:
+    _atomic_write(Path(out_dir) / CHECKPOINT, lambda fh: torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **state}, fh))
+
+
+def load_checkpoint(out_dir: Path) -> dict | None:
+    """The checkpoint in ``out_dir``, or None when there is none."""
+    path = Path(out_dir) / CHECKPOINT
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("format") != FORMAT or state.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: not a checkpoint of this mf_calc version")
+    return state
+
+
+def _flat(row: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in row.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}/"))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def json_safe(value):
+    """NaN/inf → None, so history.json is strict JSON."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_history(out_dir: Path, history: list[dict]) -> None:
+    """history.json (one dict per epoch) and metrics.csv (the same, flattened: ``val/<fidelity>/e_mae``)."""
+    out_dir = Path(out_dir)
+    _atomic_write(out_dir / HISTORY, lambda fh: fh.write((json.dumps(json_safe(history), indent=1) + "\n").encode()))
+    rows = [_flat(r) for r in history]
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    _atomic_write(out_dir / METRICS_CSV, lambda fh: fh.write(text.getvalue().encode()))

@@ -1,0 +1,142 @@
+"""``mf-calc train`` and ``mf-calc evaluate``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from mf_calc.train.config import INITS, TrainConfig, read_mapping
+from mf_calc.train.model_setup import PARTS
+
+DATA_HELP = """\
+Data and units: extended XYZ (*.xyz/*.extxyz, optionally .gz/.bz2/.xz), ASE database (*.db),
+vasprun*.xml or OUTCAR*, read with mf_calc.data.read_frames. Labels in ASE units: total energy eV,
+forces eV/Å, stress eV/Å³ (ASE sign, Voigt xx yy zz yz xz xy), magmoms μB. Missing labels are
+left out of the loss and the metrics, never taken as zero. Reported errors: energy meV/atom,
+forces meV/Å, stress GPa, magmoms μB (MAE and RMSE over the frames having the label)."""
+
+TRAIN_EPILOG = DATA_HELP + """
+
+Fidelity order of the model (lowest first, highest last): --fidelities if given, else the order in
+which fidelities first appear in the --data arguments; list the low-fidelity data first.
+Files written to --out: train_config.json, checkpoint.pt (each epoch), history.json, metrics.csv,
+best/ (best validation score on the highest fidelity) and final/ (model folders for MFCHGNet.load).
+Several processes: torchrun --nproc_per_node N -m mf_calc.cli train ... (--batch-size is per process)."""
+
+
+def register(sub) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser("train", help="train a multi-fidelity model on labelled DFT frames",
+                       description="Train MF-CHGNet (defaults: paper Table 1).", epilog=TRAIN_EPILOG, formatter_class=fmt)
+    p.add_argument("--data", action="append", required=True, metavar="FILE[:FIDELITY]",
+                   help="labelled frames; FIDELITY names their level of theory (else the frames' 'fidelity' info key); repeatable")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--config", help="JSON or YAML file of training options (TrainConfig fields); flags override it")
+    p.add_argument("--init", choices=INITS, help="start from random weights or a pretrained CHGNet (default scratch)")
+    p.add_argument("--modules", help="fidelity-dependent modules, letters of EMRC; '' = plain CHGNet (default EMRC)")
+    p.add_argument("--fidelities", help="comma-separated model fidelities, lowest first")
+    p.add_argument("--freeze", help=f"comma-separated model parts not trained, of: {', '.join(PARTS)}")
+    p.add_argument("--targets", help="trained targets, letters of efsm (default efsm)")
+    p.add_argument("--epochs", type=int, help="default 60")
+    p.add_argument("--batch-size", type=int, help="structures per step and process (default 4)")
+    p.add_argument("--lr", type=float, help="peak learning rate of the cosine schedule (default 0.005)")
+    p.add_argument("--seed", type=int, help="seed of initialisation, split and shuffling (default 0)")
+    p.add_argument("--val-fraction", type=float, help="validation share of each fidelity's frames (default 0.1)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default auto")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out (same options)")
+    p.set_defaults(func=run_train)
+
+    e = sub.add_parser("evaluate", help="errors of a model on labelled frames", epilog=DATA_HELP, formatter_class=fmt)
+    e.add_argument("model", metavar="MODEL", help="model folder (config.json + weights.pt) or shipped model name")
+    e.add_argument("--data", required=True, metavar="FILE", help="labelled frames")
+    e.add_argument("--fidelity", required=True, help="model fidelity to predict at; the labels are taken as this fidelity")
+    e.add_argument("--json", metavar="OUT", help="also write the errors to this JSON file")
+    e.add_argument("--batch-size", type=int, default=16, help="structures per forward pass (default 16)")
+    e.set_defaults(func=run_evaluate)
+
+
+def _split_list(text: str | None):
+    return None if text is None else tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def train_config(args) -> TrainConfig:
+    """TrainConfig from defaults < --config file < flags given on the command line."""
+    values = read_mapping(args.config) if args.config else {}
+    flags = {"init": args.init, "modules": args.modules, "fidelities": _split_list(args.fidelities),
+             "freeze": _split_list(args.freeze), "targets": args.targets, "epochs": args.epochs,
+             "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "val_fraction": args.val_fraction,
+             "device": args.device}
+    values.update({k: v for k, v in flags.items() if v is not None})
+    if args.no_progress:
+        values["progress"] = False
+    return TrainConfig.from_dict(values)
+
+
+def read_data(specs: list[str]):
+    """FrameDataset of ``FILE[:FIDELITY]`` specs (a spec naming an existing file is a file alone)."""
+    from mf_calc.data import read_frames
+    from mf_calc.train.dataset import FrameDataset
+
+    frames = []
+    for spec in specs:
+        path, fidelity = spec, None
+        if not Path(spec).exists() and ":" in spec:
+            path, _, fidelity = spec.rpartition(":")
+        frames.extend(read_frames(path, fidelity=fidelity or None))
+    return FrameDataset(frames)
+
+
+def run_train(args) -> int:
+    from mf_calc.train.distributed import World
+
+    cfg = train_config(args)
+    data = read_data(args.data)
+    fidelities = cfg.fidelities or data.fidelity_names
+    data.check_fidelities(fidelities)
+    world = World.from_env(cfg.device)
+    try:
+        return _train(args, cfg, data, fidelities, world)
+    finally:
+        world.close()
+
+
+def _train(args, cfg, data, fidelities, world) -> int:
+    from mf_calc.train.metrics import format_report
+    from mf_calc.train.model_setup import build_model
+    from mf_calc.train.trainer import Trainer
+
+    say = print if world.is_main else (lambda *a, **k: None)
+    counts = ", ".join(f"{n}: {len(data.by_fidelity(n))}" for n in data.fidelity_names)
+    say(f"data: {len(data)} frames ({counts}); model fidelities (low → high): {list(fidelities)}")
+    train, val = data.split(cfg.val_fraction, cfg.seed)
+    model = build_model(cfg, fidelities)
+    trainer = Trainer(model, cfg, args.out, world=world)
+    say(f"model: init {cfg.init}, modules {cfg.modules or 'none'}, {sum(p.numel() for p in trainer.params)} trained "
+        f"parameters; {len(train)} train / {len(val)} validation frames; {world.size} process(es) on {world.device}")
+    history = trainer.fit(train, val, resume=args.resume)
+    last = history[-1] if history else {}
+    say(f"done: {len(history)} epochs, best epoch {trainer.best_epoch}; models in {args.out}/best and {args.out}/final")
+    if last.get("val"):
+        say("final-epoch validation errors:\n" + format_report(last["val"]))
+    return 0
+
+
+def run_evaluate(args) -> int:
+    from mf_calc.data import read_frames
+    from mf_calc.hub import load_model
+    from mf_calc.train.checkpoint import json_safe
+    from mf_calc.train.dataset import FrameDataset
+    from mf_calc.train.metrics import evaluate, format_report
+
+    model = load_model(args.model)
+    name = model.fidelities.name(args.fidelity)
+    data = FrameDataset(read_frames(args.data, fidelity=name))
+    report = evaluate(model, data.graphs(model), batch_size=args.batch_size)
+    print(f"{args.model} at fidelity {name} on {args.data} ({len(data)} frames)")
+    print(format_report(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(json_safe({"model": str(args.model), "fidelity": name, "data": str(args.data),
+                                                         "frames": len(data), "errors": report.get(name, {})}), indent=2) + "\n")
+    return 0

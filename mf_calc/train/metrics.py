@@ -1,0 +1,90 @@
+"""Validation errors per fidelity: MAE and RMSE over the frames that carry each label.
+
+Reported units: energy meV/atom, forces meV/Å (per component), stress GPa (per 3×3 component),
+magmoms μB; ``<t>_n`` counts labelled frames (e, s) or atoms (f, m). Sums are accumulated in one
+(n_fidelities, 4 targets, 4) tensor so that several processes can add theirs with a single all-reduce.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from mf_calc.train.dataset import ATOM_LEVEL, TARGETS, GraphSet, Labels
+from mf_calc.train.loss import in_label_units
+
+REPORT = {"e": ("energy", "meV/atom", 1000.0), "f": ("forces", "meV/Å", 1000.0), "s": ("stress", "GPa", 1.0),
+          "m": ("magmoms", "μB", 1.0)}
+
+
+class ErrorSums:
+    """Σ|err|, Σerr², labelled elements and labelled rows (frames or atoms) per fidelity and target."""
+
+    def __init__(self, n_fidelities: int, device=None):
+        self.sums = torch.zeros(n_fidelities, len(TARGETS), 4, dtype=torch.float64, device=device)
+
+    def add(self, pred: dict[str, Tensor], labels: Labels, structure_fidelity: Tensor, atom_owner: Tensor) -> None:
+        atom_fidelity = structure_fidelity.index_select(0, atom_owner)
+        for k, t in enumerate(TARGETS):
+            mask = labels.masks[t]
+            if t not in pred or not bool(mask.any()):
+                continue
+            err = (pred[t].detach()[mask] - labels.values[t][mask]).double() * REPORT[t][2]
+            err = err.reshape(len(err), -1)
+            rows = (atom_fidelity if t in ATOM_LEVEL else structure_fidelity)[mask]
+            per_row = torch.stack([err.abs().sum(1), err.square().sum(1), torch.full_like(err[:, 0], err.shape[1]),
+                                   torch.ones_like(err[:, 0])], 1)
+            self.sums[:, k].index_add_(0, rows, per_row)
+
+    def report(self, names: Sequence[str]) -> dict[str, dict[str, float]]:
+        """{fidelity: {"e_mae", "e_rmse", "e_n", ...}} for fidelities with any label; NaN where a label is absent."""
+        sums = self.sums.cpu().numpy()
+        out = {}
+        for f, name in enumerate(names):
+            if sums[f, :, 3].sum() == 0:
+                continue
+            row = {}
+            for k, t in enumerate(TARGETS):
+                abs_sum, sq_sum, n, rows = sums[f, k].tolist()
+                row[f"{t}_mae"] = abs_sum / n if n else float("nan")
+                row[f"{t}_rmse"] = math.sqrt(sq_sum / n) if n else float("nan")
+                row[f"{t}_n"] = int(rows)
+            out[name] = row
+        return out
+
+
+def accumulate_errors(model, graphs: GraphSet, indices: Sequence[int], targets: str, batch_size: int,
+                      sums: ErrorSums) -> ErrorSums:
+    """Add the model's errors on frames ``indices`` to ``sums`` (model in eval mode, no second-order graph)."""
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(indices), batch_size):
+            batch, labels = graphs.batch(indices[start : start + batch_size], model.dtype)
+            batch, labels = batch.to(model.device), labels.to(model.device)
+            out = model(batch, task=targets, create_graph=False)
+            sums.add(in_label_units(out), labels, batch.fidelity, batch.atom_owner)
+    finally:
+        model.train(was_training)
+    return sums
+
+
+def evaluate(model, graphs: GraphSet, targets: str = "efsm", batch_size: int = 16) -> dict[str, dict[str, float]]:
+    """MAE/RMSE per fidelity of ``model`` on all frames of ``graphs`` (single process)."""
+    sums = accumulate_errors(model, graphs, list(range(len(graphs))), targets, batch_size,
+                             ErrorSums(len(model.fidelities), model.device))
+    return sums.report(model.fidelities.names)
+
+
+def format_report(report: dict[str, dict[str, float]]) -> str:
+    """A text table of a per-fidelity report (targets without labels are left out)."""
+    lines = [f"{'fidelity':<12} {'target':<8} {'unit':<9} {'n':>7} {'MAE':>10} {'RMSE':>10}"]
+    for name, row in report.items():
+        for t in TARGETS:
+            if row[f"{t}_n"]:
+                label, unit, _ = REPORT[t]
+                lines.append(f"{name:<12} {label:<8} {unit:<9} {row[f'{t}_n']:>7} {row[f'{t}_mae']:>10.4g} {row[f'{t}_rmse']:>10.4g}")
+    return "\n".join(lines)
