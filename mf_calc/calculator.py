@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from mf_calc.model.graph import collate
@@ -60,6 +60,8 @@ class MFCalculator(Calculator):
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
+        if "stress" in properties and not self.atoms.pbc.all():
+            raise PropertyNotImplementedError("stress needs a fully periodic cell")
         self._stress_wanted |= "stress" in properties
         task = "em"
         if "forces" in properties:

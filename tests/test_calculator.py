@@ -109,3 +109,19 @@ def test_isolated_atom(warm_model):
     atoms = Atoms("Li2O", positions=[[0, 0, 0], [1.6, 0, 0], [10, 10, 10]], cell=[20, 20, 20], pbc=True)
     with pytest.raises(ValueError, match=r"isolated atom\(s\) \[2\]"):
         MFCalculator(warm_model).get_potential_energy(atoms)
+
+
+def test_non_periodic_cluster(warm_model):
+    from ase.calculators.calculator import PropertyNotImplementedError
+
+    from mf_calc import lmfp
+
+    cluster = lmfp(supercell=(1, 1, 1))[:12]
+    cluster.pbc = False
+    cluster.cell = [0, 0, 0]
+    cluster.center()
+    cluster.calc = MFCalculator(warm_model)
+    assert np.isfinite(cluster.get_potential_energy())
+    assert np.abs(cluster.get_forces().sum(axis=0)).max() < 1e-3  # no net force on an isolated cluster
+    with pytest.raises(PropertyNotImplementedError, match="periodic"):
+        cluster.get_stress()
