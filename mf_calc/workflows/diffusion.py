@@ -1,0 +1,445 @@
+"""Li diffusion: mean squared displacement (MSD), diffusion coefficients per axis, Arrhenius fit.
+
+Conventions
+-----------
+- Positions are **unwrapped** frame to frame from fractional displacements (minimum image), so the
+  analysis works on wrapped trajectories from any code too, provided no atom moves more than half a
+  cell between two frames (write frames every ≤ 50 fs). With a changing cell (NPT) each increment is
+  converted with the cell of the later frame.
+- **Drift removal** (``drift``): ``"framework"`` (default) subtracts the mass-weighted centre-of-mass
+  displacement of every atom that is *not* the diffusing species (the P-O-TM host lattice): Li
+  displacements are then measured relative to the host, which also removes the spurious lattice
+  drift stochastic thermostats give. ``"all"`` subtracts the centre of mass of the whole cell (zero
+  anyway for momentum-conserving integrators); ``None`` keeps raw displacements.
+- MSD(τ) is averaged over all atoms of the species and all time origins (τ up to
+  ``max_lag_fraction`` of the run, default 0.5). Per axis: MSD_x = ⟨Δx²⟩ etc. (x, y, z Cartesian; for the
+  Pnma cells built by ``mf_calc.lmfp`` x ∥ a, y ∥ b = [010], the Li channel, z ∥ c).
+- ``resolved[axis]`` is True when D > 2σ; unresolved values still enter the Arrhenius fit if D > 0, with
+  their (large) error as weight.
+- D from a linear fit MSD = 2 d D τ + c over τ ∈ [skip·τ_max, τ_max] (``skip`` = 0.2 drops the ballistic /
+  cage part): d = 3 for the total, d = 1 per axis. Error: the run is cut into ``n_blocks`` contiguous
+  blocks, D is fitted in each block over the same relative window, error = std/√n_blocks; when the run
+  is too short for blocks, the standard error of the regression slope is used (an under-estimate,
+  because MSD points are correlated). Units: Å²/ps and cm²/s (1 Å²/ps = 1e-4 cm²/s).
+- Arrhenius: ln D = ln D0 − Ea / (k_B T), weighted least squares in ln D (weights from D errors),
+  Ea in eV, D extrapolated to 300 K with a 1-σ interval. Temperatures where D ≤ 0 are excluded.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from mf_calc.workflows.io import read_frames
+
+KB_EV = 8.617333262e-5  # eV/K
+A2PS_TO_CM2S = 1e-4
+AXES = ("x", "y", "z")
+
+
+# ----------------------------------------------------------------------------- positions and times
+def unwrapped_positions(frames) -> np.ndarray:
+    """(n_frames, n_atoms, 3) Cartesian positions unwrapped through periodic boundaries (Å)."""
+    if len(frames) == 0:
+        raise ValueError("no frames")
+    n = len(frames[0])
+    out = np.empty((len(frames), n, 3))
+    out[0] = frames[0].get_positions()
+    prev = frames[0].get_scaled_positions(wrap=False)
+    for k in range(1, len(frames)):
+        if len(frames[k]) != n:
+            raise ValueError(f"frame {k} has {len(frames[k])} atoms, frame 0 has {n}")
+        s = frames[k].get_scaled_positions(wrap=False)
+        ds = s - prev
+        ds -= np.round(ds)
+        out[k] = out[k - 1] + ds @ np.asarray(frames[k].cell)
+        prev = s
+    return out
+
+
+def frame_times(frames, frame_interval_ps: float | None = None) -> np.ndarray:
+    """Times (ps) from ``info['md_time_ps']`` (written by ``run_md``) or a given frame interval."""
+    if frame_interval_ps is not None:
+        return np.arange(len(frames)) * float(frame_interval_ps)
+    if all("md_time_ps" in f.info for f in frames):
+        return np.array([float(f.info["md_time_ps"]) for f in frames])
+    raise ValueError("frames carry no 'md_time_ps'; give frame_interval_ps (time between frames, ps)")
+
+
+def _drift(positions, masses, mask_species, drift):
+    if drift is None or drift == "none":
+        return np.zeros((positions.shape[0], 1, 3))
+    if drift == "framework":
+        sel = ~mask_species
+        if not sel.any():
+            raise ValueError("drift='framework' needs atoms other than the diffusing species")
+    elif drift == "all":
+        sel = np.ones_like(mask_species)
+    else:
+        raise ValueError(f"drift must be 'framework', 'all' or None, got {drift!r}")
+    w = masses[sel] / masses[sel].sum()
+    com = np.einsum("fni,n->fi", positions[:, sel], w)
+    return (com - com[0])[:, None, :]
+
+
+def _msd_curve(r: np.ndarray, max_lag: int) -> np.ndarray:
+    """(max_lag+1, 3) per-axis MSD averaged over atoms and time origins; r: (F, N, 3)."""
+    out = np.zeros((max_lag + 1, 3))
+    for lag in range(1, max_lag + 1):
+        d = r[lag:] - r[:-lag]
+        out[lag] = (d * d).mean(axis=(0, 1))
+    return out
+
+
+def _fit_slope(t, y, with_error=False):
+    a = np.vstack([t, np.ones_like(t)]).T
+    coef, res, *_ = np.linalg.lstsq(a, y, rcond=None)
+    if not with_error:
+        return coef[0]
+    n = len(t)
+    resid = y - a @ coef
+    s2 = (resid @ resid) / max(n - 2, 1)
+    var = s2 / max(((t - t.mean()) ** 2).sum(), 1e-300)
+    return coef[0], math.sqrt(var)
+
+
+# ----------------------------------------------------------------------------- MSD and D
+def msd_analysis(
+    frames=None,
+    species: str = "Li",
+    frame_interval_ps: float | None = None,
+    drift: str | None = "framework",
+    skip: float = 0.2,
+    max_lag_fraction: float = 0.5,
+    n_blocks: int = 4,
+    positions: np.ndarray | None = None,
+    times_ps: np.ndarray | None = None,
+    symbols=None,
+    masses=None,
+) -> dict:
+    """MSD and diffusion coefficients of ``species`` (total and per axis).
+
+    frames: list of ase.Atoms (or a trajectory path). Alternatively give ``positions`` (F, N, 3,
+    already unwrapped, Å), ``times_ps`` and ``symbols`` (+ ``masses`` for drift removal).
+    Returns a dict with t_ps, msd / msd_x / msd_y / msd_z (Å²), D_A2_per_ps / D_cm2_per_s / D_err_*
+    dicts keyed "total", "x", "y", "z", the fit window, the error method and counts.
+    """
+    if isinstance(frames, (str, Path)):
+        frames = read_frames(frames)
+    if frames is not None:
+        positions = unwrapped_positions(frames)
+        times_ps = frame_times(frames, frame_interval_ps)
+        symbols = frames[0].get_chemical_symbols()
+        masses = frames[0].get_masses()
+    elif positions is None or symbols is None:
+        raise ValueError("give frames, or positions + times_ps + symbols")
+    elif times_ps is None:
+        if frame_interval_ps is None:
+            raise ValueError("give times_ps or frame_interval_ps")
+        times_ps = np.arange(len(positions)) * frame_interval_ps
+    positions = np.asarray(positions, dtype=float)
+    times_ps = np.asarray(times_ps, dtype=float)
+    symbols = np.asarray(symbols)
+    mask = symbols == species
+    if not mask.any():
+        raise ValueError(f"no {species} atoms in the trajectory")
+    n_frames = len(positions)
+    if n_frames < 8:
+        raise ValueError(f"need at least 8 frames for an MSD fit, got {n_frames}")
+    dt = np.diff(times_ps)
+    if not np.allclose(dt, dt[0], rtol=1e-3, atol=1e-9) or dt[0] <= 0:
+        raise ValueError("frames must be equally spaced in time (check for duplicated or missing frames)")
+    dt = float(dt[0])
+    if masses is None:
+        masses = np.ones(len(symbols))
+    r = positions - _drift(positions, np.asarray(masses, dtype=float), mask, drift)
+    r = r[:, mask]
+
+    max_lag = max(int((n_frames - 1) * max_lag_fraction), 4)
+    msd_xyz = _msd_curve(r, max_lag)
+    t = np.arange(max_lag + 1) * dt
+    lo = max(int(round(skip * max_lag)), 1)
+    window = slice(lo, max_lag + 1)
+
+    curves = {"total": msd_xyz.sum(axis=1), **{ax: msd_xyz[:, i] for i, ax in enumerate(AXES)}}
+    dims = {"total": 3, "x": 1, "y": 1, "z": 1}
+    D, D_err_reg = {}, {}
+    for key, y in curves.items():
+        slope, err = _fit_slope(t[window], y[window], with_error=True)
+        D[key] = slope / (2 * dims[key])
+        D_err_reg[key] = err / (2 * dims[key])
+
+    # block error estimate
+    block_len = n_frames // n_blocks if n_blocks > 1 else 0
+    blocks = []
+    if n_blocks > 1 and block_len >= 16:
+        b_lag = max(int((block_len - 1) * max_lag_fraction), 4)
+        b_lo = max(int(round(skip * b_lag)), 1)
+        tb = np.arange(b_lag + 1) * dt
+        for k in range(n_blocks):
+            seg = _msd_curve(r[k * block_len:(k + 1) * block_len], b_lag)
+            segc = {"total": seg.sum(axis=1), **{ax: seg[:, i] for i, ax in enumerate(AXES)}}
+            blocks.append({key: _fit_slope(tb[b_lo:], y[b_lo:]) / (2 * dims[key]) for key, y in segc.items()})
+        D_err = {key: float(np.std([b[key] for b in blocks], ddof=1) / math.sqrt(n_blocks)) for key in D}
+        err_method = f"std of {n_blocks} blocks / sqrt({n_blocks})"
+    else:
+        D_err = D_err_reg
+        err_method = "regression standard error (run too short for blocks)"
+
+    resolved = {k: bool(D[k] > 0 and D[k] > 2 * D_err[k]) for k in D}
+    return {
+        "species": species,
+        "n_atoms": int(mask.sum()),
+        "n_frames": n_frames,
+        "frame_interval_ps": dt,
+        "duration_ps": float(times_ps[-1] - times_ps[0]),
+        "drift": drift,
+        "t_ps": t,
+        "msd": curves["total"],
+        **{f"msd_{ax}": curves[ax] for ax in AXES},
+        "fit_window_ps": (float(t[lo]), float(t[max_lag])),
+        "D_A2_per_ps": {k: float(v) for k, v in D.items()},
+        "D_err_A2_per_ps": {k: float(v) for k, v in D_err.items()},
+        "D_cm2_per_s": {k: float(v) * A2PS_TO_CM2S for k, v in D.items()},
+        "D_err_cm2_per_s": {k: float(v) * A2PS_TO_CM2S for k, v in D_err.items()},
+        "D_blocks_A2_per_ps": blocks,
+        "resolved": resolved,
+        "error_method": err_method,
+    }
+
+
+# ----------------------------------------------------------------------------- Arrhenius
+def arrhenius_fit(temperatures_K, D_cm2_per_s, D_err=None, T_target_K: float = 300.0) -> dict:
+    """Fit ln D = ln D0 − Ea/(k_B T); returns Ea (eV) ± error, D0, D(T_target) (cm²/s) with 1-σ bounds.
+
+    Points with D ≤ 0 (no measurable diffusion) are excluded and listed. Weighted by 1/σ(ln D)² when
+    errors are given (σ(ln D) = D_err / D, floored at 5 %), else unweighted.
+    """
+    T = np.asarray(temperatures_K, dtype=float)
+    D = np.asarray(D_cm2_per_s, dtype=float)
+    keep = np.isfinite(D) & (D > 0)
+    excluded = [float(x) for x in T[~keep]]
+    T, D = T[keep], D[keep]
+    if len(T) < 2:
+        raise ValueError(f"Arrhenius fit needs >= 2 temperatures with D > 0; have {len(T)} (excluded: {excluded})")
+    x = 1.0 / (KB_EV * T)
+    y = np.log(D)
+    if D_err is not None:
+        err = np.asarray(D_err, dtype=float)[keep]
+        sig = np.maximum(np.where(np.isfinite(err), err, 0.0) / D, 0.05)
+    else:
+        sig = np.ones_like(D)
+    w = 1.0 / sig**2
+    A = np.vstack([np.ones_like(x), -x]).T  # y = lnD0 - Ea x
+    cov = np.linalg.inv(A.T @ (A * w[:, None]))
+    coef = cov @ (A.T @ (w * y))
+    resid = y - A @ coef
+    dof = len(T) - 2
+    if D_err is None or dof > 0:
+        # unweighted: scale by residual variance; weighted with dof>0: inflate if the scatter is larger
+        chi2 = float((w * resid**2).sum() / dof) if dof > 0 else 0.0
+        scale = chi2 if D_err is None else max(chi2, 1.0)
+        cov = cov * scale
+    ln_d0, ea = coef
+    xt = 1.0 / (KB_EV * T_target_K)
+    ln_dt = ln_d0 - ea * xt
+    var_t = cov[0, 0] + xt**2 * cov[1, 1] - 2 * xt * cov[0, 1]
+    s_t = math.sqrt(max(var_t, 0.0))
+    def _exp(v):  # no OverflowError for absurd extrapolations of noisy data
+        return float(np.exp(np.clip(v, -700.0, 700.0)))
+
+    return {
+        "temperatures_K": T.tolist(),
+        "D_cm2_per_s": D.tolist(),
+        "excluded_T_K": excluded,
+        "Ea_eV": float(ea),
+        "Ea_err_eV": float(math.sqrt(max(cov[1, 1], 0.0))),
+        "D0_cm2_per_s": _exp(ln_d0),
+        "T_target_K": float(T_target_K),
+        "D_target_cm2_per_s": _exp(ln_dt),
+        "D_target_range_cm2_per_s": (_exp(ln_dt - s_t), _exp(ln_dt + s_t)),
+        "n_points": int(len(T)),
+        "weighted": D_err is not None,
+    }
+
+
+# ----------------------------------------------------------------------------- plots
+def plot_msd(results: dict, png_path, title: str | None = None) -> str:
+    """MSD (total and x, y, z) vs time with the fitted lines; ``results`` maps a label (e.g. T) to
+    :func:`msd_analysis` output. Returns the PNG path."""
+    from mf_calc.workflows.plots import new_figure
+
+    n = len(results)
+    fig = new_figure(figsize=(4.2 * n, 3.6))
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    for ax, (label, r) in zip(axes, results.items()):
+        t = r["t_ps"]
+        for key, style, dim in (("total", "k-", 3), ("x", "C0-", 1), ("y", "C1-", 1), ("z", "C2-", 1)):
+            y = r["msd"] if key == "total" else r[f"msd_{key}"]
+            d = r["D_A2_per_ps"][key]
+            ax.plot(t, y, style, lw=1.2, label=f"{key}: D={r['D_cm2_per_s'][key]:.2e} cm²/s")
+            t0, t1 = r["fit_window_ps"]
+            tt = np.array([t0, t1])
+            sel = (t >= t0) & (t <= t1)
+            c = float(np.mean(y[sel] - 2 * dim * d * t[sel]))
+            ax.plot(tt, 2 * dim * d * tt + c, style[:2] + "-", lw=0.6, alpha=0.6)
+        ax.set_xlabel("lag time (ps)")
+        ax.set_ylabel(f"{r['species']} MSD (Å²)")
+        ax.set_title(str(label), fontsize=9)
+        ax.legend(fontsize=6)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=110)
+    return str(png_path)
+
+
+def plot_arrhenius(points: dict, fit: dict | None, png_path, title: str | None = None) -> str:
+    """ln D vs 1000/T per component (points: {"total": (T, D, err), "y": ...}) with the fit of "total"."""
+    from mf_calc.workflows.plots import new_figure
+
+    fig = new_figure(figsize=(5.2, 4.0))
+    ax = fig.subplots()
+    for k, (key, (T, D, err)) in enumerate(points.items()):
+        T, D, err = (np.asarray(v, dtype=float) for v in (T, D, err))
+        ok = D > 0
+        ax.errorbar(1000 / T[ok], D[ok], yerr=np.minimum(err[ok], 0.99 * D[ok]), fmt="o", color=f"C{k}",
+                    capsize=3, label=key)
+    if fit is not None:
+        T_all = np.array(fit["temperatures_K"] + [fit["T_target_K"]])
+        tt = np.linspace(T_all.min(), T_all.max(), 100)
+        ax.plot(1000 / tt, fit["D0_cm2_per_s"] * np.exp(-fit["Ea_eV"] / (KB_EV * tt)), "k--", lw=1,
+                label=f"fit: Ea = {fit['Ea_eV']:.3f} ± {fit['Ea_err_eV']:.3f} eV")
+        lo, hi = fit["D_target_range_cm2_per_s"]
+        ax.errorbar([1000 / fit["T_target_K"]], [fit["D_target_cm2_per_s"]],
+                    yerr=[[fit["D_target_cm2_per_s"] - lo], [hi - fit["D_target_cm2_per_s"]]], fmt="s", color="k",
+                    mfc="none", capsize=3, label=f"{fit['T_target_K']:.0f} K: {fit['D_target_cm2_per_s']:.2e} cm²/s")
+    ax.set_yscale("log")
+    ax.set_xlabel("1000 / T (1/K)")
+    ax.set_ylabel("D (cm²/s)")
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=110)
+    return str(png_path)
+
+
+# ----------------------------------------------------------------------------- workflow
+def li_diffusion(
+    atoms=None,
+    calc=None,
+    temperatures_K=(800.0, 1000.0, 1200.0),
+    steps: int = 5000,
+    equil_steps: int = 1000,
+    timestep_fs: float = 1.0,
+    loginterval: int = 10,
+    ensemble: str = "nvt",
+    method: str | None = "bussi",
+    out="diffusion",
+    trajectories=None,
+    frame_interval_ps: float | None = None,
+    species: str = "Li",
+    drift: str | None = "framework",
+    skip: float = 0.2,
+    n_blocks: int = 4,
+    T_target_K: float = 300.0,
+    seed: int = 0,
+    progress: bool = True,
+    plot: bool = True,
+    verbose: bool = True,
+) -> dict:
+    """Li diffusion at several temperatures → D per axis → Arrhenius Ea and D(300 K).
+
+    Fresh runs: give ``atoms`` and ``calc``; at each T an equilibration of ``equil_steps`` (not analysed)
+    is followed by a production run of ``steps`` written to ``out/md_{T}K.traj`` (+ .csv), every
+    ``loginterval`` steps (the MSD frame spacing). Existing runs: give ``trajectories`` — a dict {T: path}
+    or a list of paths in the order of ``temperatures_K`` (times from ``info['md_time_ps']`` or
+    ``frame_interval_ps``); nothing is simulated. Results: per-T :func:`msd_analysis` dicts (arrays
+    dropped), the Arrhenius fit of the total D and of each axis where possible, PNG plots, and
+    ``out/diffusion.json``.
+    """
+    from mf_calc.workflows.io import write_json
+    from mf_calc.workflows.md import run_md
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if trajectories is not None:
+        if isinstance(trajectories, dict):
+            pairs = [(float(T), p) for T, p in trajectories.items()]
+        else:
+            trajectories = list(trajectories)
+            if len(trajectories) != len(temperatures_K):
+                raise ValueError("give one temperature per trajectory file")
+            pairs = [(float(T), p) for T, p in zip(temperatures_K, trajectories)]
+        for _, p in pairs:  # fail before any work
+            if not Path(p).is_file():
+                raise FileNotFoundError(f"trajectory file {str(p)!r} not found")
+    else:
+        if atoms is None or calc is None:
+            raise ValueError("li_diffusion needs atoms and calc, or existing trajectories")
+        if species not in atoms.get_chemical_symbols():
+            raise ValueError(f"no {species} atoms in the structure")
+        pairs = []
+        for k, T in enumerate(temperatures_K):
+            T = float(T)
+            traj = out / f"md_{T:g}K.traj"
+            start = atoms
+            if equil_steps > 0:
+                start, _ = run_md(atoms, calc, ensemble=ensemble, method=method, temperature_K=T,
+                                  timestep_fs=timestep_fs, steps=equil_steps, trajectory=None, log=None,
+                                  loginterval=max(equil_steps, 1), seed=seed + k, progress=progress)
+                start.info.pop("md_time_ps", None)
+                start.info.pop("md_step", None)
+            _, summ = run_md(start, calc, ensemble=ensemble, method=method, temperature_K=T, timestep_fs=timestep_fs,
+                             steps=steps, trajectory=traj, log=out / f"md_{T:g}K.csv", loginterval=loginterval,
+                             seed=seed + 100 + k, init_velocities=False, progress=progress)
+            if verbose:
+                print(f"  {T:g} K: {steps} steps, <T> = {summ['T_K_mean']:.0f} K, {summ['wall_s']:.0f} s", flush=True)
+            pairs.append((T, traj))
+
+    per_T = {}
+    for T, path in pairs:
+        per_T[T] = msd_analysis(read_frames(path), species=species, frame_interval_ps=frame_interval_ps,
+                                drift=drift, skip=skip, n_blocks=n_blocks)
+        if verbose:
+            r = per_T[T]
+            note = "" if r["resolved"]["total"] else "  [not resolved: D <= 2 sigma, run longer / hotter]"
+            print(f"  {T:g} K: D = {r['D_cm2_per_s']['total']:.2e} ± {r['D_err_cm2_per_s']['total']:.1e} cm²/s "
+                  f"(x {r['D_cm2_per_s']['x']:.1e}, y {r['D_cm2_per_s']['y']:.1e}, z {r['D_cm2_per_s']['z']:.1e})"
+                  + note, flush=True)
+    Ts = sorted(per_T)
+    fits = {}
+    for key in ("total", "x", "y", "z"):
+        D = [per_T[T]["D_cm2_per_s"][key] for T in Ts]
+        err = [per_T[T]["D_err_cm2_per_s"][key] for T in Ts]
+        try:
+            fits[key] = arrhenius_fit(Ts, D, err, T_target_K=T_target_K)
+        except ValueError as exc:
+            fits[key] = {"error": str(exc)}
+    result = {
+        "species": species,
+        "temperatures_K": Ts,
+        "per_temperature": {f"{T:g}": _strip(per_T[T]) for T in Ts},
+        "arrhenius": fits,
+        "trajectories": {f"{T:g}": str(p) for T, p in pairs},
+        "settings": {"steps": steps, "equil_steps": equil_steps, "timestep_fs": timestep_fs,
+                     "loginterval": loginterval, "ensemble": ensemble, "method": method, "drift": drift,
+                     "skip": skip, "n_blocks": n_blocks} if trajectories is None else {"drift": drift, "skip": skip},
+    }
+    if plot:
+        result["msd_png"] = plot_msd({f"{T:g} K": per_T[T] for T in Ts}, out / "msd.png", title=f"{species} MSD")
+        if "error" not in fits["total"]:
+            points = {key: (Ts, [per_T[T]["D_cm2_per_s"][key] for T in Ts], [per_T[T]["D_err_cm2_per_s"][key] for T in Ts])
+                      for key in ("total", "y")}
+            result["arrhenius_png"] = plot_arrhenius(points, fits["total"], out / "arrhenius.png",
+                                                     title=f"{species} diffusion (fit: total)")
+    write_json(out / "diffusion.json", result)
+    return result
+
+
+def _strip(r: dict) -> dict:
+    """msd_analysis result without the long arrays (for JSON summaries)."""
+    return {k: v for k, v in r.items() if not isinstance(v, np.ndarray)}

@@ -1,0 +1,150 @@
+"""Structures in, calculators out: the small plumbing every workflow shares.
+
+- :func:`read_structure` reads CIF / POSCAR / extxyz / ASE traj (anything ``ase.io.read`` knows) and fails
+  with a clear ``FileNotFoundError`` / ``ValueError`` naming the file.
+- :func:`resolve_calculator` turns ``model`` (None, name, folder, ``MFCHGNet``, or any ASE calculator) and
+  ``fidelity`` into a calculator, checking the fidelity *before* any work is done.
+- :class:`OneCall` wraps a calculator so that a single model call per geometry returns energy, forces,
+  stress and magmoms together (ASE integrators and cell filters ask for forces and stress separately,
+  which costs two model calls per step with a calculator that computes only what it is asked for).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
+
+GPA = 160.21766208  # eV/Å³ -> GPa
+
+
+def read_structure(path, index=-1) -> Atoms:
+    """Read one structure (the last frame by default) with ``ase.io.read``.
+
+    Raises FileNotFoundError when the file is missing and ValueError (naming the file) when ASE
+    cannot parse it or it holds no atoms.
+    """
+    from ase.io import read
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"structure file {str(path)!r} not found")
+    try:
+        atoms = read(path, index=index)
+    except Exception as exc:  # ase raises many different types for bad files
+        raise ValueError(f"cannot read structure file {str(path)!r}: {type(exc).__name__}: {exc}") from None
+    if isinstance(atoms, list):
+        atoms = atoms[-1] if atoms else None
+    if atoms is None or len(atoms) == 0:
+        raise ValueError(f"structure file {str(path)!r} holds no atoms")
+    if not all(atoms.pbc) or atoms.cell.rank < 3:
+        raise ValueError(f"structure in {str(path)!r} is not a periodic 3-D crystal (pbc={atoms.pbc.tolist()})")
+    return atoms
+
+
+def read_frames(path) -> list[Atoms]:
+    """All frames of a trajectory file (.traj, .extxyz, ...), with the same error rules as read_structure."""
+    from ase.io import read
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"trajectory file {str(path)!r} not found")
+    try:
+        frames = read(path, index=":")
+    except Exception as exc:
+        raise ValueError(f"cannot read trajectory file {str(path)!r}: {type(exc).__name__}: {exc}") from None
+    if not frames:
+        raise ValueError(f"trajectory file {str(path)!r} holds no frames")
+    return list(frames)
+
+
+def resolve_calculator(model=None, fidelity=None) -> Calculator:
+    """Return a calculator for ``model`` at ``fidelity``.
+
+    model: None (default shipped model), a model name or folder, an ``MFCHGNet``, an ``MFCalculator``
+    or any other ASE calculator (then ``fidelity`` must be None unless it has a ``fidelity`` attribute).
+    An unknown fidelity raises ValueError listing the known names (from ``MFCalculator``).
+    """
+    if isinstance(model, Calculator):
+        if fidelity is not None:
+            if not hasattr(model, "fidelity"):
+                raise ValueError(f"calculator {type(model).__name__} has no fidelities; got fidelity={fidelity!r}")
+            model.fidelity = fidelity
+        return model
+    from mf_calc import MFCalculator
+
+    return MFCalculator(model, fidelity=fidelity)
+
+
+def fidelity_of(calc) -> str | None:
+    """Fidelity name of a calculator (None for calculators without fidelities)."""
+    calc = getattr(calc, "base", calc)
+    return getattr(calc, "fidelity", None)
+
+
+class OneCall(Calculator):
+    """Wrap ``base`` so every calculation asks it for all of ``properties`` at once.
+
+    Uses only the public ASE interface of ``base`` (``calculate`` + ``results``). Properties the base
+    does not implement are skipped. ``base`` stays reachable as ``.base`` (e.g. ``.base.fidelity``).
+    """
+
+    def __init__(self, base: Calculator, properties=("energy", "forces", "stress", "magmoms")):
+        super().__init__()
+        self.base = base
+        impl = list(getattr(base, "implemented_properties", properties))
+        self.implemented_properties = list(dict.fromkeys(impl + ["free_energy"] if "energy" in impl else impl))
+        self.want = [p for p in properties if p in impl]
+        self.n_calls = 0
+
+    @property
+    def name(self):  # shown in trajectories
+        return getattr(self.base, "name", type(self.base).__name__)
+
+    def todict(self, skip_default=True):
+        return {}
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        want = list(dict.fromkeys(self.want + [p for p in properties if p != "free_energy"]))
+        self.base.calculate(self.atoms.copy(), want, all_changes)
+        self.results = dict(self.base.results)
+        if "energy" in self.results and "free_energy" not in self.results:
+            self.results["free_energy"] = self.results["energy"]
+        self.n_calls += 1
+
+
+def one_call(calc, properties=("energy", "forces", "stress", "magmoms")) -> Calculator:
+    """``OneCall(calc)`` unless it is one already."""
+    return calc if isinstance(calc, OneCall) else OneCall(calc, properties)
+
+
+def write_json(path, data) -> None:
+    """Write a summary dict as JSON (numpy scalars/arrays converted)."""
+    import json
+
+    def default(o):
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, Path):
+            return str(o)
+        raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as fh:
+        json.dump(data, fh, indent=2, default=default)
+    os.replace(tmp, path)
+
+
+def lattice_dict(atoms: Atoms) -> dict:
+    """a, b, c (Å), alpha, beta, gamma (deg), volume (Å³) and volume per atom."""
+    a, b, c, al, be, ga = atoms.cell.cellpar()
+    v = float(atoms.get_volume())
+    return {"a": float(a), "b": float(b), "c": float(c), "alpha": float(al), "beta": float(be), "gamma": float(ga),
+            "volume": v, "volume_per_atom": v / len(atoms)}

@@ -1,0 +1,107 @@
+"""Oxidation states of Fe and Mn from magnetic moments, and the charge-balance check.
+
+High-spin olivine transition metals carry a moment that drops by ~1 μB per electron removed
+(Fe2+ d6 → Fe3+ d5 goes *up*; Mn2+ d5 → Mn3+ d4 → Mn4+ d3 goes *down*). Reference moments
+(/work/shared/REFERENCE_VALUES.md, DESIGN.md):
+
+=========  ======================  =====================  =============================
+ion        PBE+U (approx.)         CHGNet 0.3.0, relaxed  threshold used here (μB)
+=========  ======================  =====================  =============================
+Fe2+       3.7-3.8                 3.86-3.96              Fe: m < 4.13 → 2+
+Fe3+       4.3-4.4                 4.32-4.40                  m ≥ 4.13 → 3+
+Mn2+       4.6-4.7                 4.59-4.65              Mn: m > 4.27 → 2+
+Mn3+       3.8-3.9                 3.91-3.94                  3.4 < m ≤ 4.27 → 3+
+Mn4+       (≈3, spin-only d3)      —                          m ≤ 3.4 → 4+
+=========  ======================  =====================  =============================
+
+Each threshold is the midpoint of the gap that *both* reference sets leave between neighbouring ions:
+Fe 2+/3+: gap 3.96-4.30 → 4.13; Mn 2+/3+: gap 3.94-4.59 → 4.27 (rounded); Mn 3+/4+: no reference
+value for Mn4+, so the midpoint between Mn3+ (≥3.8) and the spin-only d3 moment 3.0 → 3.4.
+
+Magmoms of an *unrelaxed* delithiated cell hardly move (Fe 3.95 → 4.10 μB, DESIGN.md): read
+oxidation states after relaxing, or from MD frames, never from a freshly delithiated cell.
+
+Charge balance for phosphates Li_x M PO4: with Li+ , P5+, O2- the transition metals must carry
+``2 n_O − 5 n_P − n_Li`` (= 3 n_P − n_Li for PO4); ``charge_balance`` returns the excess charge.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+# thresholds in μB (see module docstring)
+FE_2_3 = 4.13
+MN_2_3 = 4.27
+MN_3_4 = 3.4
+FIXED = {"Li": 1, "Na": 1, "P": 5, "O": -2}
+
+
+def ox_from_magmom(symbol: str, magmom: float) -> int | None:
+    """Oxidation state of one Fe or Mn ion from its magnetic moment (μB; sign ignored)."""
+    m = abs(float(magmom))
+    if symbol == "Fe":
+        return 2 if m < FE_2_3 else 3
+    if symbol == "Mn":
+        if m > MN_2_3:
+            return 2
+        return 3 if m > MN_3_4 else 4
+    return FIXED.get(symbol)
+
+
+def oxidation_states(atoms, magmoms=None) -> list[int | None]:
+    """Oxidation state per atom: Fe/Mn from magmoms, Li +1, P +5, O −2, None for anything else.
+
+    magmoms: μB per atom; default ``atoms.get_magnetic_moments()`` (needs a calculator with magmoms).
+    """
+    if magmoms is None:
+        magmoms = atoms.get_magnetic_moments()
+    magmoms = np.asarray(magmoms, dtype=float).reshape(-1)
+    if len(magmoms) != len(atoms):
+        raise ValueError(f"need one magmom per atom: got {len(magmoms)} for {len(atoms)} atoms")
+    return [ox_from_magmom(s, m) for s, m in zip(atoms.get_chemical_symbols(), magmoms)]
+
+
+def charge_balance(atoms, ox=None) -> int | None:
+    """Total formal charge (0 = balanced); None when an atom has no assigned oxidation state."""
+    ox = oxidation_states(atoms) if ox is None else ox
+    if any(o is None for o in ox):
+        return None
+    return int(sum(ox))
+
+
+def oxidation_summary(atoms, magmoms=None) -> dict:
+    """Counts like {"Fe2+": 4, "Fe3+": 4}, mean/min/max magmom per TM element, charge balance.
+
+    ``balanced`` is True when n_Li + Σ ox(TM) equals 2 n_O − 5 n_P (= 3 n_P for a phosphate).
+    """
+    if magmoms is None:
+        magmoms = atoms.get_magnetic_moments()
+    magmoms = np.abs(np.asarray(magmoms, dtype=float).reshape(-1))
+    symbols = np.array(atoms.get_chemical_symbols())
+    ox = oxidation_states(atoms, magmoms)
+    counts = Counter(f"{s}{o}+" for s, o in zip(symbols, ox) if s in ("Fe", "Mn"))
+    mags = {}
+    for el in ("Fe", "Mn"):
+        sel = symbols == el
+        if sel.any():
+            m = magmoms[sel]
+            mags[el] = {"mean": float(m.mean()), "min": float(m.min()), "max": float(m.max())}
+    excess = charge_balance(atoms, ox)
+    return {
+        "counts": dict(sorted(counts.items())),
+        "magmoms": mags,
+        "charge_excess": excess,
+        "balanced": None if excess is None else excess == 0,
+        "thresholds_muB": {"Fe2+/Fe3+": FE_2_3, "Mn2+/Mn3+": MN_2_3, "Mn3+/Mn4+": MN_3_4},
+    }
+
+
+def format_oxidation(summary: dict) -> str:
+    """One short line, e.g. ``Fe2+:4 Fe3+:4 Mn2+:8 | Fe 4.12 Mn 4.62 μB | balanced``."""
+    counts = " ".join(f"{k}:{v}" for k, v in summary["counts"].items()) or "no Fe/Mn"
+    mags = " ".join(f"{el} {d['mean']:.2f}" for el, d in summary["magmoms"].items())
+    bal = summary["balanced"]
+    tag = "balanced" if bal else ("n/a" if bal is None else f"charge {summary['charge_excess']:+d}")
+    return f"{counts} | {mags} μB | {tag}" if mags else f"{counts} | {tag}"

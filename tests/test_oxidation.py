@@ -1,0 +1,64 @@
+"""Oxidation states from magmoms: thresholds (no model) and relaxed LiFePO4 / FePO4 with the default model."""
+
+import numpy as np
+import pytest
+import torch
+
+from mf_calc import MFCalculator, lmfp, load_model
+from mf_calc.workflows.oxidation import (
+    charge_balance,
+    format_oxidation,
+    ox_from_magmom,
+    oxidation_states,
+    oxidation_summary,
+)
+from mf_calc.workflows.relax import relax
+
+
+@pytest.mark.parametrize(
+    "symbol, m, ox",
+    [("Fe", 3.75, 2), ("Fe", 3.9, 2), ("Fe", 4.1, 2), ("Fe", 4.35, 3), ("Fe", -4.4, 3),
+     ("Mn", 4.65, 2), ("Mn", 4.4, 2), ("Mn", 3.92, 3), ("Mn", 3.5, 3), ("Mn", 3.0, 4),
+     ("Li", 0.0, 1), ("P", 0.0, 5), ("O", 0.1, -2), ("Co", 2.0, None)],
+)
+def test_thresholds(symbol, m, ox):
+    assert ox_from_magmom(symbol, m) == ox
+
+
+def test_charge_balance_synthetic():
+    lfp = lmfp(supercell=(1, 1, 1))
+    fe = np.array(lfp.get_chemical_symbols()) == "Fe"
+    m = np.where(fe, 3.9, 0.0)
+    assert charge_balance(lfp, oxidation_states(lfp, m)) == 0
+    s = oxidation_summary(lfp, np.where(fe, 4.4, 0.0))  # Fe3+ with all Li present: +4 excess
+    assert s["counts"] == {"Fe3+": 4} and s["charge_excess"] == 4 and s["balanced"] is False
+    mixed = lmfp(x_li=0.5, y_mn=0.5, supercell=(1, 1, 2), seed=0)  # Li4 Mn4 Fe4 P8 O32
+    sym = np.array(mixed.get_chemical_symbols())
+    m = np.select([sym == "Fe", sym == "Mn"], [4.35, 4.6], 0.0)  # Fe3+, Mn2+: 4 + 12 + 8 = 24 = 3 n_P
+    s = oxidation_summary(mixed, m)
+    assert s["balanced"] and s["counts"] == {"Fe3+": 4, "Mn2+": 4}
+    assert "balanced" in format_oxidation(s)
+    with pytest.raises(ValueError, match="one magmom per atom"):
+        oxidation_states(mixed, m[:-1])
+
+
+@pytest.fixture(scope="module")
+def calc():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # see test_workflows_model.one_thread
+    yield MFCalculator(load_model())
+    torch.set_num_threads(n)
+
+
+def test_lfp_all_fe2_and_fp_all_fe3(calc):
+    """Relaxed LiFePO4 → 4 Fe2+; relaxed FePO4 (delithiated, relaxation needed, DESIGN.md) → 4 Fe3+."""
+    lfp, s_lfp = relax(lmfp(supercell=(1, 1, 1)), calc, fmax=0.05, steps=200)
+    assert s_lfp["oxidation"]["counts"] == {"Fe2+": 4} and s_lfp["oxidation"]["balanced"]
+    fp, s_fp = relax(lmfp(x_li=0.0, supercell=(1, 1, 1)), calc, fmax=0.05, steps=200)
+    assert s_fp["converged"]
+    assert s_fp["oxidation"]["counts"] == {"Fe3+": 4} and s_fp["oxidation"]["balanced"]
+    m_fp = s_fp["oxidation"]["magmoms"]["Fe"]
+    assert 4.2 < m_fp["min"] and m_fp["max"] < 4.6
+    # delithiation shrinks the cell (PBE+U: 5.2-5.8 %; CHGNet 0.3.0 gives less)
+    dv = 1 - s_fp["lattice"]["volume"] / s_lfp["lattice"]["volume"]
+    assert 0.02 < dv < 0.08

@@ -1,0 +1,77 @@
+"""``mf-calc relax | md | diffusion | phonons | gap``: clear errors before any work, and small end-to-end runs."""
+
+import time
+
+import pytest
+import torch
+
+from mf_calc.cli import main
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _run(argv, capsys):
+    t0 = time.perf_counter()
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err, time.perf_counter() - t0
+
+
+@pytest.mark.parametrize("cmd", ["relax", "md", "diffusion", "phonons"])
+def test_unknown_fidelity_fails_before_work(cmd, tmp_path, capsys):
+    out = tmp_path / "o"
+    rc, _, err, dt = _run([cmd, "--supercell", 1, 1, 1, "--fidelity", "r2scan_hse", "--out", out], capsys)
+    assert rc == 2
+    assert "unknown fidelity 'r2scan_hse'" in err and "pbe_u" in err  # lists the known names
+    assert not out.exists() or not any(out.iterdir())  # nothing computed or written
+    assert dt < 30
+
+
+@pytest.mark.parametrize("cmd", ["relax", "md", "diffusion", "phonons"])
+def test_unreadable_structure_fails_before_work(cmd, tmp_path, capsys):
+    bad = tmp_path / "broken.cif"
+    bad.write_text("this is not a CIF file\n_cell_length_a ???\n")
+    rc, _, err, _ = _run([cmd, bad, "--out", tmp_path / "o"], capsys)
+    assert rc == 2 and "cannot read structure file" in err and "broken.cif" in err
+    rc, _, err, _ = _run([cmd, tmp_path / "missing.vasp", "--out", tmp_path / "o"], capsys)
+    assert rc == 2 and "not found" in err and "missing.vasp" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_other_bad_inputs(tmp_path, capsys):
+    rc, _, err, _ = _run(["relax", "--model", "no-such-model", "--out", tmp_path], capsys)
+    assert rc == 2 and "unknown model" in err
+    rc, _, err, _ = _run(["relax", "--x-li", 0.3, "--supercell", 1, 1, 1, "--out", tmp_path], capsys)
+    assert rc == 2 and "x_li" in err
+    rc, _, err, _ = _run(["md", "--ensemble", "npt", "--method", "bussi", "--out", tmp_path], capsys)
+    assert rc == 2 and "supports" in err
+    rc, _, err, _ = _run(["relax", "--optimizer", "SteepestHope", "--out", tmp_path], capsys)
+    assert rc == 2 and "unknown optimizer" in err
+    rc, _, err, _ = _run(["diffusion", "--trajectories", tmp_path / "nope.traj", "--temperatures", 800,
+                          "--out", tmp_path], capsys)
+    assert rc == 2 and "not found" in err
+
+
+def test_cli_relax_then_md_restart(tmp_path, capsys):
+    """relax writes a structure that md reads; md --restart-from continues the same trajectory."""
+    from ase.io import read
+
+    rc, out, _, _ = _run(["relax", "--supercell", 1, 1, 1, "--steps", 5, "--fmax", 0.5, "--out", tmp_path / "r"],
+                         capsys)
+    assert rc == 0 and "a=" in out and "oxidation: Fe2+:4" in out
+    relaxed = tmp_path / "r" / "relaxed.extxyz"
+    assert relaxed.is_file() and (tmp_path / "r" / "relax_summary.json").is_file()
+    md = tmp_path / "m"
+    rc, out, _, _ = _run(["md", relaxed, "--ensemble", "npt", "--steps", 4, "--loginterval", 2, "--quiet",
+                          "--out", md], capsys)
+    assert rc == 0 and (md / "md.png").is_file()
+    rc, out, _, _ = _run(["md", "--restart-from", md / "md.traj", "--ensemble", "npt", "--steps", 2,
+                          "--loginterval", 2, "--quiet", "--out", md], capsys)
+    assert rc == 0
+    assert [f.info["md_step"] for f in read(md / "md.traj", ":")] == [0, 2, 4, 6]

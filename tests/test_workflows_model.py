@@ -1,0 +1,101 @@
+"""Workflows with the default model on the 28-atom LiFePO4 cell (one module-scope model, few calls).
+
+Reference (REFERENCE_VALUES.md, PBE+U, what CHGNet 0.3.0 — trained on MPtrj PBE/PBE+U — should match):
+LiFePO4 a ≈ 10.41-10.45, b ≈ 6.07-6.09, c ≈ 4.75-4.76 Å, V ≈ 300-302 Å³.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from mf_calc import MFCalculator, lmfp, load_model
+from mf_calc.workflows import phonons, relax, run_md
+from mf_calc.workflows.md import read_md_log
+
+LFP_PBEU = {"a": 10.43, "b": 6.08, "c": 4.755, "volume": 301.0}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: on a shared 2-core machine two intra-op threads can be ~10-40× slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def calc():
+    return MFCalculator(load_model())
+
+
+@pytest.fixture(scope="module")
+def lfp_relaxed(calc):
+    return relax(lmfp(supercell=(1, 1, 1)), calc, fmax=0.02, steps=300)
+
+
+def test_relax_lfp_lattice(lfp_relaxed):
+    atoms, s = lfp_relaxed
+    assert s["converged"]
+    assert s["max_force_eV_per_A"] < 0.02
+    assert np.linalg.norm(atoms.get_forces(), axis=1).max() < 0.02
+    for key, ref in LFP_PBEU.items():
+        assert s["lattice"][key] == pytest.approx(ref, rel=0.03), key
+    assert s["lattice"]["alpha"] == pytest.approx(90, abs=0.1)
+    assert s["fidelity"] == "pbe_u"
+    assert s["energy_per_atom_eV"] == pytest.approx(s["energy_eV"] / 28)
+    assert len(s["magmoms"]) == 28 and s["oxidation"]["balanced"]
+
+
+def test_nve_energy_conservation_model(lfp_relaxed, calc):
+    """The model's forces are the exact gradient of its energy: 40 NVE steps of 1 fs at 300 K keep
+    E_tot within 1 meV/atom (measured ≈ 0.06 meV/atom)."""
+    atoms, _ = lfp_relaxed
+    _, s = run_md(atoms, calc, ensemble="nve", temperature_K=300, timestep_fs=1.0, steps=40, trajectory=None,
+                  log=None, loginterval=5, progress=False)
+    assert s["conserved_max_dev_meV_per_atom"] < 1.0
+    assert s["model_calls_per_step"] <= 1.05
+
+
+def test_npt_model_logs_magmoms(lfp_relaxed, calc, tmp_path):
+    """A few NPT steps with the model: the CSV has lattice, pressure and Fe magmom / oxidation columns."""
+    atoms, _ = lfp_relaxed
+    final, s = run_md(atoms, calc, ensemble="npt", temperature_K=300, steps=10, trajectory=tmp_path / "npt.extxyz",
+                      log=tmp_path / "npt.csv", loginterval=5, progress=False)
+    d = read_md_log(tmp_path / "npt.csv")
+    assert list(d["step"]) == [0, 5, 10]
+    assert np.all(d["n_Fe2"] == 4) and np.all(d["charge_excess"] == 0)
+    assert 3.6 < d["magmom_Fe"].mean() < 4.1
+    assert abs(s["volume_A3_change_pct"]) < 2
+    assert s["final_oxidation"]["counts"] == {"Fe2+": 4}
+
+
+def test_phonons_lfp_gamma_stable(lfp_relaxed, calc):
+    """Γ-point phonons of relaxed LiFePO4 (a (1,1,1) supercell gives exact Γ frequencies): no imaginary
+    optical mode, acoustic modes ~0, highest mode a PO4 stretch near 900-1100 cm⁻¹."""
+    atoms, _ = lfp_relaxed
+    _, s = phonons(atoms, calc, supercell=(1, 1, 1), mesh=(1, 1, 1), plot=False, progress=False)
+    assert s["n_imaginary_gamma"] == 0
+    assert s["gamma_acoustic_max_abs_THz"] < 0.05
+    gamma = np.array(s["gamma_frequencies_THz"])
+    assert len(gamma) == 84 and gamma.max() * 33.356 == pytest.approx(1000, abs=150)
+
+
+def test_fidelity_gap_two_fidelity_model():
+    """Warm start with two fidelities (identical by construction), then shift fidelity 'low's Fe reference
+    energy by +0.1 eV: the gap is exactly 0.1 eV × n_Fe / n_atoms in energy and zero in forces."""
+    from mf_calc.model.mfchgnet import MFCHGNet
+    from mf_calc.workflows import fidelity_gap
+
+    model = MFCHGNet.from_chgnet("0.3.0", fidelities=("low", "high"), modules="EMRC").eval()
+    with torch.no_grad():
+        model.composition.weight[0, 26 - 1] += 0.1
+    lfp = lmfp(supercell=(1, 1, 1))
+    fp = lmfp(x_li=0.0, supercell=(1, 1, 1))
+    rows = fidelity_gap([fp, lfp], model, sort_by="energy")
+    assert [r["index"] for r in rows] == [0, 1]  # FePO4 (4 Fe in 24 atoms) ranks above LiFePO4 (4 in 28)
+    g = rows[0]["gaps"]["low"]
+    assert g["dE_meV_per_atom"] == pytest.approx(100 * 4 / 24, abs=1e-3)
+    assert g["dF_rms"] < 1e-5 and rows[1]["gaps"]["low"]["dE_meV_per_atom"] == pytest.approx(100 * 4 / 28, abs=1e-3)
+    with pytest.raises(ValueError, match="single fidelity"):
+        fidelity_gap([lfp], load_model())
