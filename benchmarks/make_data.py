@@ -180,7 +180,8 @@ def data_card(out: Path, data: dict[str, list], check: dict, args, sizes: dict) 
              "(48-56 atoms), n_li and n_mn uniform in 0..8, random site choice; a random symmetric strain "
              f"(each component uniform within +-{STRAIN:.0%}). Every random number of a configuration comes from "
              "`numpy.random.default_rng([seed, config_id])`.",
-             f"- `kind=rattle` (~{1 - MD_FRACTION:.0%}): Gaussian rattle, sigma uniform in {SIGMA} A (`info['rattle_sigma_A']`).",
+             f"- `kind=rattle` (~{1 - MD_FRACTION:.0%}): Gaussian rattle, sigma uniform in {SIGMA} A (`info['rattle_sigma_A']`) "
+             "of an unrelaxed, strained cell: far from equilibrium, with a heavy force tail (see max abs F below).",
              f"- `kind=md` (~{MD_FRACTION:.0%}): Langevin NVT (2 fs, friction 0.01/fs) at T uniform in {T_RANGE} K "
              f"(`info['T_K']`) driven by the pbe_u teacher (`MFCalculator`), Maxwell-Boltzmann start, "
              f"{args.md_equil} steps equilibration, then {args.md_snapshots} snapshots every {args.md_every} steps.",
@@ -257,7 +258,6 @@ def generate(args) -> dict[str, Path]:
         raise SystemExit(f"{work} holds chunks made with other parameters ({pfile.read_text()}); "
                          "rerun with those or delete the folder")
     pfile.write_text(json.dumps(params))
-
     teachers = {fid: MFCHGNet.from_chgnet(name, fidelities=(fid,), modules="") for fid, name in TEACHERS.items()}
     jobs = [(name, i, units) for name in SETS
             for i, units in enumerate(chunks(plan(name, sizes[name], args), args.chunk_size, args.md_snapshots))]
