@@ -45,6 +45,9 @@ def main():
             lo, hi = fit["D_target_range_cm2_per_s"]
             print(f"  Arrhenius {key:5}: Ea = {fit['Ea_eV']:.3f} ± {fit['Ea_err_eV']:.3f} eV, "
                   f"D(300 K) = {fit['D_target_cm2_per_s']:.2e} cm²/s (1σ {lo:.1e} .. {hi:.1e})")
+    if args.quick:
+        print("note: --quick runs are ~1 ps per temperature with 2 Li atoms; D is noise-dominated and the fit "
+              "may fail. Converged D needs ≥ 10-20 ps per temperature and more Li (run without --quick).")
     print(f"wrote {args.out}/diffusion.json, msd.png, arrhenius.png")
 
 

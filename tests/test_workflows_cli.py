@@ -75,3 +75,27 @@ def test_cli_relax_then_md_restart(tmp_path, capsys):
                           "--loginterval", 2, "--quiet", "--out", md], capsys)
     assert rc == 0
     assert [f.info["md_step"] for f in read(md / "md.traj", ":")] == [0, 2, 4, 6]
+
+
+def test_cli_gap_single_fidelity_and_diffusion_files(tmp_path, capsys):
+    import numpy as np
+    from ase import Atoms
+    from ase.io import write
+
+    from mf_calc import lmfp
+
+    write(tmp_path / "frames.extxyz", [lmfp(supercell=(1, 1, 1))])
+    rc, _, err, _ = _run(["gap", tmp_path / "frames.extxyz", "--out", tmp_path / "g"], capsys)
+    assert rc == 2 and "single fidelity" in err
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for T, D in ((600, 0.02), (900, 0.08)):
+        r = rng.normal(size=(100, 30, 3)).cumsum(axis=0) * np.sqrt(2 * D * 0.05)
+        frames = [Atoms(["Li"] * 30 + ["O"], positions=np.vstack([p, [[0, 0, 0]]]), cell=[15] * 3, pbc=True)
+                  for p in r]
+        write(tmp_path / f"rw{T}.extxyz", frames)
+        paths.append(tmp_path / f"rw{T}.extxyz")
+    rc, out, _, _ = _run(["diffusion", "--trajectories", *paths, "--temperatures", 600, 900, "--frame-interval",
+                          0.05, "--out", tmp_path / "d"], capsys)
+    assert rc == 0 and "Ea =" in out and (tmp_path / "d" / "arrhenius.png").is_file()

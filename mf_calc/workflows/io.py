@@ -89,7 +89,8 @@ class OneCall(Calculator):
     """Wrap ``base`` so every calculation asks it for all of ``properties`` at once.
 
     Uses only the public ASE interface of ``base`` (``calculate`` + ``results``). Properties the base
-    does not implement are skipped. ``base`` stays reachable as ``.base`` (e.g. ``.base.fidelity``).
+    does not implement are skipped, and stress is not requested for non-periodic systems unless asked for.
+    ``base`` stays reachable as ``.base`` (e.g. ``.base.fidelity``).
     """
 
     def __init__(self, base: Calculator, properties=("energy", "forces", "stress", "magmoms")):
@@ -109,7 +110,8 @@ class OneCall(Calculator):
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
-        want = list(dict.fromkeys(self.want + [p for p in properties if p != "free_energy"]))
+        extra = [p for p in self.want if p != "stress" or self.atoms.pbc.all()]  # no stress for molecules
+        want = list(dict.fromkeys(extra + [p for p in properties if p != "free_energy"]))
         self.base.calculate(self.atoms.copy(), want, all_changes)
         self.results = dict(self.base.results)
         if "energy" in self.results and "free_energy" not in self.results:

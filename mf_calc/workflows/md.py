@@ -319,7 +319,7 @@ def run_md(
 
 def _fmt(v):
     if isinstance(v, float):
-        return "" if math.isnan(v) else f"{v:.6g}"
+        return "" if math.isnan(v) else f"{v:.10g}"
     return v
 
 

@@ -204,7 +204,8 @@ def phonons(
                    comments="")
         if plot:
             summary["band_dos_png"] = plot_bands_dos(bands, band_labels, dos, out / "phonon_bands_dos.png",
-                                                     title=f"{summary['formula']} [{summary['fidelity']}]")
+                                                     title=summary["formula"] + (f" [{summary['fidelity']}]"
+                                                                                 if summary["fidelity"] else ""))
             summary["thermal_png"] = plot_thermal(thermal, out / "phonon_thermal.png")
     summary["time_s"] = time.perf_counter() - t0
     if out is not None:
@@ -234,13 +235,12 @@ def plot_bands_dos(bands: dict, labels, dos: dict, png_path, title=None) -> str:
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xlim(uniq[0], uniq[-1])
     ax.set_ylabel("frequency (THz)")
-    sec = ax.secondary_yaxis("right", functions=(lambda x: x * THZ_TO_CM, lambda x: x / THZ_TO_CM))
-    sec.set_ylabel("cm⁻¹")
-    sec.tick_params(labelsize=7)
     axd.plot(dos["total_dos"], dos["frequency_points"], "k-", lw=0.8)
     axd.set_ylim(ax.get_ylim())
-    axd.set_yticklabels([])
+    axd.tick_params(labelleft=False)
     axd.set_xlabel("DOS")
+    sec = axd.secondary_yaxis("right", functions=(lambda x: x * THZ_TO_CM, lambda x: x / THZ_TO_CM))
+    sec.set_ylabel("frequency (cm⁻¹)")
     if title:
         ax.set_title(title, fontsize=9)
     fig.savefig(png_path, dpi=110, bbox_inches="tight")
