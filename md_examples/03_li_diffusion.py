@@ -3,7 +3,7 @@ channel) → D(T) → Arrhenius Ea and D(300 K). Compare: Li hop along [010] 0.2
 (universal MLIP); D(300 K) ≈ 3.6e-10 cm²/s (LiFePO4, μSR). High temperatures are needed for hops on
 the MD time scale; short runs give D to a factor ~2 — quick mode shows the mechanics only.
 
-    python md_examples/03_li_diffusion.py --quick        # Li0.5FePO4 (1,1,1), 26 atoms, 3 T × 1 ps, ~2 min
+    python md_examples/03_li_diffusion.py --quick        # Li0.5FePO4 (1,1,1), 26 atoms, 3 T × 0.8 ps, ~2 min
     python md_examples/03_li_diffusion.py                # Li0.5FePO4 (1,2,1), 52 atoms, 4 T × 20 ps (~1 h on CPU)
     python md_examples/03_li_diffusion.py --trajectories a.traj b.traj --temperatures 900 1100  # analyse only
 """
@@ -28,7 +28,7 @@ def main():
         calc, out = setup(args)
         if args.quick:
             atoms = lmfp(x_li=0.5, supercell=(1, 1, 1), seed=0)
-            temps, steps, equil = args.temperatures or [1000.0, 1200.0, 1400.0], args.steps or 500, 100
+            temps, steps, equil = args.temperatures or [1000.0, 1200.0, 1400.0], args.steps or 400, 50
         else:
             atoms = lmfp(x_li=0.5, supercell=(1, 2, 1), seed=0)
             temps, steps, equil = args.temperatures or [700.0, 850.0, 1000.0, 1200.0], args.steps or 10000, 1000
@@ -46,7 +46,7 @@ def main():
             print(f"  Arrhenius {key:5}: Ea = {fit['Ea_eV']:.3f} ± {fit['Ea_err_eV']:.3f} eV, "
                   f"D(300 K) = {fit['D_target_cm2_per_s']:.2e} cm²/s (1σ {lo:.1e} .. {hi:.1e})")
     if args.quick:
-        print("note: --quick runs are ~1 ps per temperature with 2 Li atoms; D is noise-dominated and the fit "
+        print("note: --quick runs are ~0.8 ps per temperature with 2 Li atoms; D is noise-dominated and the fit "
               "may fail. Converged D needs ≥ 10-20 ps per temperature and more Li (run without --quick).")
     print(f"wrote {args.out}/diffusion.json, msd.png, arrhenius.png")
 

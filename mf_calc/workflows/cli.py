@@ -229,6 +229,9 @@ def cmd_phonons(args) -> int:
           f"min {summ['min_frequency_THz']:.3f} THz; imaginary (tol {summ['imag_tol_THz']} THz): "
           f"Γ {summ['n_imaginary_gamma']}, band {summ['n_imaginary_band']}, mesh {summ['n_imaginary_mesh']} -> "
           f"{'stable' if summ['stable'] else 'UNSTABLE'}")
+    if not summ["off_gamma_reliable"]:
+        print(f"note: the phonon supercell is only {summ['supercell_min_width_A']:.1f} Å thick in one direction; "
+              "off-Γ frequencies (band, mesh, thermal properties) are unreliable — use a larger --phonon-supercell")
     t3 = summ["thermal_300K"]
     print(f"300 K: F = {t3['free_energy_kJ_per_mol']:.2f} kJ/mol, S = {t3['entropy_J_per_K_mol']:.2f} J/K/mol, "
           f"Cv = {t3['heat_capacity_J_per_K_mol']:.2f} J/K/mol (per mol of cells)")

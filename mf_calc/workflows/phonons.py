@@ -95,6 +95,9 @@ def phonons(
     mesh: phonopy mesh (length in Å, or 3 ints) for DOS and thermal properties. band_path: list of
     segments of reduced q-points (default see module doc) with ``band_labels``.
     Forces of the undisplaced supercell are subtracted (``subtract_residual_forces``).
+    Γ frequencies are exact for any supercell; off-Γ ones need force constants that fit in the supercell:
+    ``off_gamma_reliable`` (a heuristic) is False when the supercell is thinner than 9 Å in some direction (then
+    judge stability from ``n_imaginary_gamma`` only).
     Summary: n_displacements, max frequency (THz, cm⁻¹, meV), min frequency, Γ frequencies, counts of
     imaginary modes (Γ / band path / mesh) with the tolerance used, ``stable``, thermal properties at
     300 K (per unit cell of phonopy's primitive cell: F kJ/mol, S and Cv J/K/mol) and output paths.
@@ -166,6 +169,9 @@ def phonons(
     T = np.asarray(thermal["temperatures"])
     i300 = int(np.argmin(np.abs(T - 300.0)))
 
+    sc_cell = np.asarray(phonon.supercell.cell)
+    vol = abs(np.linalg.det(sc_cell))
+    width = min(vol / np.linalg.norm(np.cross(sc_cell[i - 2], sc_cell[i - 1])) for i in range(3))
     summary = {
         "formula": atoms.get_chemical_formula(),
         "n_atoms": len(atoms),
@@ -184,6 +190,8 @@ def phonons(
         "n_imaginary_band": n_imag_band,
         "n_imaginary_mesh": n_imag_mesh,
         "stable": n_imag_gamma == 0 and n_imag_band == 0 and n_imag_mesh == 0,
+        "supercell_min_width_A": float(width),
+        "off_gamma_reliable": bool(width >= 9.0),
         "band_labels": band_labels,
         "thermal_300K": {
             "T_K": float(T[i300]),
