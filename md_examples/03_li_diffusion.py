@@ -11,7 +11,7 @@ the MD time scale; short runs give D to a factor ~2 — quick mode shows the mec
 from _common import parser, setup
 
 from mf_calc import lmfp
-from mf_calc.workflows.diffusion import li_diffusion
+from mf_calc.workflows.diffusion import format_arrhenius, li_diffusion
 from mf_calc.workflows.relax import relax
 
 
@@ -38,13 +38,7 @@ def main():
         res = li_diffusion(atoms, calc, temperatures_K=temps, steps=steps, equil_steps=equil, timestep_fs=2.0,
                            loginterval=5 if args.quick else 20, out=out, n_blocks=3 if args.quick else 5)
     for key in ("total", "x", "y", "z"):
-        fit = res["arrhenius"][key]
-        if "error" in fit:
-            print(f"  Arrhenius {key}: {fit['error']}")
-        else:
-            lo, hi = fit["D_target_range_cm2_per_s"]
-            print(f"  Arrhenius {key:5}: Ea = {fit['Ea_eV']:.3f} ± {fit['Ea_err_eV']:.3f} eV, "
-                  f"D(300 K) = {fit['D_target_cm2_per_s']:.2e} cm²/s (1σ {lo:.1e} .. {hi:.1e})")
+        print(f"  Arrhenius {key:5}: {format_arrhenius(res['arrhenius'][key])}")
     if args.quick:
         print("note: --quick runs are ~0.8 ps per temperature with 2 Li atoms; D is noise-dominated and the fit "
               "may fail. Converged D needs ≥ 10-20 ps per temperature and more Li (run without --quick).")

@@ -24,6 +24,15 @@ def tiny_model(modules="EMRC", fidelities=("low", "high"), seed=0, dtype=torch.f
     return model.to(dtype).eval()
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch intra-op thread for a test module: on a shared 2-core machine two threads can be 10-40× slower."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(scope="session")
 def warm_model():
     return MFCHGNet.from_chgnet("0.3.0", fidelities=("pbe_u", "r2scan"), modules="EMRC").eval()

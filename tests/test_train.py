@@ -28,13 +28,7 @@ FIDS = ("lo", "hi")
 REF_ENERGY = {3: -2.0, 25: -8.0, 26: -7.0, 15: -5.0, 8: -4.5}  # teacher composition, eV/atom by Z
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: fast and steady on a shared 2-core machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_config(**kw) -> TrainConfig:

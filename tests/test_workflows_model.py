@@ -15,13 +15,7 @@ from mf_calc.workflows.md import read_md_log
 LFP_PBEU = {"a": 10.43, "b": 6.08, "c": 4.755, "volume": 301.0}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine two intra-op threads can be ~10-40× slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

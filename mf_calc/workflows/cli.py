@@ -158,7 +158,7 @@ def _add_md(sub):
 
 # ----------------------------------------------------------------------------- diffusion
 def cmd_diffusion(args) -> int:
-    from mf_calc.workflows.diffusion import li_diffusion
+    from mf_calc.workflows.diffusion import format_arrhenius, li_diffusion
 
     out = Path(args.out)
     if args.trajectories:
@@ -182,13 +182,7 @@ def cmd_diffusion(args) -> int:
                            equil_steps=args.equil_steps, timestep_fs=args.timestep, loginterval=args.loginterval,
                            method=args.method, out=out, species=args.species, skip=args.skip, seed=args.seed,
                            progress=not args.quiet)
-    fit = res["arrhenius"]["total"]
-    if "error" in fit:
-        print(f"Arrhenius fit: {fit['error']}")
-    else:
-        lo, hi = fit["D_target_range_cm2_per_s"]
-        print(f"Ea = {fit['Ea_eV']:.3f} ± {fit['Ea_err_eV']:.3f} eV; D(300 K) = {fit['D_target_cm2_per_s']:.2e} cm²/s "
-              f"(1σ {lo:.1e} .. {hi:.1e})")
+    print(f"Arrhenius fit: {format_arrhenius(res['arrhenius']['total'])}")
     print(f"wrote {out}/diffusion.json" + (f", {res.get('msd_png')}" if res.get("msd_png") else "")
           + (f", {res.get('arrhenius_png')}" if res.get("arrhenius_png") else ""))
     return 0

@@ -266,6 +266,15 @@ def arrhenius_fit(temperatures_K, D_cm2_per_s, D_err=None, T_target_K: float = 3
 
 
 # ----------------------------------------------------------------------------- plots
+def format_arrhenius(fit: dict) -> str:
+    """One line: Ea ± err (eV) and D at the target temperature (cm²/s) with its 1σ range, or the fit's error."""
+    if "error" in fit:
+        return fit["error"]
+    lo, hi = fit["D_target_range_cm2_per_s"]
+    return (f"Ea = {fit['Ea_eV']:.3f} ± {fit['Ea_err_eV']:.3f} eV, D({fit['T_target_K']:.0f} K) = "
+            f"{fit['D_target_cm2_per_s']:.2e} cm²/s (1σ {lo:.1e} .. {hi:.1e})")
+
+
 def plot_msd(results: dict, png_path, title: str | None = None) -> str:
     """MSD (total and x, y, z) vs time with the fitted lines; ``results`` maps a label (e.g. T) to
     :func:`msd_analysis` output. Returns the PNG path."""
