@@ -45,7 +45,7 @@ def test_charge_balance_synthetic():
 @pytest.fixture(scope="module")
 def calc():
     n = torch.get_num_threads()
-    torch.set_num_threads(1)  # see test_workflows_model.one_thread
+    torch.set_num_threads(1)  # see conftest.one_thread
     yield MFCalculator(load_model())
     torch.set_num_threads(n)
 

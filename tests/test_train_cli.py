@@ -8,13 +8,15 @@ import numpy as np
 import pytest
 import torch
 from ase.calculators.singlepoint import SinglePointCalculator
-from test_train import FIDS, TINY, make_frames, one_thread  # noqa: F401  (one_thread: autouse fixture)
+from test_train import FIDS, TINY, make_frames
 
 from mf_calc.cli import main
 from mf_calc.model.mfchgnet import MFCHGNet
 from mf_calc.train import TRANSFER_FROZEN, DeltaModel, TrainConfig, train_delta, train_single_fidelity, train_transfer
 from mf_calc.train.baselines import delta_frames
 from mf_calc.train.dataset import FrameDataset
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_extxyz(path, frames, with_fidelity=True):
