@@ -2,7 +2,7 @@
 
     python benchmarks/experiments.py --scale smoke|cpu|paper [--experiments lc,lf,ablation,tl]
         [--seeds 0 1 2] [--data benchmarks/data] [--out benchmarks/results/experiments_<scale>]
-        [--device auto] [--epochs E] [--threads T] [--dry-run] [--report-only] [--verbose]
+        [--device auto] [--epochs E] [--n-high 50,100] [--threads T] [--dry-run] [--report-only] [--verbose]
 
 Experiments (every configuration once per seed; the seed picks the frame subsets, the initial weights,
 the validation split and the batch order):
@@ -1072,6 +1072,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--out", help="output folder (default benchmarks/results/experiments_<scale>)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--epochs", type=int, help="override the scale's epochs (use a new --out)")
+    p.add_argument("--n-high", help="comma-separated N values kept from the scale's lc/lf/tl sizes, e.g. 50,100 "
+                                    "(runs are shared, so a later run without it only adds the rest)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (1 is fastest on a busy 2-core machine)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and the estimate, train nothing")
     p.add_argument("--report-only", action="store_true", help="train nothing; rebuild tables, plots and README")
@@ -1082,7 +1084,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         unknown = sorted(set(args.experiments) - set(EXPERIMENTS))
         if unknown:
             p.error(f"unknown experiment(s) {unknown}; choose from {list(EXPERIMENTS)}")
+    if args.n_high:
+        try:
+            args.n_high = tuple(int(x) for x in args.n_high.split(",") if x.strip())
+        except ValueError:
+            p.error(f"--n-high must be comma-separated integers, got {args.n_high!r}")
     return args
+
+
+def restrict_n(scale: Scale, keep: tuple) -> Scale:
+    """The scale with only the N values in ``keep`` in its lc, lf and tl sweeps (ablation N unchanged)."""
+    def pick(values):
+        return tuple(n for n in values if n in keep)
+    if not (set(keep) & (set(scale.lc_n) | set(scale.lf_n_high) | set(scale.tl_n))):
+        raise SystemExit(f"--n-high {list(keep)} keeps none of scale {scale.name}'s N values "
+                         f"{sorted(set(scale.lc_n) | set(scale.tl_n), key=str)}")
+    return replace(scale, lc_n=pick(scale.lc_n), lf_n_high=pick(scale.lf_n_high), tl_n=pick(scale.tl_n))
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -1092,6 +1109,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     scale = SCALES[args.scale]
     if args.epochs:
         scale = replace(scale, epochs=args.epochs)
+    if args.n_high:
+        scale = restrict_n(scale, args.n_high)
     if args.threads:
         import torch
 
