@@ -139,6 +139,16 @@ def test_plan_shares_identical_runs_between_experiments():
     assert len(exp.build_plan(["ablation"], exp.SCALES["paper"], (0,), sizes)) == 10
 
 
+def test_n_high_keeps_a_subset_of_the_sweeps():
+    cpu = exp.SCALES["cpu"]
+    kept = exp.restrict_n(cpu, (50, 100))
+    assert kept.lc_n == (50, 100) and kept.tl_n == (50, 100) and kept.lf_n_high == (50,)
+    assert kept.ablation_n == cpu.ablation_n and kept.epochs == cpu.epochs
+    with pytest.raises(SystemExit, match="keeps none"):
+        exp.restrict_n(cpu, (7,))
+    assert exp.parse_args(["--scale", "cpu", "--n-high", "50,100"]).n_high == (50, 100)
+
+
 def test_subsets_are_seeded_and_nested():
     a, b = exp.pick(100, 10, seed=0, stream="high"), exp.pick(100, 20, seed=0, stream="high")
     assert set(a) < set(b) and a == sorted(a) and len(set(a)) == 10

@@ -12,6 +12,7 @@ eV, eV/Å, eV/Å^3 (ASE sign, Voigt xx yy zz yz xz xy), μB.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import xml.parsers.expat
@@ -68,6 +69,13 @@ def _frames(items: Iterable[tuple[str, ase.Atoms, dict]], fidelity: str | None,
     return [_frame(atoms, source, fidelity, meta, fidelity_key) for source, atoms, meta in items]
 
 
+def _in_memory(path: Path) -> io.StringIO:
+    """The decompressed text of ``path``: ASE's extxyz reader seeks back to every frame, which on a
+    gzip stream re-decompresses from the start (quadratic in the number of frames)."""
+    with open_with_compression(str(path), "r") as fh:
+        return io.StringIO(fh.read())
+
+
 def read_extxyz(path: PathLike, fidelity: str | None = None, fidelity_key: str = "fidelity",
                 index: str | int | slice = ":") -> list[Frame]:
     """Frames of an (optionally .gz/.bz2/.xz compressed) extended XYZ file.
@@ -76,7 +84,7 @@ def read_extxyz(path: PathLike, fidelity: str | None = None, fidelity_key: str =
     ``index`` selects frames as in ``ase.io.read``; sources keep the frame's
     position in the file.
     """
-    images = _load(path, lambda p: ase.io.read(p, ":", format="extxyz"))
+    images = _load(path, lambda p: ase.io.read(_in_memory(p), ":", format="extxyz"))
     picked = range(len(images))[string2index(index) if isinstance(index, str) else index]
     picked = [picked] if isinstance(picked, int) else picked
     return _frames(((f"{path}:{i}", images[i], images[i].info) for i in picked),
