@@ -1,6 +1,6 @@
 """Train, evaluate and install the shipped model ``lmfp-mf`` (``mf_calc/pretrained/lmfp-mf``).
 
-    python benchmarks/ship_model.py [--run-dir benchmarks/runs/lmfp-mf] [--epochs 3] [--threads 1]
+    python benchmarks/ship_model.py [--run-dir benchmarks/runs/lmfp-mf] [--epochs 2] [--threads 1]
         [--device auto] [--skip-train] [--install]
 
 1. Train (``mf-calc train`` with the recipe below; resumes an interrupted run in ``--run-dir``):
@@ -184,7 +184,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python benchmarks/ship_model.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 2)[2])
     p.add_argument("--run-dir", default=str(HERE / "runs" / NAME), help="training folder (default benchmarks/runs/lmfp-mf)")
-    p.add_argument("--epochs", type=int, default=3, help="training epochs (default 3)")
+    p.add_argument("--epochs", type=int, default=2, help="training epochs (default 2)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, help="torch intra-op threads (1 is fastest on a busy 2-core machine)")
     p.add_argument("--skip-train", action="store_true", help="evaluate (and install) the run's best model as it is")

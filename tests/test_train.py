@@ -192,6 +192,27 @@ def test_resume_after_interrupted_epoch_matches_uninterrupted_run(tmp_path):
                 tmp_path / "resumed").fit(train, val, resume=True)
 
 
+def test_continue_training_from_a_model_folder(tmp_path):
+    """init = a trained model folder: its weights (composition included, no refit) are the start, and a
+    folder with other fidelities or modules is refused."""
+    frames = FrameDataset(make_frames(2, 2))
+    first = build_model(tiny_config(), FIDS)
+    with torch.no_grad():
+        first.composition.weight.add_(0.01)
+    first.save(tmp_path / "stage1")
+    cfg = tiny_config(init=str(tmp_path / "stage1"), model={}, epochs=1, lr=1e-9)
+    assert cfg.init == str(tmp_path / "stage1")
+    model = build_model(cfg, FIDS)
+    for key, value in first.state_dict().items():
+        assert torch.equal(value, model.state_dict()[key]), key
+    Trainer(model, cfg).fit(frames)
+    assert torch.allclose(model.composition.weight, first.composition.weight, atol=1e-6)  # not refitted
+    with pytest.raises(ValueError, match="has fidelities"):
+        build_model(tiny_config(init=str(tmp_path / "stage1"), model={}, modules="EM"), FIDS)
+    with pytest.raises(ValueError, match="unknown init"):
+        tiny_config(init=str(tmp_path / "nothing"), model={})
+
+
 def test_global_batches_depend_on_seed_and_epoch_only():
     a = global_batches(10, 4, seed=3, epoch=5)
     assert [len(b) for b in a] == [4, 4, 2]

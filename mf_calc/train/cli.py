@@ -33,7 +33,8 @@ def register(sub) -> None:
                    help="labelled frames; FIDELITY names their level of theory (else the frames' 'fidelity' info key); repeatable")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--config", help="JSON or YAML file of training options (TrainConfig fields); flags override it")
-    p.add_argument("--init", choices=INITS, help="start from random weights or a pretrained CHGNet (default scratch)")
+    p.add_argument("--init", metavar="{" + ",".join(INITS) + ",MODEL_DIR}",
+                   help="start from random weights, a pretrained CHGNet, or a trained model folder (default scratch)")
     p.add_argument("--modules", help="fidelity-dependent modules, letters of EMRC; '' = plain CHGNet (default EMRC)")
     p.add_argument("--fidelities", help="comma-separated model fidelities, lowest first")
     p.add_argument("--freeze", help=f"comma-separated model parts not trained, of: {', '.join(PARTS)}")

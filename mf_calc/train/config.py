@@ -15,17 +15,23 @@ INITS = ("scratch", "chgnet-0.3.0", "chgnet-r2scan")
 TARGET_LETTERS = "efsm"
 
 
+def is_model_folder(path) -> bool:
+    """True for a folder written by ``MFCHGNet.save`` (holds config.json)."""
+    return (Path(path) / "config.json").is_file()
+
+
 @dataclass
 class TrainConfig:
     """Everything a training run needs besides the data. ``batch_size`` is per process."""
 
     # model
-    init: str = "scratch"  # scratch | chgnet-0.3.0 | chgnet-r2scan (warm start)
+    init: str = "scratch"  # scratch | chgnet-0.3.0 | chgnet-r2scan (warm start) | a trained model folder
     modules: str = "EMRC"  # fidelity-dependent modules, "" = plain CHGNet
     fidelities: tuple[str, ...] | None = None  # model fidelity order, lowest first; None = order in the data
     model: dict = field(default_factory=dict)  # MFConfig size overrides (scratch only), e.g. {"n_conv": 3}
     freeze: tuple[str, ...] = ()  # model parts kept fixed, e.g. ("atom_embedding", "atom_conv_layers")
-    fit_composition: bool = True  # least-squares per-fidelity composition fit on training energies
+    fit_composition: bool = True  # least-squares per-fidelity composition fit on training energies (not when
+    # continuing from a trained model folder, which keeps the composition model it was trained with)
     # optimisation (paper Table 1)
     epochs: int = 60
     batch_size: int = 4
@@ -48,8 +54,8 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self):
-        if self.init not in INITS:
-            raise ValueError(f"unknown init {self.init!r}; choose from {INITS}")
+        if self.init not in INITS and not is_model_folder(self.init):
+            raise ValueError(f"unknown init {self.init!r}; choose from {INITS} or a model folder (config.json + weights)")
         self.targets = "".join(ch for ch in TARGET_LETTERS if ch in self.targets.lower())
         if "e" not in self.targets:
             raise ValueError(f"targets must include energy 'e', got {self.targets!r}")
@@ -63,7 +69,7 @@ class TrainConfig:
         if self.lr <= 0 or self.huber_delta <= 0:
             raise ValueError("lr and huber_delta must be > 0")
         if self.model and self.init != "scratch":
-            raise ValueError("model size overrides apply only to init='scratch' (a warm start keeps chgnet's sizes)")
+            raise ValueError("model size overrides apply only to init='scratch' (a warm start keeps its model's sizes)")
 
     @property
     def weights(self) -> dict[str, float]:

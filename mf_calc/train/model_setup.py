@@ -1,4 +1,4 @@
-"""Build the model a training run starts from (scratch or chgnet warm start) and freeze parts of it."""
+"""Build the model a training run starts from (scratch, chgnet warm start or a trained model) and freeze parts of it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from mf_calc.model.mfchgnet import MFCHGNet, MFConfig
-from mf_calc.train.config import TrainConfig
+from mf_calc.train.config import TrainConfig, is_model_folder
 
 #: Top-level parts of MFCHGNet that can be frozen by name.
 PARTS = (
@@ -24,9 +24,17 @@ TRANSFER_FROZEN = (
 
 def build_model(config: TrainConfig, fidelities: Sequence[str]) -> MFCHGNet:
     """A fresh model for ``config.init`` with ``fidelities`` (lowest first) and ``config.modules``;
-    the random initialisation is seeded with ``config.seed``."""
+    the random initialisation is seeded with ``config.seed``. A trained model folder as ``init`` is
+    loaded as it is (continued training); its fidelities and modules must match."""
     torch.manual_seed(config.seed)
     fidelities = tuple(fidelities)
+    if is_model_folder(config.init):
+        model = MFCHGNet.load(config.init)
+        if tuple(model.fidelities.names) != fidelities or model.config.modules != config.modules:
+            raise ValueError(f"init model {config.init} has fidelities {list(model.fidelities.names)} and modules "
+                             f"{model.config.modules!r}; this run asks for {list(fidelities)} and {config.modules!r}")
+        model.metadata = {**model.metadata, "init": str(config.init)}
+        return model.train()
     if config.init == "scratch":
         model = MFCHGNet(MFConfig(fidelities=fidelities, modules=config.modules, **config.model))
         model.metadata = {"init": "scratch"}

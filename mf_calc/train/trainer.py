@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from mf_calc.model.mfchgnet import MFCHGNet
 from mf_calc.train.checkpoint import json_safe, load_checkpoint, save_checkpoint, write_history
-from mf_calc.train.config import TrainConfig
+from mf_calc.train.config import TrainConfig, is_model_folder
 from mf_calc.train.dataset import TARGETS, FrameDataset, GraphSet
 from mf_calc.train.distributed import World, global_batches
 from mf_calc.train.loss import in_label_units, loss_terms, model_task
@@ -81,7 +81,7 @@ class Trainer:
         if state is not None:
             self._restore(state, data_id)
         else:
-            if cfg.fit_composition:
+            if cfg.fit_composition and not is_model_folder(cfg.init):  # a trained model keeps its own
                 fit_compositions(self.model, train)
             world.broadcast_module(self.model)
             if self._writes:
