@@ -1,12 +1,14 @@
 """Train, evaluate and install the shipped model ``lmfp-mf`` (``mf_calc/pretrained/lmfp-mf``).
 
-    python benchmarks/ship_model.py [--run-dir benchmarks/runs/lmfp-mf] [--epochs 2] [--threads 1]
+    python benchmarks/ship_model.py [--run-dir benchmarks/runs/lmfp-mf] [--stages 2] [--threads 1]
         [--device auto] [--skip-train] [--install]
 
-1. Train (``mf-calc train`` with the recipe below; resumes an interrupted run in ``--run-dir``):
-   warm start from CHGNet 0.3.0, modules EMRC, fidelities pbe_u → r2scan, on the training splits of the
-   teacher-labelled LMFP benchmark (``benchmarks/data``: all pbe_u train + all r2scan train frames;
-   5 % of each held out to pick the best epoch).
+1. Train (``mf-calc train`` with the recipe below, stage by stage in ``--run-dir/stage<k>``; an
+   interrupted stage resumes, a finished one is skipped): warm start from CHGNet 0.3.0, modules EMRC,
+   fidelities pbe_u → r2scan, on the training splits of the teacher-labelled LMFP benchmark
+   (``benchmarks/data``: all pbe_u train + all r2scan train frames; 5 % of each held out to pick the best
+   epoch). Stage 1 is a cosine schedule from lr 1e-3; stage 2 continues from stage 1's best model with
+   a second, lower cosine schedule.
 2. Evaluate the best-epoch model on frames it never saw: the r2scan test split at fidelity ``r2scan``
    (checked against the issue's targets), and the 200 paired pbe_u frames at fidelity ``pbe_u`` (their labels
    are CHGNet 0.3.0's, so this is the deviation from CHGNet 0.3.0). Reference rows: CHGNet 0.3.0 itself on
@@ -37,30 +39,47 @@ EVAL_SETS = (  # (label, file, fidelity the labels and the prediction are at)
     ("r2scan test split", "lmfp_r2scan_test.extxyz.gz", "r2scan"),
     ("paired pbe_u frames (held out)", "lmfp_paired_pbe_u.extxyz.gz", "pbe_u"),
 )
-#: The training recipe (TrainConfig fields); ``epochs`` comes from --epochs.
+#: The training recipe (TrainConfig fields) shared by all stages, and what each stage changes.
 RECIPE = {"init": "chgnet-0.3.0", "modules": "EMRC", "fidelities": ["pbe_u", "r2scan"], "batch_size": 4,
-          "lr": 0.001, "val_fraction": 0.05, "seed": 0}
+          "val_fraction": 0.05, "seed": 0}
+STAGES = ({"epochs": 2, "lr": 1e-3}, {"epochs": 1, "lr": 2e-4})
 #: The issue's targets on the r2scan test split at fidelity r2scan (MAE; meV/atom, meV/Å, GPa, μB).
 TARGETS = {"e": 5.0, "f": 40.0, "s": 0.2, "m": 0.05}
 LABELS = {"e": ("energy", "meV/atom"), "f": ("forces", "meV/Å"), "s": ("stress", "GPa"), "m": ("magmoms", "μB")}
 TEACHERS = "**Labels come from teacher models (CHGNet 0.3.0 = `pbe_u`, CHGNet r2scan = `r2scan`), not from DFT.**"
 
 
-def train(run_dir: Path, epochs: int, device: str) -> None:
-    """Run (or resume) ``mf-calc train`` with the recipe; the run folder keeps every finished epoch."""
+def stage_dir(run_dir: Path, k: int) -> Path:
+    return run_dir / f"stage{k}"
+
+
+def stage_recipe(run_dir: Path, k: int, device: str) -> dict:
+    """TrainConfig fields of stage ``k`` (1-based): stage 1 starts from CHGNet 0.3.0, later ones from
+    the previous stage's best model."""
+    init = RECIPE["init"] if k == 1 else str(stage_dir(run_dir, k - 1) / "best")
+    return {**RECIPE, **STAGES[k - 1], "init": init, "device": device}
+
+
+def train(run_dir: Path, n_stages: int, device: str) -> None:
+    """Run (or resume) ``mf-calc train`` stage by stage; every stage folder keeps its finished epochs."""
     from mf_calc.cli import main as cli
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config = run_dir / "recipe.json"
-    config.write_text(json.dumps({**RECIPE, "epochs": epochs, "device": device}, indent=2) + "\n")
-    args = ["train", "--config", str(config), "--out", str(run_dir)]
-    for fidelity, name in TRAIN_FILES.items():
-        args += ["--data", f"{DATA / name}:{fidelity}"]
-    if (run_dir / "checkpoint.pt").is_file():
-        args.append("--resume")
-    code = cli(args)
-    if code:
-        raise SystemExit(code)
+    for k in range(1, n_stages + 1):
+        out = stage_dir(run_dir, k)
+        if (out / "final" / "config.json").is_file():
+            print(f"stage {k}: finished before ({out})")
+            continue
+        out.mkdir(parents=True, exist_ok=True)
+        config = out / "recipe.json"
+        config.write_text(json.dumps(stage_recipe(run_dir, k, device), indent=2) + "\n")
+        args = ["train", "--config", str(config), "--out", str(out)]
+        for fidelity, name in TRAIN_FILES.items():
+            args += ["--data", f"{DATA / name}:{fidelity}"]
+        if (out / "checkpoint.pt").is_file():
+            args.append("--resume")
+        code = cli(args)
+        if code:
+            raise SystemExit(code)
 
 
 def errors(model, file: str, fidelity: str) -> dict:
@@ -113,14 +132,21 @@ def target_lines(test: dict) -> list[str]:
     return out
 
 
-def model_card(model, results: dict, history: list[dict], recipe: dict) -> str:
-    """MODEL_CARD.md text: what the model is, how it was trained, its errors, its limits."""
+def model_card(model, results: dict, stages: list[tuple[dict, list[dict]]]) -> str:
+    """MODEL_CARD.md text: what the model is, how it was trained, its errors, its limits.
+    ``stages``: (train_config.json, history.json) of each training stage, in order."""
     test = results[EVAL_SETS[0][0]]
-    epochs = "\n".join(
-        f"| {h['epoch']} | {h['train_loss']:.4g} | " + " | ".join(
-            f"{h['val'][f][f'{t}_mae']:.3g}" for f in recipe["fidelities"] for t in "efs") + " |"
-        for h in history if h.get("val"))
-    val_head = " | ".join(f"{f} {t.upper()}" for f in recipe["fidelities"] for t in "efs")
+    first = stages[0][0]
+    fids = first["fidelities"]
+    rows = "\n".join(
+        f"| {k} | {h['epoch']} | {h['train_loss']:.4g} | " + " | ".join(
+            f"{h['val'][f][f'{t}_mae']:.3g}" for f in fids for t in "efs") + " |"
+        for k, (_, history) in enumerate(stages, 1) for h in history if h.get("val"))
+    val_head = " | ".join(f"{f} {t.upper()}" for f in fids for t in "efs")
+    schedule = "; ".join(f"stage {k}: {cfg['epochs']} epoch(s), cosine from lr {cfg['lr']:g} to 1 % of it"
+                         + (" (from CHGNet 0.3.0)" if k == 1 else f" (from stage {k - 1}'s best model)")
+                         for k, (cfg, _) in enumerate(stages, 1))
+    trained = model.metadata.get("trained", {})
     return f"""# Model card: `{NAME}`
 
 {TEACHERS}
@@ -133,13 +159,13 @@ MF-CHGNet for Li_xMn_yFe_(1-y)PO4 (LMFP) olivine cathodes with two fidelities, `
 - Warm start from pretrained CHGNet 0.3.0 (chgnet wheel), fidelity-dependent modules **EMRC**
   (embedding, message passing, readout, composition), fidelities `pbe_u` → `r2scan`.
 - Data (`benchmarks/data`, see its DATA_CARD.md): {', '.join(f'`{n}` ({f})' for f, n in TRAIN_FILES.items())};
-  {recipe['val_fraction']:.0%} of each fidelity held out to pick the best epoch. The r2scan test split and the
+  {first['val_fraction']:.0%} of each fidelity held out to pick the best epoch. The r2scan test split and the
   paired frames were never trained on. pbe_u frames carry no magmoms; the magmom head learns them from r2scan.
-- Optimisation: Adam, peak lr {recipe['lr']:g} with a per-step cosine decay to 1 %, batch {recipe['batch_size']},
-  {recipe['epochs']} epochs, Huber loss (δ 0.1) on energy/atom, forces, stress (GPa), magmoms, weights
-  1 : 1 : 0.1 : 0.1; per-fidelity composition models fitted by least squares before training; seed {recipe['seed']};
-  float32 on CPU. Best epoch by r2scan validation error: {model.metadata.get('epoch', '?')}.
-- Reproduce: `python benchmarks/ship_model.py --epochs {recipe['epochs']} --install` (resumes an interrupted run).
+- Optimisation: Adam, batch {first['batch_size']}, per-step cosine schedules — {schedule}. Huber loss (δ 0.1) on
+  energy/atom, forces, stress (GPa), magmoms, weights 1 : 1 : 0.1 : 0.1; per-fidelity composition models
+  fitted by least squares before stage 1; seed {first['seed']}; float32 on 1 CPU thread. Shipped: the best
+  epoch of the last stage by r2scan validation error (epoch {trained.get('epochs', '?')} of {trained.get('of_epochs', '?')}).
+- Reproduce: `python benchmarks/ship_model.py --stages {len(stages)} --install` (an interrupted stage resumes).
 
 ## Errors on frames not trained on (MAE, RMSE in brackets)
 {table(results)}
@@ -151,9 +177,9 @@ Targets of the issue (r2scan test split, fidelity r2scan):
 {chr(10).join(target_lines(test))}
 
 ## Validation errors per epoch (MAE: meV/atom, meV/Å, GPa)
-| epoch | train loss | {val_head} |
-|{'---|' * (2 + 3 * len(recipe['fidelities']))}
-{epochs}
+| stage | epoch | train loss | {val_head} |
+|{'---|' * (3 + 3 * len(fids))}
+{rows}
 
 ## Limits
 - Trained on 48-56-atom 1×1×2 LMFP cells (rattled, strained, 300-1000 K MD snapshots) labelled by teacher
@@ -163,7 +189,7 @@ Targets of the issue (r2scan test split, fidelity r2scan):
 """
 
 
-def install(best: Path, results: dict, history: list[dict], recipe: dict) -> Path:
+def install(best: Path, results: dict, stages: list[tuple[dict, list[dict]]]) -> Path:
     """Copy the best model into the package with its errors in the metadata and a model card."""
     from mf_calc.model.mfchgnet import MFCHGNet
     from mf_calc.train.checkpoint import json_safe
@@ -173,10 +199,10 @@ def install(best: Path, results: dict, history: list[dict], recipe: dict) -> Pat
         "name": NAME,
         "description": "MF-CHGNet (EMRC) for LMFP, warm start of CHGNet 0.3.0, fidelities pbe_u and r2scan; "
                        "trained on teacher labels (CHGNet 0.3.0 / CHGNet r2scan), see MODEL_CARD.md",
-        "recipe": recipe, "test_errors": json_safe(results), "written": time.strftime("%Y-%m-%d"),
+        "recipe": [cfg for cfg, _ in stages], "test_errors": json_safe(results), "written": time.strftime("%Y-%m-%d"),
     })
     model.save(INSTALL_DIR)
-    (INSTALL_DIR / "MODEL_CARD.md").write_text(model_card(model, results, history, recipe))
+    (INSTALL_DIR / "MODEL_CARD.md").write_text(model_card(model, results, stages))
     return INSTALL_DIR
 
 
@@ -184,7 +210,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python benchmarks/ship_model.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 2)[2])
     p.add_argument("--run-dir", default=str(HERE / "runs" / NAME), help="training folder (default benchmarks/runs/lmfp-mf)")
-    p.add_argument("--epochs", type=int, default=2, help="training epochs (default 2)")
+    p.add_argument("--stages", type=int, default=len(STAGES), choices=range(1, len(STAGES) + 1),
+                   help=f"training stages to run (default all {len(STAGES)})")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, help="torch intra-op threads (1 is fastest on a busy 2-core machine)")
     p.add_argument("--skip-train", action="store_true", help="evaluate (and install) the run's best model as it is")
@@ -196,22 +223,22 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     run_dir = Path(args.run_dir)
     if not args.skip_train:
-        train(run_dir, args.epochs, args.device)
+        train(run_dir, args.stages, args.device)
     from mf_calc.model.mfchgnet import MFCHGNet
 
-    best = run_dir / "best"
+    best = stage_dir(run_dir, args.stages) / "best"
     if not (best / "config.json").is_file():
         raise SystemExit(f"no trained model in {best}: run without --skip-train first")
     model = MFCHGNet.load(best).eval()
-    history = json.loads((run_dir / "history.json").read_text())
-    recipe = json.loads((run_dir / "train_config.json").read_text())
+    stages = [(json.loads((stage_dir(run_dir, k) / "train_config.json").read_text()),
+               json.loads((stage_dir(run_dir, k) / "history.json").read_text())) for k in range(1, args.stages + 1)]
     results = evaluate_all(model)
     (run_dir / "test_errors.json").write_text(json.dumps(results, indent=2) + "\n")
     print(TEACHERS.strip("*"))
     print(table(results))
     print("\n".join(target_lines(results[EVAL_SETS[0][0]])))
     if args.install:
-        print(f"installed {install(best, results, history, recipe)}")
+        print(f"installed {install(best, results, stages)}")
     return 0
 
 
