@@ -51,6 +51,12 @@ class MFCalculator(Calculator):
         """Name of the target fidelity."""
         return self.model.fidelities.names[self._fidelity]
 
+    @property
+    def magmom_scale(self) -> str | None:
+        """Which labels the model's magmoms follow (``pbe_u`` or ``r2scan``; model metadata), for the
+        oxidation-state thresholds of ``mf_calc.workflows.oxidation``; None when the model does not say."""
+        return self.model.metadata.get("magmom_scale")
+
     @fidelity.setter
     def fidelity(self, value: str | int | None) -> None:
         index = self.model.fidelities.index(value)

@@ -1,5 +1,8 @@
 """Models shipped with mf_calc, loaded by name (no downloads).
 
+- ``lmfp-mf`` (the default): MF-CHGNet (modules EMRC) for LMFP cathodes with fidelities ``pbe_u`` and
+  ``r2scan``, warm-started from CHGNet 0.3.0 and trained on the teacher-labelled LMFP benchmark
+  (``benchmarks/data``); recipe and test errors in ``mf_calc/pretrained/lmfp-mf/MODEL_CARD.md``.
 - ``chgnet-0.3.0``: MF-CHGNet warm start of pretrained CHGNet 0.3.0 (MPtrj, PBE/PBE+U); one
   fidelity ``pbe_u``; reproduces CHGNet 0.3.0 exactly. Not trained on any LMFP data.
 - ``chgnet-r2scan``: the same for CHGNet's r2SCAN transfer model; one fidelity ``r2scan``.
@@ -15,7 +18,7 @@ from mf_calc.model.mfchgnet import MFCHGNet
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 WARM_STARTS = {"chgnet-0.3.0": ("0.3.0", ("pbe_u",)), "chgnet-r2scan": ("r2scan", ("r2scan",))}
-DEFAULT_MODEL = "chgnet-0.3.0"  # until a trained MF model ships
+DEFAULT_MODEL = "lmfp-mf"
 
 
 def available_models() -> list[str]:
@@ -27,6 +30,9 @@ def available_models() -> list[str]:
 def load_model(name_or_path: str | Path | None = None) -> MFCHGNet:
     """Load a shipped model by name, or a model folder by path; None gives the default model."""
     name = DEFAULT_MODEL if name_or_path is None else name_or_path
+    if name == DEFAULT_MODEL and not (PRETRAINED_DIR / name / "config.json").is_file():
+        raise FileNotFoundError(f"the default model {name!r} is missing from {PRETRAINED_DIR} (a broken install?); "
+                                f"reinstall mf_calc, or load one of {sorted(WARM_STARTS)} by name")
     if isinstance(name, str) and (PRETRAINED_DIR / name / "config.json").is_file():
         return MFCHGNet.load(PRETRAINED_DIR / name)
     if isinstance(name, str) and name in WARM_STARTS:

@@ -91,10 +91,10 @@ def test_corrupt_model_files(tmp_path):
         MFCHGNet.load(tmp_path / "nothing")
 
 
-def test_shipped_default_model_is_named_honestly():
-    assert "chgnet-0.3.0" in available_models()
-    model = load_model()
-    assert "chgnet-0.3.0" in model.metadata["name"] or model.metadata.get("init", "").startswith("chgnet")
+def test_shipped_models_are_named_honestly():
+    assert {"lmfp-mf", "chgnet-0.3.0", "chgnet-r2scan"} <= set(available_models())
+    model = load_model("chgnet-0.3.0")
+    assert model.metadata["name"] == "chgnet-0.3.0" and tuple(model.fidelities.names) == ("pbe_u",)
     with pytest.raises(ValueError, match="unknown model"):
         load_model("no-such-model")
 

@@ -304,7 +304,8 @@ class MFCHGNet(nn.Module):
         )
         model = cls(config)
         model.load_chgnet_state(ref.state_dict())
-        model.metadata = {"init": f"chgnet-{name}", "description": f"warm start of pretrained CHGNet {name}, no MF training"}
+        model.metadata = {"init": f"chgnet-{name}", "description": f"warm start of pretrained CHGNet {name}, no MF training",
+                          "magmom_scale": "r2scan" if name == "r2scan" else "pbe_u"}  # labels its magmom head learned
         return model
 
     @torch.no_grad()

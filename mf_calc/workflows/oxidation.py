@@ -4,19 +4,23 @@ High-spin olivine transition metals carry a moment that drops by ~1 μB per elec
 (Fe2+ d6 → Fe3+ d5 goes *up*; Mn2+ d5 → Mn3+ d4 → Mn4+ d3 goes *down*). Reference moments
 (/work/shared/REFERENCE_VALUES.md, DESIGN.md):
 
-=========  ======================  =====================  =============================
-ion        PBE+U (approx.)         CHGNet 0.3.0, relaxed  threshold used here (μB)
-=========  ======================  =====================  =============================
-Fe2+       3.7-3.8                 3.86-3.96              Fe: m < 4.13 → 2+
-Fe3+       4.3-4.4                 4.32-4.40                  m ≥ 4.13 → 3+
-Mn2+       4.6-4.7                 4.59-4.65              Mn: m > 4.27 → 2+
-Mn3+       3.8-3.9                 3.91-3.94                  3.4 < m ≤ 4.27 → 3+
-Mn4+       (≈3, spin-only d3)      —                          m ≤ 3.4 → 4+
-=========  ======================  =====================  =============================
+=========  ==================  =================  ==================  ====================  ===================
+ion        PBE+U (approx.)     CHGNet 0.3.0       scale ``pbe_u``     CHGNet r2scan         scale ``r2scan``
+=========  ==================  =================  ==================  ====================  ===================
+Fe2+       3.7-3.8             3.86-3.96          Fe: m < 4.13 → 2+   3.71                  Fe: m < 3.91 → 2+
+Fe3+       4.3-4.4             4.32-4.40          m ≥ 4.13 → 3+       4.11-4.14             m ≥ 3.91 → 3+
+Mn2+       4.6-4.7             4.59-4.65          Mn: m > 4.27 → 2+   4.52                  Mn: m > 4.12 → 2+
+Mn3+       3.8-3.9             3.91-3.94          m > 3.4 → 3+        3.68-3.73             m > 3.4 → 3+
+Mn4+       (≈3, spin-only d3)  —                  m ≤ 3.4 → 4+        —                     m ≤ 3.4 → 4+
+=========  ==================  =================  ==================  ====================  ===================
 
-Each threshold is the midpoint of the gap that *both* reference sets leave between neighbouring ions:
-Fe 2+/3+: gap 3.96-4.30 → 4.13; Mn 2+/3+: gap 3.94-4.59 → 4.27 (rounded); Mn 3+/4+: no reference
-value for Mn4+, so the midpoint between Mn3+ (≥3.8) and the spin-only d3 moment 3.0 → 3.4.
+The moments a model predicts depend on the labels its magmom head learned from (its *magmom scale*):
+CHGNet 0.3.0 (PBE/PBE+U, scale ``pbe_u``) and CHGNet r2scan (scale ``r2scan``; relaxed LiFePO4,
+FePO4, LiMnPO4, MnPO4 and Li0.0Mn0.5Fe0.5PO4) put the same ions ~0.2 μB apart, so each scale has its
+own thresholds. Each threshold is the midpoint of the gap between neighbouring ions (for ``pbe_u`` the
+gap both PBE+U and CHGNet 0.3.0 leave: Fe 3.96-4.30 → 4.13, Mn 3.94-4.59 → 4.27); Mn 3+/4+: no
+reference value for Mn4+, so the midpoint between Mn3+ (≈3.8) and the spin-only d3 moment 3.0 → 3.4.
+``MFCalculator.magmom_scale`` tells which scale a model is on (model metadata ``magmom_scale``).
 
 Magmoms of an *unrelaxed* delithiated cell hardly move (Fe 3.95 → 4.10 μB, DESIGN.md): read
 oxidation states after relaxing, or from MD frames, never from a freshly delithiated cell.
@@ -31,36 +35,61 @@ from collections import Counter
 
 import numpy as np
 
-# thresholds in μB (see module docstring)
-FE_2_3 = 4.13
-MN_2_3 = 4.27
-MN_3_4 = 3.4
+#: Thresholds in μB per magmom scale (see module docstring).
+THRESHOLDS = {
+    "pbe_u": {"Fe2+/Fe3+": 4.13, "Mn2+/Mn3+": 4.27, "Mn3+/Mn4+": 3.4},
+    "r2scan": {"Fe2+/Fe3+": 3.91, "Mn2+/Mn3+": 4.12, "Mn3+/Mn4+": 3.4},
+}
+DEFAULT_SCALE = "pbe_u"
 FIXED = {"Li": 1, "Na": 1, "P": 5, "O": -2}
 
 
-def ox_from_magmom(symbol: str, magmom: float) -> int | None:
-    """Oxidation state of one Fe or Mn ion from its magnetic moment (μB; sign ignored)."""
+def thresholds(scale: str | None = None) -> dict[str, float]:
+    """The thresholds of a magmom scale (None: ``pbe_u``); an unknown scale raises ValueError."""
+    scale = DEFAULT_SCALE if scale is None else scale
+    if scale not in THRESHOLDS:
+        raise ValueError(f"unknown magmom scale {scale!r}; known: {sorted(THRESHOLDS)}")
+    return THRESHOLDS[scale]
+
+
+def scale_of(atoms) -> str:
+    """The magmom scale of the calculator attached to ``atoms``, looking through wrappers that keep
+    theirs as ``.base`` (``pbe_u`` when none says)."""
+    calc = atoms.calc
+    while calc is not None:
+        scale = getattr(calc, "magmom_scale", None)
+        if scale:
+            return scale
+        calc = getattr(calc, "base", None)
+    return DEFAULT_SCALE
+
+
+def ox_from_magmom(symbol: str, magmom: float, scale: str | None = None) -> int | None:
+    """Oxidation state of one Fe or Mn ion from its magnetic moment (μB; sign ignored) on a magmom scale."""
     m = abs(float(magmom))
+    t = thresholds(scale)
     if symbol == "Fe":
-        return 2 if m < FE_2_3 else 3
+        return 2 if m < t["Fe2+/Fe3+"] else 3
     if symbol == "Mn":
-        if m > MN_2_3:
+        if m > t["Mn2+/Mn3+"]:
             return 2
-        return 3 if m > MN_3_4 else 4
+        return 3 if m > t["Mn3+/Mn4+"] else 4
     return FIXED.get(symbol)
 
 
-def oxidation_states(atoms, magmoms=None) -> list[int | None]:
+def oxidation_states(atoms, magmoms=None, scale: str | None = None) -> list[int | None]:
     """Oxidation state per atom: Fe/Mn from magmoms, Li +1, P +5, O −2, None for anything else.
 
     magmoms: μB per atom; default ``atoms.get_magnetic_moments()`` (needs a calculator with magmoms).
+    scale: magmom scale of the thresholds; default that of ``atoms.calc`` (see ``scale_of``).
     """
     if magmoms is None:
         magmoms = atoms.get_magnetic_moments()
+    scale = scale_of(atoms) if scale is None else scale
     magmoms = np.asarray(magmoms, dtype=float).reshape(-1)
     if len(magmoms) != len(atoms):
         raise ValueError(f"need one magmom per atom: got {len(magmoms)} for {len(atoms)} atoms")
-    return [ox_from_magmom(s, m) for s, m in zip(atoms.get_chemical_symbols(), magmoms)]
+    return [ox_from_magmom(s, m, scale) for s, m in zip(atoms.get_chemical_symbols(), magmoms)]
 
 
 def charge_balance(atoms, ox=None) -> int | None:
@@ -71,16 +100,18 @@ def charge_balance(atoms, ox=None) -> int | None:
     return int(sum(ox))
 
 
-def oxidation_summary(atoms, magmoms=None) -> dict:
+def oxidation_summary(atoms, magmoms=None, scale: str | None = None) -> dict:
     """Counts like {"Fe2+": 4, "Fe3+": 4}, mean/min/max magmom per TM element, charge balance.
 
     ``balanced`` is True when n_Li + Σ ox(TM) equals 2 n_O − 5 n_P (= 3 n_P for a phosphate).
+    scale: magmom scale of the thresholds; default that of ``atoms.calc``.
     """
     if magmoms is None:
         magmoms = atoms.get_magnetic_moments()
+    scale = scale_of(atoms) if scale is None else scale
     magmoms = np.abs(np.asarray(magmoms, dtype=float).reshape(-1))
     symbols = np.array(atoms.get_chemical_symbols())
-    ox = oxidation_states(atoms, magmoms)
+    ox = oxidation_states(atoms, magmoms, scale)
     counts = Counter(f"{s}{o}+" for s, o in zip(symbols, ox) if s in ("Fe", "Mn"))
     mags = {}
     for el in ("Fe", "Mn"):
@@ -94,7 +125,8 @@ def oxidation_summary(atoms, magmoms=None) -> dict:
         "magmoms": mags,
         "charge_excess": excess,
         "balanced": None if excess is None else excess == 0,
-        "thresholds_muB": {"Fe2+/Fe3+": FE_2_3, "Mn2+/Mn3+": MN_2_3, "Mn3+/Mn4+": MN_3_4},
+        "magmom_scale": scale,
+        "thresholds_muB": dict(thresholds(scale)),
     }
 
 
