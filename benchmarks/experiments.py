@@ -973,7 +973,11 @@ def readme_text(rows: list[dict], scale: Scale, meta: dict, plots: list[str], sy
         "so each run was trained by one of them):", "",
         *[f"    {line}" for line in meta["commands"]], "",
         f"Scale `{scale.name}`: {scale.about}. Model from scratch: {model}; {meta['epochs']} epochs; paper Table 1 "
-        f"optimisation (Adam, lr 0.005, cosine, batch 4, Huber, efsm 1:1:0.1:0.1); seeds {meta['seeds']}; "
+        f"optimisation (Adam, lr 0.005, cosine, batch 4, Huber, efsm 1:1:0.1:0.1); seeds {meta['seeds']} (the "
+        f"seeds column says how many finished); experiments {meta['experiments']}; N values: "
+        + "; ".join(f"{name} {list(values)}" for name, values in (("lc", scale.lc_n), ("lf", scale.lf_n_high),
+                                                                  ("tl", scale.tl_n), ("ablation", [scale.ablation_n]))
+                    if name in meta["experiments"]) + "; "
         f"low-fidelity frames in lc/ablation/tl runs: {count_text(scale.n_low)}; 10 % of each fidelity's frames "
         f"held out for best-epoch selection. Data: `{meta['data']}` "
         f"({', '.join(f'{k} {v}' for k, v in meta['sizes'].items())} frames). Test: the r2scan test split "
