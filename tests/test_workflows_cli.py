@@ -80,8 +80,10 @@ def test_cli_gap_single_fidelity_and_diffusion_files(tmp_path, capsys):
     from mf_calc import lmfp
 
     write(tmp_path / "frames.extxyz", [lmfp(supercell=(1, 1, 1))])
-    rc, _, err, _ = _run(["gap", tmp_path / "frames.extxyz", "--out", tmp_path / "g"], capsys)
+    rc, _, err, _ = _run(["gap", tmp_path / "frames.extxyz", "--model", "chgnet-0.3.0", "--out", tmp_path / "g"], capsys)
     assert rc == 2 and "single fidelity" in err
+    rc, out, _, _ = _run(["gap", tmp_path / "frames.extxyz", "--out", tmp_path / "g"], capsys)  # lmfp-mf: 2 fidelities
+    assert rc == 0 and "pbe_u" in out
 
     rng = np.random.default_rng(0)
     paths = []
