@@ -2,9 +2,9 @@
 magmoms and oxidation states of a half-delithiated LMFP cell, then the relaxed LiFePO4 lattice per
 fidelity, and the fidelity-gap ranking of a few rattled frames (which ones to send to DFT).
 
-The default model has a single fidelity (pbe_u). To still see two levels of theory side by side, the
-script also evaluates the shipped r2SCAN warm start (``--compare chgnet-r2scan``) — CHGNet's r2SCAN model,
-the teacher for the high-fidelity labels of this project's benchmark data (DESIGN.md).
+The default model ``lmfp-mf`` has two fidelities (pbe_u, r2scan). The script also evaluates the shipped
+r2SCAN warm start (``--compare chgnet-r2scan``) — CHGNet's r2SCAN model, the teacher of the high-fidelity
+labels the default model was trained on (DESIGN.md) — so each column can be set against it.
 
     python md_examples/05_fidelities_side_by_side.py --quick
     python md_examples/05_fidelities_side_by_side.py --model path/to/trained_mf_model
