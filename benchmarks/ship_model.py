@@ -1,6 +1,6 @@
 """Train, evaluate and install the shipped model ``lmfp-mf`` (``mf_calc/pretrained/lmfp-mf``).
 
-    python benchmarks/ship_model.py [--run-dir benchmarks/runs/lmfp-mf] [--stages 1] [--threads 1]
+    python benchmarks/ship_model.py [--run-dir benchmarks/runs/lmfp-mf] [--stages 1] [--epochs E] [--threads 1]
         [--device auto] [--skip-train] [--install]
 
 1. Train (``mf-calc train`` with the recipe below, stage by stage in ``--run-dir/stage<k>``; an
@@ -54,14 +54,14 @@ def stage_dir(run_dir: Path, k: int) -> Path:
     return run_dir / f"stage{k}"
 
 
-def stage_recipe(run_dir: Path, k: int, device: str) -> dict:
+def stage_recipe(run_dir: Path, k: int, device: str, epochs: int | None = None) -> dict:
     """TrainConfig fields of stage ``k`` (1-based): stage 1 starts from CHGNet 0.3.0, later ones from
-    the previous stage's best model."""
+    the previous stage's best model. ``epochs`` overrides the stage's epochs."""
     init = RECIPE["init"] if k == 1 else str(stage_dir(run_dir, k - 1) / "best")
-    return {**RECIPE, **STAGES[k - 1], "init": init, "device": device}
+    return {**RECIPE, **STAGES[k - 1], "init": init, "device": device, **({"epochs": epochs} if epochs else {})}
 
 
-def train(run_dir: Path, n_stages: int, device: str) -> None:
+def train(run_dir: Path, n_stages: int, device: str, epochs: int | None = None) -> None:
     """Run (or resume) ``mf-calc train`` stage by stage; every stage folder keeps its finished epochs."""
     from mf_calc.cli import main as cli
 
@@ -72,7 +72,7 @@ def train(run_dir: Path, n_stages: int, device: str) -> None:
             continue
         out.mkdir(parents=True, exist_ok=True)
         config = out / "recipe.json"
-        config.write_text(json.dumps(stage_recipe(run_dir, k, device), indent=2) + "\n")
+        config.write_text(json.dumps(stage_recipe(run_dir, k, device, epochs), indent=2) + "\n")
         args = ["train", "--config", str(config), "--out", str(out)]
         for fidelity, name in TRAIN_FILES.items():
             args += ["--data", f"{DATA / name}:{fidelity}"]
@@ -217,6 +217,8 @@ def main(argv=None) -> int:
     p.add_argument("--stages", type=int, default=SHIPPED_STAGES, choices=range(1, len(STAGES) + 1),
                    help=f"training stages to run; the model is the last one's best (default {SHIPPED_STAGES}, "
                         "what ships)")
+    p.add_argument("--epochs", type=int, help="epochs of every stage run (default: the recipe's, stage 1: 2); "
+                                               "use a new --run-dir, e.g. --epochs 60 on a GPU for the paper's length")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, help="torch intra-op threads (1 is fastest on a busy 2-core machine)")
     p.add_argument("--skip-train", action="store_true", help="evaluate (and install) the run's best model as it is")
@@ -228,7 +230,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     run_dir = Path(args.run_dir)
     if not args.skip_train:
-        train(run_dir, args.stages, args.device)
+        train(run_dir, args.stages, args.device, args.epochs)
     from mf_calc.model.mfchgnet import MFCHGNet
 
     best = stage_dir(run_dir, args.stages) / "best"
