@@ -278,7 +278,7 @@ def format_arrhenius(fit: dict) -> str:
 def plot_msd(results: dict, png_path, title: str | None = None) -> str:
     """MSD (total and x, y, z) vs time with the fitted lines; ``results`` maps a label (e.g. T) to
     :func:`msd_analysis` output. Returns the PNG path."""
-    from mf_calc.workflows.plots import new_figure
+    from mf_calc.workflows.plots import new_figure, save_figure
 
     n = len(results)
     fig = new_figure(figsize=(4.2 * n, 3.6))
@@ -300,14 +300,12 @@ def plot_msd(results: dict, png_path, title: str | None = None) -> str:
         ax.legend(fontsize=6)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=110)
-    return str(png_path)
+    return save_figure(fig, png_path)
 
 
 def plot_arrhenius(points: dict, fit: dict | None, png_path, title: str | None = None) -> str:
     """ln D vs 1000/T per component (points: {"total": (T, D, err), "y": ...}) with the fit of "total"."""
-    from mf_calc.workflows.plots import new_figure
+    from mf_calc.workflows.plots import new_figure, save_figure
 
     fig = new_figure(figsize=(5.2, 4.0))
     ax = fig.subplots()
@@ -331,9 +329,7 @@ def plot_arrhenius(points: dict, fit: dict | None, png_path, title: str | None =
     ax.legend(fontsize=7)
     if title:
         ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=110)
-    return str(png_path)
+    return save_figure(fig, png_path)
 
 
 # ----------------------------------------------------------------------------- workflow

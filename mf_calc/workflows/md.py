@@ -381,7 +381,7 @@ def read_md_log(path) -> dict[str, np.ndarray]:
 
 def plot_md_log(log_path, png_path, title: str | None = None) -> str:
     """Temperature, pressure, a/b/c, volume, energy and Fe/Mn magmoms vs time; returns the PNG path."""
-    from mf_calc.workflows.plots import new_figure
+    from mf_calc.workflows.plots import new_figure, save_figure
 
     d = read_md_log(log_path)
     t = d["time_ps"]
@@ -406,6 +406,4 @@ def plot_md_log(log_path, png_path, title: str | None = None) -> str:
     axes[-1].set_xlabel("time (ps)")
     if title:
         axes[0].set_title(title)
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=110)
-    return str(png_path)
+    return save_figure(fig, png_path)

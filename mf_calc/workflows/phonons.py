@@ -257,7 +257,7 @@ def plot_bands_dos(bands: dict, labels, dos: dict, png_path, title=None) -> str:
 
 def plot_thermal(thermal: dict, png_path) -> str:
     """Helmholtz free energy, entropy and heat capacity vs temperature."""
-    from mf_calc.workflows.plots import new_figure
+    from mf_calc.workflows.plots import new_figure, save_figure
 
     fig = new_figure(figsize=(5.5, 4))
     ax = fig.subplots()
@@ -268,6 +268,4 @@ def plot_thermal(thermal: dict, png_path) -> str:
     ax.set_xlabel("T (K)")
     ax.legend(fontsize=8)
     ax.set_title("harmonic thermal properties (per mol of cells)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=110)
-    return str(png_path)
+    return save_figure(fig, png_path)

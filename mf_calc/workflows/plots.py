@@ -9,3 +9,10 @@ def new_figure(**kwargs):
     from matplotlib.figure import Figure
 
     return Figure(**kwargs)
+
+
+def save_figure(fig, png_path, dpi: int = 110) -> str:
+    """Lay out ``fig`` tightly and write it to ``png_path``; returns the path as a string."""
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=dpi)
+    return str(png_path)
