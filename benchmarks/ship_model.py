@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -64,10 +63,11 @@ def stage_recipe(run_dir: Path, k: int, device: str, epochs: int | None = None) 
 def train(run_dir: Path, n_stages: int, device: str, epochs: int | None = None) -> None:
     """Run (or resume) ``mf-calc train`` stage by stage; every stage folder keeps its finished epochs."""
     from mf_calc.cli import main as cli
+    from mf_calc.model.io import is_model_folder
 
     for k in range(1, n_stages + 1):
         out = stage_dir(run_dir, k)
-        if (out / "final" / "config.json").is_file():
+        if is_model_folder(out / "final"):
             print(f"stage {k}: finished before ({out})")
             continue
         out.mkdir(parents=True, exist_ok=True)
@@ -231,10 +231,11 @@ def main(argv=None) -> int:
     run_dir = Path(args.run_dir)
     if not args.skip_train:
         train(run_dir, args.stages, args.device, args.epochs)
+    from mf_calc.model.io import is_model_folder
     from mf_calc.model.mfchgnet import MFCHGNet
 
     best = stage_dir(run_dir, args.stages) / "best"
-    if not (best / "config.json").is_file():
+    if not is_model_folder(best):
         raise SystemExit(f"no trained model in {best}: run without --skip-train first")
     model = MFCHGNet.load(best).eval()
     stages = [(json.loads((stage_dir(run_dir, k) / "train_config.json").read_text()),

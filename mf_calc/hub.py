@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mf_calc.model.io import is_model_folder
 from mf_calc.model.mfchgnet import MFCHGNet
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
@@ -23,17 +24,18 @@ DEFAULT_MODEL = "lmfp-mf"
 
 def available_models() -> list[str]:
     """Names accepted by ``load_model``."""
-    shipped = sorted(p.name for p in PRETRAINED_DIR.glob("*") if (p / "config.json").is_file())
+    shipped = sorted(p.name for p in PRETRAINED_DIR.glob("*") if is_model_folder(p))
     return shipped + sorted(WARM_STARTS)
 
 
 def load_model(name_or_path: str | Path | None = None) -> MFCHGNet:
     """Load a shipped model by name, or a model folder by path; None gives the default model."""
     name = DEFAULT_MODEL if name_or_path is None else name_or_path
-    if name == DEFAULT_MODEL and not (PRETRAINED_DIR / name / "config.json").is_file():
+    shipped = isinstance(name, str) and is_model_folder(PRETRAINED_DIR / name)
+    if name == DEFAULT_MODEL and not shipped:
         raise FileNotFoundError(f"the default model {name!r} is missing from {PRETRAINED_DIR} (a broken install?); "
                                 f"reinstall mf_calc, or load one of {sorted(WARM_STARTS)} by name")
-    if isinstance(name, str) and (PRETRAINED_DIR / name / "config.json").is_file():
+    if shipped:
         return MFCHGNet.load(PRETRAINED_DIR / name)
     if isinstance(name, str) and name in WARM_STARTS:
         chgnet_name, fidelities = WARM_STARTS[name]

@@ -26,6 +26,11 @@ class ModelFileError(ValueError):
     """A model file that is missing, corrupt, truncated or does not match its config."""
 
 
+def is_model_folder(path) -> bool:
+    """True for a folder written by ``save_model`` (it holds config.json)."""
+    return (Path(path) / CONFIG_FILE).is_file()
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

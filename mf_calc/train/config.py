@@ -11,13 +11,10 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from mf_calc.model.io import is_model_folder
+
 INITS = ("scratch", "chgnet-0.3.0", "chgnet-r2scan")
 TARGET_LETTERS = "efsm"
-
-
-def is_model_folder(path) -> bool:
-    """True for a folder written by ``MFCHGNet.save`` (holds config.json)."""
-    return (Path(path) / "config.json").is_file()
 
 
 @dataclass

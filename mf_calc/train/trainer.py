@@ -17,9 +17,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from mf_calc.model.io import is_model_folder
 from mf_calc.model.mfchgnet import MFCHGNet
 from mf_calc.train.checkpoint import json_safe, load_checkpoint, save_checkpoint, write_history
-from mf_calc.train.config import TrainConfig, is_model_folder
+from mf_calc.train.config import TrainConfig
 from mf_calc.train.dataset import TARGETS, FrameDataset, GraphSet
 from mf_calc.train.distributed import World, global_batches
 from mf_calc.train.loss import in_label_units, loss_terms, model_task
