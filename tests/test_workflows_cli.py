@@ -3,7 +3,6 @@
 import time
 
 import pytest
-import torch
 
 from mf_calc.cli import main
 
