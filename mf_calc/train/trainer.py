@@ -245,7 +245,7 @@ class Trainer:
         row = self.history[epoch - 1] if epoch else {}
         trained = {"init": self.config.init, "epochs": epoch, "of_epochs": self.config.epochs,
                    "selection": "best validation score" if best else "final", "val": row.get("val"),
-                   "train_loss": row.get("train_loss")}
+                   "train_loss": row.get("train_loss"), "device": str(self.world.device)}
         description = (f"trained by mf_calc.train from {self.config.init} on fidelities {list(self.model.fidelities)}, "
                        f"modules {self.model.config.modules or 'none'} ({trained['selection']}, epoch {epoch})")
         return {**self.model.metadata, "description": description, "trained": json_safe(trained)}
