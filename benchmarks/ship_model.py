@@ -84,13 +84,15 @@ def train(run_dir: Path, n_stages: int, device: str, epochs: int | None = None) 
             raise SystemExit(code)
 
 
-def errors(model, file: str, fidelity: str) -> dict:
-    """MAE/RMSE of ``model`` at ``fidelity`` on a benchmark file whose labels are at that fidelity."""
+def errors(model, file: str, fidelity: str, kind: str | None = None) -> dict:
+    """MAE/RMSE of ``model`` at ``fidelity`` on a benchmark file whose labels are at that fidelity; ``kind``
+    keeps only frames of that ``info['kind']`` (``rattle`` or ``md``, see the data card)."""
     from mf_calc.data import read_frames
     from mf_calc.train.dataset import FrameDataset
     from mf_calc.train.metrics import evaluate
 
-    data = FrameDataset(read_frames(DATA / file, fidelity=fidelity))
+    frames = [f for f in read_frames(DATA / file, fidelity=fidelity) if kind in (None, f.atoms.info.get("kind"))]
+    data = FrameDataset(frames)
     return {"frames": len(data), **evaluate(model, data.graphs(model))[fidelity]}
 
 
@@ -108,7 +110,10 @@ def reference_chgnet(test_file: str) -> dict:
 def evaluate_all(model) -> dict:
     """Errors of the model on every evaluation set plus the CHGNet 0.3.0 reference."""
     results = {label: {"file": file, "fidelity": fid, **errors(model, file, fid)} for label, file, fid in EVAL_SETS}
-    test_file = EVAL_SETS[0][1]
+    test_label, test_file, test_fid = EVAL_SETS[0]
+    for kind, what in (("md", "MD snapshots"), ("rattle", "rattled cells")):
+        results[f"{test_label}: {what} only"] = {"file": test_file, "fidelity": test_fid,
+                                                 **errors(model, test_file, test_fid, kind)}
     results["CHGNet 0.3.0 on the r2scan test split (composition refitted)"] = {
         "file": test_file, "fidelity": "pbe_u (CHGNet 0.3.0)", **reference_chgnet(test_file)}
     return results
