@@ -27,6 +27,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -84,38 +85,46 @@ def train(run_dir: Path, n_stages: int, device: str, epochs: int | None = None) 
             raise SystemExit(code)
 
 
-def errors(model, file: str, fidelity: str, kind: str | None = None) -> dict:
-    """MAE/RMSE of ``model`` at ``fidelity`` on a benchmark file whose labels are at that fidelity; ``kind``
-    keeps only frames of that ``info['kind']`` (``rattle`` or ``md``, see the data card)."""
+def read(file: str, fidelity: str) -> list:
+    """Frames of a benchmark file, their labels taken at ``fidelity``."""
     from mf_calc.data import read_frames
+
+    return read_frames(DATA / file, fidelity=fidelity)
+
+
+def errors(model, frames: list, fidelity: str) -> dict:
+    """MAE/RMSE of ``model`` at ``fidelity`` on ``frames`` whose labels are at that fidelity."""
     from mf_calc.train.dataset import FrameDataset
     from mf_calc.train.metrics import evaluate
 
-    frames = [f for f in read_frames(DATA / file, fidelity=fidelity) if kind in (None, f.atoms.info.get("kind"))]
-    data = FrameDataset(frames)
+    data = FrameDataset([replace(f, fidelity=fidelity) for f in frames])
     return {"frames": len(data), **evaluate(model, data.graphs(model))[fidelity]}
 
 
-def reference_chgnet(test_file: str) -> dict:
+def reference_chgnet(test_frames: list) -> dict:
     """CHGNet 0.3.0 on the r2scan test split, its composition model refitted on the r2scan train energies."""
-    from mf_calc.data import read_frames
     from mf_calc.hub import load_model
 
     model = load_model("chgnet-0.3.0")
-    train = read_frames(DATA / TRAIN_FILES["r2scan"], fidelity="pbe_u")
+    train = read(TRAIN_FILES["r2scan"], "pbe_u")
     model.fit_composition([f.atoms for f in train], [f.energy for f in train], "pbe_u")
-    return errors(model, test_file, "pbe_u")
+    return errors(model, test_frames, "pbe_u")
 
 
 def evaluate_all(model) -> dict:
-    """Errors of the model on every evaluation set plus the CHGNet 0.3.0 reference."""
-    results = {label: {"file": file, "fidelity": fid, **errors(model, file, fid)} for label, file, fid in EVAL_SETS}
+    """Errors of the model on every evaluation set, on the test split's MD and rattled frames apart (data
+    card: ``info['kind']``), plus the CHGNet 0.3.0 reference. Each file is read once."""
+    frames = {label: read(file, fid) for label, file, fid in EVAL_SETS}
+    results = {label: {"file": file, "fidelity": fid, **errors(model, frames[label], fid)}
+               for label, file, fid in EVAL_SETS}
     test_label, test_file, test_fid = EVAL_SETS[0]
+    test = frames[test_label]
     for kind, what in (("md", "MD snapshots"), ("rattle", "rattled cells")):
+        subset = [f for f in test if f.atoms.info.get("kind") == kind]
         results[f"{test_label}: {what} only"] = {"file": test_file, "fidelity": test_fid,
-                                                 **errors(model, test_file, test_fid, kind)}
+                                                 **errors(model, subset, test_fid)}
     results["CHGNet 0.3.0 on the r2scan test split (composition refitted)"] = {
-        "file": test_file, "fidelity": "pbe_u (CHGNet 0.3.0)", **reference_chgnet(test_file)}
+        "file": test_file, "fidelity": "pbe_u (CHGNet 0.3.0)", **reference_chgnet(test)}
     return results
 
 
