@@ -95,3 +95,18 @@ def test_cli_gap_single_fidelity_and_diffusion_files(tmp_path, capsys):
     rc, out, _, _ = _run(["diffusion", "--trajectories", *paths, "--temperatures", 600, 900, "--frame-interval",
                           0.05, "--out", tmp_path / "d"], capsys)
     assert rc == 0 and "Ea =" in out and (tmp_path / "d" / "arrhenius.png").is_file()
+
+
+def test_cli_phonons_float64_and_residual_force_note(tmp_path, capsys):
+    """phonons runs the model in float64 by default and warns when the structure is not relaxed tightly
+    (soft modes then come out spuriously imaginary); --precision float32 is honoured."""
+    import json
+
+    args = ["phonons", "--supercell", 1, 1, 1, "--no-relax", "--phonon-supercell", 1, 1, 1, "--mesh", 3, "--quiet"]
+    rc, out, _, _ = _run([*args, "--out", tmp_path / "p64"], capsys)
+    assert rc == 0 and "(float64)" in out
+    assert "note: the structure's max force is" in out  # the built cell is not relaxed
+    summary = json.loads((tmp_path / "p64" / "phonons.json").read_text())
+    assert summary["n_displacements"] > 0
+    rc, out, _, _ = _run([*args, "--precision", "float32", "--out", tmp_path / "p32"], capsys)
+    assert rc == 0 and "(float32)" in out

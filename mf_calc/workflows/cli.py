@@ -41,10 +41,13 @@ def _structure(args):
 
 
 def _calculator(args):
-    """Load the model and check the fidelity (ValueError lists the known names)."""
+    """Load the model (float64 when ``args.precision`` says so) and check the fidelity (ValueError lists the
+    known names)."""
     from mf_calc import MFCalculator, load_model
 
     model = load_model(args.model)
+    if getattr(args, "precision", "float32") == "float64":
+        model = model.double()
     fid = args.fidelity
     if isinstance(fid, str) and fid.lstrip("-").isdigit() and fid not in model.fidelities.names:
         fid = int(fid)
@@ -58,7 +61,8 @@ def _prepare(args):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"{atoms.get_chemical_formula()} ({len(atoms)} atoms), model "
-          f"{calc.model.metadata.get('name', args.model or 'default')}, fidelity {calc.fidelity} "
+          f"{calc.model.metadata.get('name', args.model or 'default')} ({str(calc.model.dtype).removeprefix('torch.')}), "
+          f"fidelity {calc.fidelity} "
           f"(of {list(calc.model.fidelities.names)}), output -> {out}/", flush=True)
     return atoms, calc, out
 
@@ -214,8 +218,12 @@ def cmd_phonons(args) -> int:
 
     atoms, calc, out = _prepare(args)
     if not args.no_relax:
-        atoms, s = relax(atoms, calc, fmax=args.fmax, steps=500, trajectory=out / "relax.traj")
+        atoms, s = relax(atoms, calc, fmax=args.fmax, steps=args.steps, trajectory=out / "relax.traj")
         print(format_summary(s))
+    residual = _max_force(atoms, calc)
+    if residual > SOFT_MODE_FMAX:
+        print(f"note: the structure's max force is {residual:.2g} eV/Å (> {SOFT_MODE_FMAX:g}); soft modes may come out "
+              f"as spurious imaginary ones — relax tighter (e.g. --fmax 5e-4) in float64")
     _, summ = phonons(atoms, calc, supercell=tuple(args.phonon_supercell), displacement=args.displacement,
                       mesh=args.mesh, imag_tol_THz=args.imag_tol, out=out, progress=not args.quiet)
     print(f"{summ['n_displacements']} displacements; max frequency {summ['max_frequency_THz']:.2f} THz = "
@@ -233,6 +241,19 @@ def cmd_phonons(args) -> int:
     return 0
 
 
+#: Max force (eV/Å) above which soft optical modes (LiFePO4: ~0.8 THz at Γ) can turn spuriously imaginary.
+SOFT_MODE_FMAX = 1e-3
+
+
+def _max_force(atoms, calc) -> float:
+    """Largest atomic force (eV/Å) of ``atoms`` with ``calc``."""
+    import numpy as np
+
+    atoms = atoms.copy()
+    atoms.calc = calc
+    return float(np.linalg.norm(atoms.get_forces(), axis=1).max())
+
+
 def _add_phonons(sub):
     p = sub.add_parser("phonons", help="phonopy band structure, DOS, thermal properties, imaginary-mode check")
     _common(p, "phonons_output", supercell=(1, 1, 1))
@@ -242,7 +263,12 @@ def _add_phonons(sub):
     p.add_argument("--mesh", type=float, default=30.0, help="phonopy mesh length Å (default 30)")
     p.add_argument("--imag-tol", type=float, default=0.1, help="imaginary-mode tolerance THz (default 0.1)")
     p.add_argument("--no-relax", action="store_true", help="skip the relaxation (structure already relaxed)")
-    p.add_argument("--fmax", type=float, default=0.01, help="relaxation criterion eV/Å (default 0.01)")
+    p.add_argument("--fmax", type=float, default=5e-4,
+                   help="relaxation criterion eV/Å (default 5e-4: LiFePO4's soft modes need it)")
+    p.add_argument("--steps", type=int, default=2000, help="max relaxation steps (default 2000)")
+    p.add_argument("--precision", choices=("float32", "float64"), default="float64",
+                   help="model precision for the relaxation and the displaced-cell forces (default float64; "
+                        "float32 noise on 0.01 Å displacements can make soft modes imaginary)")
     p.set_defaults(func=cmd_phonons)
 
 
