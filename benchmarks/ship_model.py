@@ -1,6 +1,6 @@
 """Train, evaluate and install the shipped model ``lmfp-mf`` (``mf_calc/pretrained/lmfp-mf``).
 
-    python benchmarks/ship_model.py [--run-dir benchmarks/runs/lmfp-mf] [--stages 2] [--epochs E] [--threads 2]
+    python benchmarks/ship_model.py [--run-dir benchmarks/runs/lmfp-mf] [--stages 3] [--epochs E] [--threads 2]
         [--device auto] [--skip-train] [--install]
 
 1. Train (``mf-calc train`` with the recipe below, stage by stage in ``--run-dir/stage<k>``; an
@@ -211,9 +211,9 @@ it within a stage only.
 - Magmoms at either fidelity follow the r2scan labels (the pbe_u data has none), so oxidation states use
   the `r2scan` magmom scale (metadata `magmom_scale`; see `mf_calc.workflows.oxidation`).
 - Weights are float32 (`MFCHGNet.double()` for finite-difference work).
-- LiFePO4 has very soft optical modes (lowest Γ optical ~0.8 THz at `r2scan`; teacher 0.64 THz). Phonons need a
-  cell relaxed to fmax 5e-4 eV/Å and float64; a looser relaxation or float32 leaves spurious imaginary modes of
-  ~0.2 THz (see `md_examples/04_lfp_phonons.py`).
+- LiFePO4 has soft optical modes (lowest Γ optical 1.3 THz at `r2scan`, float64, fmax 5e-4; teacher 0.64 THz).
+  Relax tightly and use float64 for phonons (`mf-calc phonons` does both by default): the stage-2 model showed
+  spurious imaginary branches of ~0.2 THz after fmax 0.002 or in float32 (see `md_examples/04_lfp_phonons.py`).
 """
 
 

@@ -2,7 +2,7 @@
 structure along Γ-X-S-Y-Γ-Z-U-R-T-Z|Y-T|U-X|S-R, DOS, thermal properties, imaginary-mode check.
 Reference: highest modes (PO4 stretch) ≈ 1100 cm⁻¹ ≈ 135-140 meV; relaxed LFP has no imaginary modes.
 
-    python md_examples/04_lfp_phonons.py --quick         # ~1.5 min
+    python md_examples/04_lfp_phonons.py --quick         # ~2.5 min on 2 cores
     python md_examples/04_lfp_phonons.py                 # denser mesh
 """
 
@@ -16,8 +16,9 @@ from mf_calc.workflows.relax import format_summary, relax
 def main():
     args = parser(__doc__.splitlines()[0], "runs/md_examples/04_phonons").parse_args()
     calc, out = setup(args)
-    # LFP has very soft optical modes: with lmfp-mf they turn imaginary (~0.2 THz) unless the cell is relaxed to
-    # fmax 5e-4 eV/Å (residual stress < 0.01 GPa) and the finite differences run in float64
+    # LFP has soft optical modes (lowest Γ optical 1.3 THz with lmfp-mf, 0.64 THz with the teacher): an earlier
+    # lmfp-mf turned them imaginary (~0.2 THz) unless the cell was relaxed to fmax 5e-4 eV/Å (residual stress
+    # < 0.01 GPa) and the finite differences ran in float64, so this example does both
     calc.model.double()
     relaxed, s = relax(lmfp(supercell=(1, 1, 1)), calc, fmax=0.0005, steps=1500)
     print(format_summary(s), flush=True)
