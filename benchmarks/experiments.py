@@ -334,8 +334,21 @@ def as_json(obj):
     return json.loads(json.dumps(obj))
 
 
+NOT_COMPARED = ("device", "progress")  # training options that do not change what a run learns
+
+
 def config_dict(config) -> dict:
-    return as_json({k: v for k, v in config.to_dict().items() if k not in ("device", "progress")})
+    return as_json({k: v for k, v in config.to_dict().items() if k not in NOT_COMPARED})
+
+
+def stored_check(check: dict | None) -> dict | None:
+    """A stored record's check, its training config completed with options added since it was written."""
+    from mf_calc.train import TrainConfig
+
+    if not check or "train_config" not in check:
+        return check
+    completed = TrainConfig.with_new_defaults(check["train_config"])
+    return {**check, "train_config": {k: v for k, v in completed.items() if k not in NOT_COMPARED}}
 
 
 def check_of(run: Run, scale: Scale, data: Data, config) -> dict:
@@ -407,7 +420,7 @@ def low_fidelity_model(n_low: int | None, seed: int, scale: Scale, data: Data, c
     check = as_json({"train_config": config_dict(config), "files": {"low": data.files["low"]}})
     done = run_dir / "done.json"
     if done.is_file():
-        if json.loads(done.read_text()).get("check") != check:
+        if stored_check(json.loads(done.read_text()).get("check")) != check:
             raise ValueError(f"{done}: this low-fidelity model was made with another configuration or data; "
                              f"use another --out or remove that folder")
         model = MFCHGNet.load(run_dir / "best")
@@ -554,8 +567,9 @@ class RunStore:
         if record is None:
             return False
         want = check_of(run, scale, data, train_config(scale, run, device, False))
-        if record.get("check") != want:
-            differ = sorted(k for k in want if record.get("check", {}).get(k) != want[k])
+        have = stored_check(record.get("check")) or {}
+        if have != want:
+            differ = sorted(k for k in want if have.get(k) != want[k])
             raise ValueError(f"{self.path(run.key)} was made with another configuration or data (differs in {differ}); "
                              f"use another --out or remove that folder")
         return True

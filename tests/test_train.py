@@ -221,6 +221,49 @@ def test_global_batches_depend_on_seed_and_epoch_only():
     assert not np.array_equal(np.concatenate(a), np.concatenate(global_batches(10, 4, seed=3, epoch=6)))
 
 
+
+def test_fidelity_fraction_draws_a_fresh_subset_of_that_fidelity_each_epoch():
+    """{"lo": 0.5}: every epoch trains on all hi frames and half the lo frames, a different half per epoch
+    (from seed and epoch only); the cosine schedule counts the subsampled steps, so it ends at lr_min."""
+    frames = make_frames(6, 3)
+    cfg = tiny_config(epochs=3, batch_size=2, lr=0.01, fidelity_fraction={"lo": 0.5})
+    model = build_model(cfg, FIDS)
+    graphs = FrameDataset(frames).graphs(model)
+    assert np.array_equal(graphs.epoch_frames({}, 0, 0), np.arange(9))
+    picks = [graphs.epoch_frames(cfg.fidelity_fraction, cfg.seed, e) for e in range(3)]
+    for pick in picks:
+        assert list(pick[-3:]) == [6, 7, 8] and len(pick) == 6 and set(pick[:3]) < set(range(6))
+    assert len({tuple(p) for p in picks}) > 1
+    assert np.array_equal(picks[1], graphs.epoch_frames(cfg.fidelity_fraction, cfg.seed, 1))
+
+    used = []
+    trainer = Trainer(model, cfg)
+    real_step = trainer._step
+
+    def spy(graphs, idx):
+        used.append(sorted(idx))
+        return real_step(graphs, idx)
+
+    trainer._step = spy
+    trainer.fit(FrameDataset(frames))
+    assert len(used) == 3 * 3
+    for e in range(3):
+        assert sorted(np.concatenate(used[3 * e: 3 * e + 3])) == list(picks[e])
+    assert trainer.scheduler.get_last_lr()[0] == pytest.approx(cfg.lr * cfg.lr_min_fraction)
+
+    with pytest.raises(ValueError, match="without training frames"):
+        graphs.epoch_frames({"mid": 0.5}, 0, 0)
+    with pytest.raises(ValueError, match=r"fidelity_fraction values must be in \(0, 1\]"):
+        tiny_config(fidelity_fraction={"lo": 0.0})
+
+
+def test_checkpoints_written_before_a_new_option_still_resume():
+    """A saved config without a field added later reads as that field's default, so it compares equal."""
+    now = tiny_config().to_dict()
+    old = {k: v for k, v in now.items() if k != "fidelity_fraction"}
+    assert TrainConfig.with_new_defaults(old) == now
+    assert TrainConfig.with_new_defaults({**old, "lr": 0.5})["lr"] == 0.5
+
 # --- two processes -------------------------------------------------------------------------------
 
 def _ddp_worker(rank, world_size, init_file, frames, cfg, out):

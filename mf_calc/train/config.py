@@ -8,7 +8,7 @@ Units: ``lr`` per optimiser step; loss terms are energy per atom (eV/atom), forc
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from mf_calc.model.io import is_model_folder
@@ -41,6 +41,8 @@ class TrainConfig:
     stress_weight: float = 0.1
     magmom_weight: float = 0.1
     huber_delta: float = 0.1
+    fidelity_fraction: dict = field(default_factory=dict)  # e.g. {"pbe_u": 0.3}: each epoch trains on a random
+    # 30 % of that fidelity's training frames, drawn afresh per epoch (unnamed fidelities: all frames)
     grad_clip: float | None = None  # max gradient norm, None = no clipping
     # data and bookkeeping
     val_fraction: float = 0.1  # per fidelity
@@ -65,6 +67,10 @@ class TrainConfig:
             raise ValueError(f"val_fraction={self.val_fraction} must be in [0, 1)")
         if self.lr <= 0 or self.huber_delta <= 0:
             raise ValueError("lr and huber_delta must be > 0")
+        self.fidelity_fraction = {str(k): float(v) for k, v in self.fidelity_fraction.items()}
+        bad = {k: v for k, v in self.fidelity_fraction.items() if not 0.0 < v <= 1.0}
+        if bad:
+            raise ValueError(f"fidelity_fraction values must be in (0, 1], got {bad}")
         if self.model and self.init != "scratch":
             raise ValueError("model size overrides apply only to init='scratch' (a warm start keeps its model's sizes)")
 
@@ -79,6 +85,14 @@ class TrainConfig:
         d["fidelities"] = list(self.fidelities) if self.fidelities is not None else None
         d["freeze"] = list(self.freeze)
         return d
+
+    @classmethod
+    def with_new_defaults(cls, saved: dict) -> dict:
+        """A saved ``to_dict()`` with the fields added to TrainConfig since it was written set to their
+        defaults (as a run written then trained with them), so older checkpoints and records still compare."""
+        defaults = {f.name: f.default_factory() if f.default_factory is not MISSING else f.default for f in fields(cls)}
+        missing = {k: v for k, v in defaults.items() if k not in saved}
+        return {**json.loads(json.dumps(missing)), **saved}
 
     @classmethod
     def from_dict(cls, dct: dict) -> TrainConfig:

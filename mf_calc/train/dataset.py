@@ -117,6 +117,7 @@ class GraphSet:
 
     def __init__(self, frames: Sequence[Frame], model):
         self.graphs = [_graph(model, f) for f in frames]
+        self.fidelity = np.array([f.fidelity for f in frames], dtype=object)
         self.n_atoms = np.array([g.n_atoms for g in self.graphs], dtype=np.int64)
         self.has = {
             "e": np.array([f.energy is not None for f in frames]),
@@ -134,6 +135,22 @@ class GraphSet:
 
     def __len__(self) -> int:
         return len(self.graphs)
+
+    def epoch_frames(self, fraction: dict[str, float], seed: int, epoch: int) -> np.ndarray:
+        """Sorted indices of the frames trained on in ``epoch``: all of them, except that each fidelity named
+        in ``fraction`` contributes a random ``round(share · n)`` (at least 1) of its n frames, drawn from
+        (seed, epoch) only, so every process and a resumed run draw the same subset."""
+        unknown = sorted(set(fraction) - set(self.fidelity))
+        if unknown:
+            raise ValueError(f"fidelity_fraction names fidelities without training frames: {unknown}")
+        keep = np.ones(len(self), dtype=bool)
+        rng = np.random.default_rng([seed, epoch, 7])
+        for name, share in sorted(fraction.items()):
+            idx = np.flatnonzero(self.fidelity == name)
+            n = max(1, round(share * len(idx)))
+            keep[idx] = False
+            keep[rng.choice(idx, n, replace=False)] = True
+        return np.flatnonzero(keep)
 
     def counts(self, indices: Sequence[int]) -> dict[str, int]:
         """Number of labelled elements per target in ``indices``: the loss normalisers."""

@@ -73,7 +73,7 @@ class Trainer:
         train_graphs = train.graphs(self.model)
         val_graphs = val.graphs(self.model) if val is not None and len(val) else None
         global_batch = cfg.batch_size * world.size
-        steps = math.ceil(len(train) / global_batch)
+        steps = math.ceil(len(train_graphs.epoch_frames(cfg.fidelity_fraction, cfg.seed, 0)) / global_batch)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.optimizer, T_max=cfg.epochs * steps, eta_min=cfg.lr * cfg.lr_min_fraction
         )
@@ -132,7 +132,8 @@ class Trainer:
     # ------------------------------------------------------------------ one epoch
     def _train_epoch(self, graphs: GraphSet, epoch: int) -> dict[str, float]:
         cfg, world = self.config, self.world
-        batches = global_batches(len(graphs), cfg.batch_size * world.size, cfg.seed, epoch)
+        frames = graphs.epoch_frames(cfg.fidelity_fraction, cfg.seed, epoch)
+        batches = [frames[b] for b in global_batches(len(frames), cfg.batch_size * world.size, cfg.seed, epoch)]
         records = torch.zeros(len(batches), 1 + len(TARGETS), dtype=torch.float64, device=world.device)
         self.model.train()
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and world.is_main),
@@ -205,7 +206,7 @@ class Trainer:
         return state
 
     def _restore(self, state: dict, data_id: dict) -> None:
-        saved = state["train_config"]
+        saved = TrainConfig.with_new_defaults(state["train_config"])
         now = self.config.to_dict()
         differ = sorted(k for k in now if k not in RESUME_FREE_KEYS and saved.get(k) != now[k])
         if differ:
