@@ -922,7 +922,7 @@ def ablation_findings(rows: list[dict]) -> list[str]:
     scores = {r["label"]: ablation_score(r, ref) for r in rows if r["label"] != "N"}
     ranking = sorted(scores, key=scores.get)
     better = [v for v in ranking if scores[v] < 1]
-    out = [f"Mean MAE ratio to N over the four targets (lower is better): "
+    out = ["Mean MAE ratio to N over the four targets (lower is better): "
            + ", ".join(f"{v} {scores[v]:.2f}" for v in ranking) + ".",
            f"Better than N on that score: {', '.join(better) if better else 'none'}; "
            f"worse: {', '.join(v for v in ranking if v not in better) or 'none'}; best: {ranking[0]}"

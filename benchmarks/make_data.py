@@ -259,18 +259,18 @@ def generate(args) -> dict[str, Path]:
                          "rerun with those or delete the folder")
     pfile.write_text(json.dumps(params))
     teachers = {fid: MFCHGNet.from_chgnet(name, fidelities=(fid,), modules="") for fid, name in TEACHERS.items()}
-    jobs = [(name, i, units) for name in SETS
-            for i, units in enumerate(chunks(plan(name, sizes[name], args), args.chunk_size, args.md_snapshots))]
+    jobs = [(name, i, chunk) for name in SETS
+            for i, chunk in enumerate(chunks(plan(name, sizes[name], args), args.chunk_size, args.md_snapshots))]
     path = lambda name, i, fid: work / f"{name}_{i:04d}_{fid}.extxyz"  # noqa: E731
     done = lambda name, i: all(path(name, i, fid).exists() for fid in SETS[name])  # noqa: E731
     t0 = time.time()
     with tqdm(total=sum(sizes.values()), unit="frame", desc="make_data") as bar:
         bar.update(sum(n_frames(u, args.md_snapshots) for name, i, u in jobs if done(name, i)))
-        for name, i, units in jobs:
+        for name, i, chunk in jobs:
             if done(name, i):
                 continue
             frames = []
-            for config_id, kind in units:
+            for config_id, kind in chunk:
                 frames += structure(config_id, kind, args, teachers["pbe_u"])
                 bar.update(1 if kind == "rattle" else args.md_snapshots)
             for fid in SETS[name]:

@@ -85,7 +85,7 @@ def test_custom_fidelity_key(tmp_path):
 
 def test_missing_fidelity_is_an_error(tmp_path):
     path = _write(tmp_path / "nofid.xyz", _xyz_frame(info=""))
-    with pytest.raises(DataError, match=rf"nofid\.xyz:0: no fidelity"):
+    with pytest.raises(DataError, match=r"nofid\.xyz:0: no fidelity"):
         read_extxyz(path)
     with pytest.raises(DataError, match="fidelity"):
         read_frames(VASPRUN)  # VASP output has no fidelity of its own
