@@ -16,7 +16,7 @@ from mf_calc.workflows.relax import format_summary, relax
 def main():
     args = parser(__doc__.splitlines()[0], "runs/md_examples/04_phonons").parse_args()
     calc, out = setup(args)
-    # LFP has soft optical modes (lowest Γ optical 1.3 THz with lmfp-mf, 0.64 THz with the teacher): an earlier
+    # LFP has soft optical modes (lowest Γ optical 1.0 THz with lmfp-mf, 0.64 THz with the teacher): an earlier
     # lmfp-mf turned them imaginary (~0.2 THz) unless the cell was relaxed to fmax 5e-4 eV/Å (residual stress
     # < 0.01 GPa) and the finite differences ran in float64, so this example does both
     calc.model.double()

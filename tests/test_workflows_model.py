@@ -81,7 +81,7 @@ def test_npt_model_logs_magmoms(lfp_relaxed, calc, tmp_path):
 def test_phonons_lfp_gamma_stable(lfp_relaxed, calc):
     """Γ-point phonons of relaxed LiFePO4 (a (1,1,1) supercell gives exact Γ frequencies): no imaginary
     optical mode, acoustic modes ~0, highest mode a PO4 stretch near 900-1100 cm⁻¹. LiFePO4 has a soft
-    optical mode (~1.3 THz here, 0.64 THz for the CHGNet r2scan teacher) that a loose relaxation (fmax 0.02)
+    optical mode (~1.0 THz here, 0.64 THz for the CHGNet r2scan teacher) that a loose relaxation (fmax 0.02)
     left imaginary with an earlier lmfp-mf, so phonons start from a tight one."""
     atoms, s = relax(lfp_relaxed[0], calc, fmax=0.001, steps=600)
     assert s["converged"]
