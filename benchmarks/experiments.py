@@ -337,8 +337,13 @@ def as_json(obj):
 NOT_COMPARED = ("device", "progress")  # training options that do not change what a run learns
 
 
+def comparable(train_config: dict) -> dict:
+    """The parts of a TrainConfig dict that decide what a run learns, as they read back from JSON."""
+    return as_json({k: v for k, v in train_config.items() if k not in NOT_COMPARED})
+
+
 def config_dict(config) -> dict:
-    return as_json({k: v for k, v in config.to_dict().items() if k not in NOT_COMPARED})
+    return comparable(config.to_dict())
 
 
 def stored_check(check: dict | None) -> dict | None:
@@ -347,8 +352,7 @@ def stored_check(check: dict | None) -> dict | None:
 
     if not check or "train_config" not in check:
         return check
-    completed = TrainConfig.with_new_defaults(check["train_config"])
-    return {**check, "train_config": {k: v for k, v in completed.items() if k not in NOT_COMPARED}}
+    return {**check, "train_config": comparable(TrainConfig.with_new_defaults(check["train_config"]))}
 
 
 def check_of(run: Run, scale: Scale, data: Data, config) -> dict:

@@ -2,7 +2,7 @@
 structure along Γ-X-S-Y-Γ-Z-U-R-T-Z|Y-T|U-X|S-R, DOS, thermal properties, imaginary-mode check.
 Reference: highest modes (PO4 stretch) ≈ 1100 cm⁻¹ ≈ 135-140 meV; relaxed LFP has no imaginary modes.
 
-    python md_examples/04_lfp_phonons.py --quick         # ~2.5 min on 2 cores
+    python md_examples/04_lfp_phonons.py --quick         # ~1.5 min on 2 cores
     python md_examples/04_lfp_phonons.py                 # denser mesh
 """
 
