@@ -1,11 +1,12 @@
 # Two commands do all set-up on a fresh machine (Python 3.11 + make):
 #   make demo   -- the main job: a short demo on the default shipped model
 #   make test   -- the test suite
+# Optional: make dft -- GPAW (DFT labelling; needs root for apt-get), built against system libxc/OpenBLAS
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test install dft clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -21,6 +22,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+dft: $(STAMP)
+	apt-get update -qq && apt-get install -y -qq libxc-dev libopenblas-dev
+	CC=g++ $(PY) -m pip install -q gpaw gpaw-data
+	$(VENV)/bin/gpaw info | grep -E "gpaw-|libxc|FFTW"
 
 clean:
 	rm -rf $(VENV) demo_output

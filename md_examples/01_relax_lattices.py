@@ -11,7 +11,7 @@ import json
 from _common import parser, setup
 
 from mf_calc import lmfp
-from mf_calc.workflows.io import write_json
+from mf_calc.atomic import write_json
 from mf_calc.workflows.relax import format_summary, relax
 
 # Å, Å³ — REFERENCE_VALUES.md (PBE+U rows: mid-points of the quoted ranges)

@@ -8,7 +8,7 @@ lattice a, b, c, volume, pressure, energy and Fe/Mn oxidation states along the r
 from _common import parser, setup
 
 from mf_calc import lmfp
-from mf_calc.workflows.io import write_json
+from mf_calc.atomic import write_json
 from mf_calc.workflows.md import plot_md_log, run_md
 from mf_calc.workflows.relax import format_summary, relax
 

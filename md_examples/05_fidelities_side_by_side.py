@@ -14,7 +14,8 @@ import numpy as np
 from _common import parser, setup
 
 from mf_calc import MFCalculator, lmfp, load_model
-from mf_calc.workflows.io import GPA, write_json
+from mf_calc.atomic import write_json
+from mf_calc.workflows.io import GPA
 from mf_calc.workflows.oxidation import format_oxidation, oxidation_summary
 from mf_calc.workflows.relax import relax
 

@@ -13,7 +13,8 @@ REGISTRARS = [register_demo]
 def _optional_registrars():
     """Commands of modules that may be absent in a partial install."""
     found = []
-    for module, attr in (("mf_calc.train.cli", "register"), ("mf_calc.workflows.cli", "register")):
+    for module, attr in (("mf_calc.train.cli", "register"), ("mf_calc.workflows.cli", "register"),
+                         ("mf_calc.label.cli", "register")):
         try:
             found.append(getattr(__import__(module, fromlist=[attr]), attr))
         except ImportError as exc:

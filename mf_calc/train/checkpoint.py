@@ -11,10 +11,11 @@ import csv
 import io
 import json
 import math
-import os
 from pathlib import Path
 
 import torch
+
+from mf_calc.atomic import atomic_write
 
 CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.json"
@@ -24,12 +25,7 @@ FORMAT_VERSION = 1
 
 
 def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        write(fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, write, binary=True)
 
 
 def save_checkpoint(out_dir: Path, state: dict) -> None:

@@ -71,7 +71,7 @@ def _prepare(args):
 def cmd_relax(args) -> int:
     from ase.io import write
 
-    from mf_calc.workflows.io import write_json
+    from mf_calc.atomic import write_json
     from mf_calc.workflows.relax import _optimizer_class, format_summary, relax
 
     _optimizer_class(args.optimizer)
@@ -102,7 +102,7 @@ def _add_relax(sub):
 
 # ----------------------------------------------------------------------------- md
 def cmd_md(args) -> int:
-    from mf_calc.workflows.io import write_json
+    from mf_calc.atomic import write_json
     from mf_calc.workflows.md import _check_method, plot_md_log, run_md
     from mf_calc.workflows.relax import format_summary, relax
 
@@ -278,7 +278,8 @@ def _add_phonons(sub):
 # ----------------------------------------------------------------------------- gap
 def cmd_gap(args) -> int:
     from mf_calc.workflows.gap import fidelity_gap, format_gap_table
-    from mf_calc.workflows.io import read_frames, write_json
+    from mf_calc.atomic import write_json
+    from mf_calc.workflows.io import read_frames
 
     frames = read_frames(args.frames)
     calc = _calculator(args)

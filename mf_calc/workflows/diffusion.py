@@ -366,7 +366,7 @@ def li_diffusion(
     dropped), the Arrhenius fit of the total D and of each axis where possible, PNG plots, and
     ``out/diffusion.json``.
     """
-    from mf_calc.workflows.io import write_json
+    from mf_calc.atomic import write_json
     from mf_calc.workflows.md import run_md
 
     out = Path(out)

@@ -11,10 +11,8 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
@@ -122,26 +120,6 @@ class OneCall(Calculator):
 def one_call(calc, properties=("energy", "forces", "stress", "magmoms")) -> Calculator:
     """``OneCall(calc)`` unless it is one already."""
     return calc if isinstance(calc, OneCall) else OneCall(calc, properties)
-
-
-def write_json(path, data) -> None:
-    """Write a summary dict as JSON (numpy scalars/arrays converted)."""
-    import json
-
-    def default(o):
-        if isinstance(o, np.ndarray):
-            return o.tolist()
-        if isinstance(o, np.generic):
-            return o.item()
-        if isinstance(o, Path):
-            return str(o)
-        raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as fh:
-        json.dump(data, fh, indent=2, default=default)
-    os.replace(tmp, path)
 
 
 def lattice_dict(atoms: Atoms) -> dict:

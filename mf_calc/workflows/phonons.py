@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from mf_calc.workflows.io import fidelity_of, one_call, write_json
+from mf_calc.atomic import write_json
+from mf_calc.workflows.io import fidelity_of, one_call
 
 THZ_TO_CM = 33.35641
 THZ_TO_MEV = 4.135667696

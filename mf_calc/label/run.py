@@ -1,0 +1,167 @@
+"""Label frames at one fidelity with any ASE calculator: resumable, one atomic record per frame, workers.
+
+``label_frames(frames, fidelity, spec, out)`` labels every input frame that has no record in ``out`` yet and
+then writes ``out/labelled.extxyz`` and ``out/summary.json`` (see :mod:`mf_calc.label.store`).
+
+- A rerun skips finished frames (ok or failed; ``retry_failed=True`` tries the failed ones again).
+- A frame whose calculation raises (an SCF that does not converge, a crash inside the calculator) is tried
+  once more with the spec's ``retry`` settings on a fresh calculator; if that fails too it is recorded as
+  failed with both reasons and left out of the data -- never dropped silently, never replaced.
+- ``group_key``: consecutive frames with the same ``atoms.info[group_key]`` (e.g. the snapshots of one MD
+  trajectory) share one calculator, so each SCF starts from the previous frame's converged state
+  (wave functions and density in GPAW). Each record says whether it did (``restarted_from_previous``).
+- ``workers > 1``: groups are shared out over that many processes, one BLAS/OpenMP thread each.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from ase import Atoms
+from tqdm import tqdm
+
+from mf_calc.label.spec import LabelSpec
+from mf_calc.label.store import LabelStore, new_record
+
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+              "OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def label_frames(frames: Sequence[Atoms], fidelity: str, spec: LabelSpec | str | Path, out: str | Path,
+                 workers: int = 1, group_key: str | None = None, retry_failed: bool = False,
+                 sources: Sequence[str] | None = None, progress: bool = True) -> dict:
+    """Label ``frames`` at ``fidelity`` with ``spec`` (a LabelSpec, a spec file or a shipped spec name) into
+    ``out``; return the summary (counts of ok, failed and pending frames, timings)."""
+    spec = spec if isinstance(spec, LabelSpec) else LabelSpec.load(spec)
+    if not isinstance(fidelity, str) or not fidelity:
+        raise ValueError(f"fidelity must be a non-empty name, got {fidelity!r}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    sources = list(sources) if sources is not None else [f"frame {i}" for i in range(len(frames))]
+    for i, atoms in enumerate(frames):
+        if len(atoms) == 0:
+            raise ValueError(f"{sources[i]}: empty structure (0 atoms)")
+    spec.calculator_class  # fail now, not in a worker, when the calculator cannot be imported
+    store = LabelStore(out)
+    store.open(fidelity, spec)
+    store.clear_running()  # markers left by a run that was stopped: those frames are simply labelled again
+
+    todo = []
+    for i, atoms in enumerate(frames):
+        record = store.read(i)
+        if record is not None:
+            store.check_input(i, atoms, record)
+            if record["status"] == "ok" or not retry_failed:
+                continue
+        todo.append(i)
+    groups = _groups(todo, frames, group_key)
+    jobs = [[(i, frames[i], sources[i]) for i in group] for group in groups]
+    bar = tqdm(total=len(todo), desc=f"label {fidelity}", unit="frame", disable=not progress or not todo)
+    if workers == 1 or len(jobs) <= 1:
+        for job in jobs:
+            for _ in label_group(job, fidelity, spec, store.out):
+                bar.update()
+    else:
+        with _env(ONE_THREAD), cf.ProcessPoolExecutor(min(workers, len(jobs)),
+                                                       mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_label_group_all, job, fidelity, spec, store.out) for job in jobs]
+            try:
+                for future in cf.as_completed(futures):
+                    bar.update(future.result())
+            except cf.process.BrokenProcessPool:
+                died = store.record_died_workers(frames, fidelity, spec, sources)
+                raise RuntimeError(f"a worker process died while labelling frame(s) {died} (killed, out of memory "
+                                   "or a crash inside the calculator); they are recorded as failed. Run the same "
+                                   "command again to label the rest.") from None
+    bar.close()
+    return store.collect(n_input=len(frames))
+
+
+def _groups(indices: list[int], frames: Sequence[Atoms], group_key: str | None) -> list[list[int]]:
+    """Runs of consecutive indices whose frames share ``info[group_key]`` (each index alone without a key)."""
+    groups: list[list[int]] = []
+    for i in indices:
+        key = None if group_key is None else frames[i].info.get(group_key)
+        previous = groups[-1][-1] if groups else None
+        if (key is not None and previous == i - 1 and frames[previous].info.get(group_key) == key):
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def _label_group_all(job, fidelity, spec, out) -> int:
+    return sum(1 for _ in label_group(job, fidelity, spec, out))
+
+
+def label_group(job: list[tuple[int, Atoms, str]], fidelity: str, spec: LabelSpec, out: Path) -> Iterator[dict]:
+    """Label the frames of one group in order, sharing one calculator while every SCF succeeds; write and
+    yield each record as soon as it is finished."""
+    store = LabelStore(out)
+    calc = None
+    for index, atoms, source in job:
+        record = new_record(index, source, atoms, fidelity, spec)
+        record["restarted_from_previous"] = calc is not None
+        log = store.logs / f"{index:05d}.txt"
+        store.mark_running(index)
+        for retry in ((False, True) if spec.retry else (False,)):
+            if calc is None or retry:
+                calc = spec.build(log=log, retry=retry)
+            attempt, labels = _attempt(calc, atoms, spec)
+            attempt["retry"] = retry
+            record["attempts"].append(attempt)
+            if labels is not None:
+                break
+            calc = None  # never continue from a failed state
+        record["seconds"] = sum(a["seconds"] for a in record["attempts"])
+        record["scf_iterations"] = record["attempts"][-1]["scf_iterations"]
+        record["status"] = "ok" if labels is not None else "failed"
+        record["labels"] = labels
+        store.write(record)
+        yield record
+
+
+def _attempt(calc, atoms: Atoms, spec: LabelSpec) -> tuple[dict, dict | None]:
+    """One calculation: (attempt summary, labels or None when it raised)."""
+    prepared = spec.prepare(atoms)
+    prepared.calc = calc
+    start = time.perf_counter()
+    try:
+        labels = {"energy": prepared.get_potential_energy(force_consistent=True),
+                  "energy_extrapolated": prepared.get_potential_energy(),
+                  "forces": prepared.get_forces()}
+        if spec.stress:
+            labels["stress"] = prepared.get_stress(voigt=True)
+        if spec.spin_polarized:
+            labels["magmoms"] = prepared.get_magnetic_moments()
+        error = None
+    except Exception as err:  # the calculator's own failure (SCF not converged, crash, ...) is the record
+        labels, error = None, f"{type(err).__name__}: {err}".strip()
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "scf_iterations": _iterations(calc), "error": error}, labels
+
+
+def _iterations(calc) -> int | None:
+    """SCF iterations of the last calculation (GPAW), None where the calculator does not say."""
+    try:
+        return int(calc.get_number_of_iterations())
+    except Exception:  # not a GPAW calculator, or one that never got as far as an SCF
+        return None
+
+
+@contextmanager
+def _env(values: dict[str, str]):
+    """Set environment variables that are not set yet (inherited by spawned workers); restore afterwards."""
+    added = {k: v for k, v in values.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)

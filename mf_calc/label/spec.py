@@ -1,0 +1,146 @@
+"""A labelling spec: which ASE calculator, with which settings and magnetic start, makes one fidelity.
+
+A spec is a JSON object::
+
+    {"calculator": "gpaw",                      # "gpaw", or any ASE calculator as "module:Class"
+     "settings": {...},                         # keyword arguments of that calculator
+     "magnetic_start": "afm-olivine",           # afm-olivine | ferro | none | input (mf_calc.label.magnetism)
+     "stress": true,                            # false: stress is not labelled (missing, never zero)
+     "retry": {...}}                            # settings overriding "settings" for one more try after a
+                                                # failed run (e.g. another mixer), or null
+
+Shipped specs (``mf_calc/label/specs/*.json``) are found by name: ``gpaw_afm``, ``gpaw_nonmag``, and the
+VASP recipe ``vasp_afm`` (documentation for users with VASP; needs VASP and its POTCARs). The spec's hash
+(sha256 of its canonical JSON) is stored with every label it produced, so data from different settings
+never mix unnoticed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from ase import Atoms
+from ase.calculators.calculator import Calculator
+
+from mf_calc.label.magnetism import MAGNETIC_STARTS, initial_magmoms
+
+SPEC_DIR = Path(__file__).parent / "specs"
+ALIASES = {"gpaw": "gpaw:GPAW"}
+
+
+def shipped_specs() -> list[str]:
+    """Names of the specs shipped with mf_calc."""
+    return sorted(p.stem for p in SPEC_DIR.glob("*.json"))
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """How to label one fidelity (see the module docstring for the JSON form)."""
+
+    calculator: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    magnetic_start: str = "none"
+    stress: bool = True
+    retry: dict[str, Any] | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.calculator, str) or not self.calculator:
+            raise ValueError(f"spec 'calculator' must be a non-empty string, got {self.calculator!r}")
+        if self.magnetic_start not in MAGNETIC_STARTS:
+            raise ValueError(f"spec 'magnetic_start' {self.magnetic_start!r} is not one of {list(MAGNETIC_STARTS)}")
+        for name in ("settings", "retry"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, dict):
+                raise ValueError(f"spec {name!r} must be a JSON object, got {type(value).__name__}")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> LabelSpec:
+        unknown = set(data) - {"calculator", "settings", "magnetic_start", "stress", "retry", "comment"}
+        if unknown:
+            raise ValueError(f"unknown spec field(s) {sorted(unknown)}; known: calculator, settings, "
+                             "magnetic_start, stress, retry, comment")
+        if "calculator" not in data:
+            raise ValueError("spec has no 'calculator' (e.g. \"gpaw\" or \"ase.calculators.vasp:Vasp\")")
+        return cls(**{k: v for k, v in data.items() if k != "comment"})
+
+    @classmethod
+    def load(cls, path_or_name: str | Path) -> LabelSpec:
+        """Read a spec from a JSON file, or a shipped spec by name (``shipped_specs()``)."""
+        path = Path(path_or_name)
+        if not path.is_file():
+            shipped = SPEC_DIR / f"{path_or_name}.json"
+            if not shipped.is_file():
+                raise FileNotFoundError(f"spec {str(path_or_name)!r} is neither a file nor a shipped spec "
+                                        f"({shipped_specs()})")
+            path = shipped
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"spec {str(path)!r} is not valid JSON: {err}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"spec {str(path)!r} must hold a JSON object")
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def hash(self) -> str:
+        """sha256 (first 16 hex digits) of the canonical JSON of the spec."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def spin_polarized(self) -> bool:
+        return self.magnetic_start != "none"
+
+    @property
+    def calculator_class(self) -> type[Calculator]:
+        """The ASE calculator class named by ``calculator`` (ImportError with a hint when it is absent)."""
+        target = ALIASES.get(self.calculator, self.calculator)
+        module_name, _, class_name = target.replace(":", ".").rpartition(".")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as err:
+            hint = " (install it with `make dft`)" if module_name.startswith("gpaw") else ""
+            raise ImportError(f"calculator {self.calculator!r} needs module {module_name!r}, which cannot be "
+                              f"imported{hint}: {err}") from err
+        try:
+            return getattr(module, class_name)
+        except AttributeError:
+            raise ValueError(f"calculator {self.calculator!r}: module {module_name!r} has no {class_name!r}") from None
+
+    def code_version(self) -> str:
+        """``package version`` of the calculator's distribution (e.g. ``gpaw 26.7.0``)."""
+        package = self.calculator_class.__module__.split(".")[0]
+        try:
+            return f"{package} {version(package)}"
+        except PackageNotFoundError:
+            return package
+
+    def build(self, log: str | Path | None = None, retry: bool = False) -> Calculator:
+        """A fresh calculator; ``retry=True`` applies the ``retry`` overrides; ``log`` is the text log of
+        calculators that write one (GPAW's ``txt``)."""
+        settings = dict(self.settings) | (dict(self.retry or {}) if retry else {})
+        cls = self.calculator_class
+        if cls.__module__.split(".")[0] == "gpaw":
+            settings.setdefault("spinpol", self.spin_polarized)
+            settings.setdefault("txt", None if log is None else str(log))
+        try:
+            return cls(**settings)
+        except TypeError as err:
+            raise ValueError(f"calculator {self.calculator!r} rejects the spec settings: {err}") from None
+
+    def prepare(self, atoms: Atoms) -> Atoms:
+        """A copy of ``atoms`` (structure only) with the spec's initial magnetic moments."""
+        moments = initial_magmoms(atoms, self.magnetic_start)
+        prepared = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+        if moments is not None:
+            prepared.set_initial_magnetic_moments(moments)
+        return prepared

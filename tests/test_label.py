@@ -1,0 +1,231 @@
+"""The DFT labelling pipeline (mf_calc.label), with cheap calculators standing in for DFT: Lennard-Jones
+(label_helpers.FlakyLJ, which can fail or crash on demand) and an MF-CHGNet calculator for magmoms."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from ase.calculators.lj import LennardJones
+
+from mf_calc import lmfp
+from mf_calc.cli import main
+from mf_calc.data import read_frames
+from mf_calc.label import LabelSpec, finite_difference_check, initial_magmoms, label_frames, shipped_specs
+from mf_calc.label.store import LabelStore
+
+LJ = {"sigma": 1.5, "epsilon": 0.01, "rc": 4.0}
+
+
+def lj_spec(**overrides) -> LabelSpec:
+    data = {"calculator": "label_helpers:FlakyLJ", "settings": dict(LJ), "magnetic_start": "none"} | overrides
+    return LabelSpec.from_dict(data)
+
+
+def cells(n=3, x_li=1.0):
+    """n rattled 28-atom (or fewer, delithiated) olivine cells."""
+    frames = []
+    for i in range(n):
+        atoms = lmfp(x_li=x_li, supercell=(1, 1, 1), seed=i)
+        atoms.rattle(0.05, seed=i)
+        frames.append(atoms)
+    return frames
+
+
+# ----------------------------------------------------------------------------- magnetic starts
+def test_afm_olivine_start_is_the_olivine_antiferromagnet_and_repeats_along_b():
+    cell = lmfp(y_mn=0.5, supercell=(1, 1, 1), seed=0)
+    moments = initial_magmoms(cell, "afm-olivine")
+    tm = np.isin(cell.numbers, (25, 26))
+    y = cell.get_scaled_positions()[:, 1]
+    assert np.all(moments[~tm] == 0)
+    expected = np.where(y[tm] < 0.5, 1, -1) * np.where(cell.numbers[tm] == 25, 5.0, 4.0)
+    assert np.array_equal(moments[tm], expected)
+    assert initial_magmoms(lmfp(supercell=(1, 1, 1)), "afm-olivine").sum() == 0  # LiFePO4: 2 up, 2 down
+    # a cell repeated along b carries the same order in each olivine cell (not up-up then down-down)
+    assert np.array_equal(initial_magmoms(cell.repeat((1, 2, 1)), "afm-olivine"), np.tile(moments, 2))
+    assert np.array_equal(initial_magmoms(cell, "ferro"), np.abs(moments))
+    assert initial_magmoms(cell, "none") is None
+
+
+def test_magnetic_start_errors_name_the_problem():
+    cell = lmfp(supercell=(1, 1, 1))
+    with pytest.raises(ValueError, match="non-zero initial_magmoms"):
+        initial_magmoms(cell, "input")
+    with pytest.raises(ValueError, match="unknown magnetic start 'afm'"):
+        initial_magmoms(cell, "afm")
+    li_po4 = cell[[a.index for a in cell if a.symbol != "Fe"]]
+    with pytest.raises(ValueError, match="no magnetic element"):
+        initial_magmoms(li_po4, "ferro")
+    cell.set_initial_magnetic_moments(np.arange(len(cell), dtype=float))
+    assert np.array_equal(initial_magmoms(cell, "input"), np.arange(len(cell)))
+
+
+# ----------------------------------------------------------------------------- specs
+def test_shipped_specs_load_and_keep_the_issue_settings():
+    assert {"gpaw_afm", "gpaw_nonmag", "vasp_afm"} <= set(shipped_specs())
+    afm, nonmag = LabelSpec.load("gpaw_afm"), LabelSpec.load("gpaw_nonmag")
+    assert afm.spin_polarized and afm.magnetic_start == "afm-olivine" and not nonmag.spin_polarized
+    assert afm.settings["mode"]["ecut"] == 600 and afm.settings["kpts"]["size"] == [1, 2, 2]
+    assert nonmag.settings["mode"]["ecut"] == 350 and nonmag.settings["kpts"]["size"] == [1, 1, 2]
+    for spec in (afm, nonmag):
+        assert spec.settings["setups"] == {"Fe": ":d,4.3", "Mn": ":d,4.5"}
+        assert spec.settings["occupations"] == {"name": "fermi-dirac", "width": 0.1}
+        assert spec.settings["xc"] == "PBE" and spec.settings["maxiter"] == 200
+    assert afm.hash != nonmag.hash
+    assert LabelSpec.load("gpaw_afm").hash == afm.hash
+
+
+def test_spec_errors_name_the_problem(tmp_path):
+    with pytest.raises(ValueError, match="unknown spec field"):
+        LabelSpec.from_dict({"calculator": "gpaw", "setings": {}})
+    with pytest.raises(ValueError, match="no 'calculator'"):
+        LabelSpec.from_dict({"settings": {}})
+    with pytest.raises(ValueError, match="magnetic_start"):
+        LabelSpec.from_dict({"calculator": "gpaw", "magnetic_start": "antiferro"})
+    with pytest.raises(FileNotFoundError, match="neither a file nor a shipped spec"):
+        LabelSpec.load(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        LabelSpec.load(bad)
+    with pytest.raises(ImportError, match="no_such_dft_code"):
+        LabelSpec.from_dict({"calculator": "no_such_dft_code:Calc"}).build()
+    with pytest.raises(ValueError, match="rejects the spec settings"):
+        LabelSpec.from_dict({"calculator": "ase.calculators.singlepoint:SinglePointCalculator"}).build()
+
+
+# ----------------------------------------------------------------------------- the pipeline
+def test_labels_are_the_calculators_results_and_read_back_as_frames(tmp_path):
+    frames = cells(3)
+    summary = label_frames(frames, "lj", lj_spec(), tmp_path, progress=False)
+    assert (summary["n_input"], summary["n_ok"], summary["n_failed"], summary["n_pending"]) == (3, 3, 0, 0)
+    read = read_frames(tmp_path / "labelled.extxyz")
+    assert [f.fidelity for f in read] == ["lj"] * 3
+    for frame, atoms in zip(read, frames):
+        ref = atoms.copy()
+        ref.calc = LennardJones(**LJ)
+        assert np.allclose(frame.atoms.positions, atoms.positions)
+        assert frame.energy == pytest.approx(ref.get_potential_energy(force_consistent=True), abs=1e-10)
+        assert np.allclose(frame.forces, ref.get_forces(), atol=1e-7)  # extxyz keeps 8 decimals
+        assert np.allclose(frame.stress, ref.get_stress(), atol=1e-12)
+        assert frame.magmoms is None  # non-spin-polarised: no magmom label
+        assert frame.atoms.info["spec_hash"] == lj_spec().hash
+        assert frame.atoms.info["seconds"] >= 0 and "energy_extrapolated" in frame.atoms.info
+    record = LabelStore(tmp_path).read(1)
+    assert record["status"] == "ok" and record["versions"]["calculator"].startswith("label_helpers")
+
+
+def test_rerun_skips_finished_frames_and_refuses_other_settings_or_inputs(tmp_path):
+    frames = cells(3)
+    label_frames(frames[:2], "lj", lj_spec(), tmp_path, progress=False)
+    first = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "records").glob("*.json")}
+    summary = label_frames(frames, "lj", lj_spec(), tmp_path, progress=False)
+    after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "records").glob("*.json")}
+    assert summary["n_ok"] == 3 and all(after[name] == t for name, t in first.items()) and len(after) == 3
+    with pytest.raises(ValueError, match="another|Use another --out"):
+        label_frames(frames, "lj", lj_spec(settings=LJ | {"epsilon": 0.02}), tmp_path, progress=False)
+    with pytest.raises(ValueError, match="fidelity 'lj'"):
+        label_frames(frames, "lj2", lj_spec(), tmp_path, progress=False)
+    changed = [f.copy() for f in frames]
+    changed[0].positions[0] += 0.1
+    with pytest.raises(ValueError, match="input frames changed"):
+        label_frames(changed, "lj", lj_spec(), tmp_path, progress=False)
+
+
+def test_failed_frames_are_retried_once_then_recorded_never_hidden(tmp_path):
+    frames = [lmfp(x_li=x, supercell=(1, 1, 1), seed=0) for x in (1.0, 0.75, 0.5)]  # 28, 27, 26 atoms
+    spec = lj_spec(settings=LJ | {"fail_sizes": [26, 27]}, retry={"fail_sizes": [26]})
+    summary = label_frames(frames, "lj", spec, tmp_path, progress=False)
+    assert (summary["n_ok"], summary["n_failed"], summary["n_ok_after_retry"]) == (2, 1, 1)
+    (failure,) = summary["failures"]
+    assert failure["index"] == 2 and len(failure["errors"]) == 2
+    assert all("SCF did not converge" in e for e in failure["errors"])
+    assert len(read_frames(tmp_path / "labelled.extxyz")) == 2
+    store = LabelStore(tmp_path)
+    assert [a["retry"] for a in store.read(1)["attempts"]] == [False, True]
+    # a rerun does not try the failed frame again unless asked
+    assert label_frames(frames, "lj", spec, tmp_path, progress=False)["n_failed"] == 1
+    summary = label_frames(frames, "lj", spec, tmp_path, retry_failed=True, progress=False)
+    assert summary["n_failed"] == 1 and len(store.read(2)["attempts"]) == 2
+
+
+def test_consecutive_frames_of_a_group_share_a_calculator_until_one_fails(tmp_path):
+    frames = cells(4)
+    for atoms, trajectory in zip(frames, ("a", "a", "a", "b")):
+        atoms.info["trajectory"] = trajectory
+    label_frames(frames, "lj", lj_spec(), tmp_path, group_key="trajectory", progress=False)
+    restarted = [r["restarted_from_previous"] for r in LabelStore(tmp_path).all_records()]
+    assert restarted == [False, True, True, False]
+
+
+def test_workers_give_the_same_labels_and_a_crashed_worker_is_recorded(tmp_path):
+    frames = cells(4)
+    one = label_frames(frames, "lj", lj_spec(), tmp_path / "one", progress=False)
+    two = label_frames(frames, "lj", lj_spec(), tmp_path / "two", workers=2, progress=False)
+    assert one["n_ok"] == two["n_ok"] == 4
+    for a, b in zip(read_frames(tmp_path / "one/labelled.extxyz"), read_frames(tmp_path / "two/labelled.extxyz")):
+        assert a.energy == b.energy and np.array_equal(a.forces, b.forces)
+    crashing = cells(2) + [lmfp(x_li=0.5, supercell=(1, 1, 1))]
+    spec = lj_spec(settings=LJ | {"crash_sizes": [26]})
+    with pytest.raises(RuntimeError, match=r"worker process died while labelling frame\(s\) \[2\]"):
+        label_frames(crashing, "lj", spec, tmp_path / "crash", workers=2, progress=False)
+    record = LabelStore(tmp_path / "crash").read(2)
+    assert record["status"] == "failed" and "worker process died" in record["attempts"][0]["error"]
+
+
+def test_spin_polarised_specs_label_magmoms_and_others_do_not(tmp_path, warm_model):
+    frames = cells(1, x_li=0.5)
+    model_calc = {"calculator": "mf_calc.calculator:MFCalculator", "settings": {"model": "chgnet-0.3.0"}}
+    label_frames(frames, "m", LabelSpec.from_dict(model_calc | {"magnetic_start": "afm-olivine"}),
+                 tmp_path / "afm", progress=False)
+    label_frames(frames, "n", LabelSpec.from_dict(model_calc | {"stress": False}), tmp_path / "nm", progress=False)
+    (afm,), (nm,) = read_frames(tmp_path / "afm/labelled.extxyz"), read_frames(tmp_path / "nm/labelled.extxyz")
+    assert afm.magmoms is not None and afm.magmoms[frames[0].numbers == 26].min() > 3.0
+    assert nm.magmoms is None and nm.stress is None and afm.stress is not None  # masked, never zero
+    assert afm.energy == pytest.approx(nm.energy)
+
+
+def test_finite_difference_check_passes_for_a_conservative_calculator():
+    result = finite_difference_check(cells(1)[0], lj_spec(), atom_indices=(0, 5), eps_displacement=1e-4,
+                                     eps_strain=1e-5)
+    assert result["forces_max_abs_diff_eV_A"] < 1e-6 and result["stress_max_abs_diff_GPa"] < 1e-5
+    assert np.abs(result["forces_analytic_eV_A"]).max() > 1e-3  # the check compared something non-trivial
+    with pytest.raises(ValueError, match="outside"):
+        finite_difference_check(cells(1)[0], lj_spec(), atom_indices=(99,))
+
+
+def test_cli_label_and_check(tmp_path, capsys):
+    import ase.io
+
+    ase.io.write(tmp_path / "frames.extxyz", cells(2))
+    (tmp_path / "spec.json").write_text(json.dumps(lj_spec().to_dict()))
+    args = ["label", str(tmp_path / "frames.extxyz"), "--fidelity", "lj", "--spec", str(tmp_path / "spec.json"),
+            "--quiet", "--out", str(tmp_path / "out")]
+    assert main(args) == 0
+    assert "lj: 2 labelled, 0 failed, 0 pending of 2" in capsys.readouterr().out
+    assert len(read_frames(tmp_path / "out/labelled.extxyz")) == 2
+    assert main(args + ["--check"]) == 0
+    assert json.loads(capsys.readouterr().out)["forces_max_abs_diff_eV_A"] < 1e-3
+    assert main(args[:5] + ["no_such_spec", "--out", str(tmp_path / "x")]) == 2
+    assert "neither a file nor a shipped spec" in capsys.readouterr().err
+
+
+def test_real_gpaw_labels_a_tiny_cell(tmp_path):
+    """GPAW itself (optional: `make dft`), on a 2-atom bcc Li cell at a low cutoff, spin-polarised."""
+    pytest.importorskip("gpaw", reason="GPAW is not installed (optional; `make dft` installs it)")
+    from ase.build import bulk
+
+    spec = LabelSpec.from_dict({"calculator": "gpaw", "magnetic_start": "input",
+                                "settings": {"mode": {"name": "pw", "ecut": 200}, "xc": "PBE", "kpts": {"size": [2, 2, 2]},
+                                             "occupations": {"name": "fermi-dirac", "width": 0.1}, "maxiter": 100}})
+    li = bulk("Li", "bcc", a=3.44, cubic=True)
+    li.set_initial_magnetic_moments([0.5, 0.5])
+    li.rattle(0.05, seed=1)
+    summary = label_frames([li], "gpaw_test", spec, tmp_path, progress=False)
+    assert summary["n_ok"] == 1, summary
+    (frame,) = read_frames(tmp_path / "labelled.extxyz")
+    assert np.isfinite(frame.energy) and frame.forces.shape == (2, 3) and frame.magmoms.shape == (2,)
+    assert np.abs(frame.forces.sum(axis=0)).max() < 0.05
+    assert frame.atoms.info["scf_iterations"] > 0 and frame.atoms.info["code_version"].startswith("gpaw")
