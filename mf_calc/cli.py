@@ -6,8 +6,9 @@ import argparse
 import sys
 
 from mf_calc.cli_demo import register as register_demo
+from mf_calc.cli_export import register as register_export
 
-REGISTRARS = [register_demo]
+REGISTRARS = [register_demo, register_export]
 
 
 def _optional_registrars():

@@ -275,6 +275,18 @@ class MFCHGNet(nn.Module):
         copy = copy_index(self.fidelities.index(fidelity), self.composition.weight.shape[0])
         return self.composition.fit(numbers, energies, copy=copy)
 
+    def select_fidelity(self, fidelity: str | int | None = None) -> MFCHGNet:
+        """A single-fidelity plain model equal to this one at ``fidelity`` (see ``mf_calc.model.export``)."""
+        from mf_calc.model.export import select_fidelity
+
+        return select_fidelity(self, fidelity)
+
+    def to_chgnet(self, fidelity: str | int | None = None):
+        """A ``chgnet.model.CHGNet`` equal to this model at ``fidelity`` (see ``mf_calc.model.export``)."""
+        from mf_calc.model.export import to_chgnet
+
+        return to_chgnet(self, fidelity)
+
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_chgnet(cls, name: str = "0.3.0", fidelities: Sequence[str] = ("pbe_u", "r2scan"), modules: str = "EMRC") -> MFCHGNet:

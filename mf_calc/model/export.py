@@ -1,0 +1,99 @@
+"""One fidelity of an MF-CHGNet as a plain model: a single-fidelity ``MFCHGNet`` or a ``chgnet`` ``CHGNet``.
+
+Folding a fidelity f in is exact (the network computes the same function):
+
+- E: X_f is added to every row of the atom embedding table (v_i^0 = X_Z + X_f for every Z);
+- M: W_F[:, f] is added to the bias of the first linear layer of every gated MLP (core and gate);
+- R: the readout MLP of f is kept;
+- C: the composition row of f is kept.
+
+The ``chgnet`` form has chgnet's parameter names, so chgnet's ``StructOptimizer``, ``MolecularDynamics``,
+``CHGNetCalculator`` and other people's chgnet scripts can use a trained model; ``CHGNet.from_file`` reads
+the file written by :func:`save_chgnet`.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from mf_calc.model.fidelity import copy_index
+from mf_calc.model.layers import MFAngleUpdate, MFAtomConv, MFBondConv, _first_linear
+from mf_calc.model.mfchgnet import MFCHGNet
+
+
+@torch.no_grad()
+def select_fidelity(model: MFCHGNet, fidelity: str | int | None = None) -> MFCHGNet:
+    """A single-fidelity, module-free ``MFCHGNet`` equal to ``model`` at ``fidelity`` (name, index or None =
+    highest). ``model`` is not changed."""
+    f = model.fidelities.index(fidelity)
+    name = model.fidelities.names[f]
+    plain = MFCHGNet(replace(model.config, fidelities=(name,), modules="")).to(dtype=model.dtype, device=model.device)
+    state = {k: v.clone() for k, v in model.state_dict().items()
+             if not k.startswith(("fidelity_embedding.", "readouts.", "composition.")) and ".fidelity_gate." not in k}
+    if model.fidelity_embedding is not None:
+        state["atom_embedding.embedding.weight"] += model.fidelity_embedding.weight[f]
+    for prefix, layers in (("atom_conv_layers", model.atom_conv_layers), ("bond_conv_layers", model.bond_conv_layers),
+                           ("angle_layers", model.angle_layers)):
+        for i, layer in enumerate(layers):
+            if layer.fidelity_gate is None:
+                continue
+            gmlp = layer.twoBody_atom if isinstance(layer, MFAtomConv) else layer.twoBody_bond
+            gmlp_name = "twoBody_atom" if isinstance(layer, MFAtomConv) else "twoBody_bond"
+            for path, bias in (("mlp_core", layer.fidelity_gate.core.weight[f]),
+                               ("mlp_gate", layer.fidelity_gate.gate.weight[f])):
+                k, _ = _first_linear(getattr(gmlp, path))
+                state[f"{prefix}.{i}.{gmlp_name}.{path}.layers.{k}.bias"] += bias
+    readout = model.readouts[copy_index(f, len(model.readouts))]
+    state |= {f"readouts.0.{k}": v.clone() for k, v in readout.state_dict().items()}
+    state["composition.weight"] = model.composition.weight[copy_index(f, model.composition.weight.shape[0])][None].clone()
+    plain.load_state_dict(state, strict=True)
+    plain.metadata = copy.deepcopy(model.metadata) | {"exported_fidelity": name}
+    return plain.eval()
+
+
+def chgnet_model_args(model: MFCHGNet) -> dict:
+    """Keyword arguments of ``chgnet.model.CHGNet`` for ``model``'s architecture."""
+    c = model.config
+    return {"atom_fea_dim": c.atom_fea_dim, "bond_fea_dim": c.bond_fea_dim, "angle_fea_dim": c.angle_fea_dim,
+            "composition_model": "MPtrj", "num_radial": c.num_radial, "num_angular": c.num_angular,
+            "n_conv": c.n_conv, "atom_conv_hidden_dim": c.atom_conv_hidden_dim, "update_bond": True,
+            "bond_conv_hidden_dim": c.bond_conv_hidden_dim, "update_angle": True,
+            "angle_layer_hidden_dim": c.angle_layer_hidden_dim, "conv_dropout": 0, "read_out": "ave",
+            "mlp_hidden_dims": list(c.mlp_hidden_dims), "mlp_dropout": 0, "mlp_first": True, "is_intensive": True,
+            "non_linearity": c.activation, "atom_graph_cutoff": c.cutoff, "bond_graph_cutoff": c.bond_cutoff,
+            "graph_converter_algorithm": "fast", "cutoff_coeff": c.cutoff_coeff, "learnable_rbf": c.learnable_rbf,
+            "gMLP_norm": c.gmlp_norm, "readout_norm": c.readout_norm, "mlp_out_bias": c.mlp_out_bias}
+
+
+@torch.no_grad()
+def to_chgnet(model: MFCHGNet, fidelity: str | int | None = None):
+    """A ``chgnet.model.CHGNet`` (CPU, the dtype of ``model``) equal to ``model`` at ``fidelity``."""
+    from chgnet.model import CHGNet
+
+    plain = select_fidelity(model, fidelity).cpu()
+    state = {}
+    for key, value in plain.state_dict().items():
+        if key.startswith("readouts.0."):
+            state["mlp." + key[len("readouts.0."):]] = value
+        elif key == "composition.weight":
+            state["composition_model.fc.weight"] = value
+        else:
+            state[key] = value
+    chgnet = CHGNet(**chgnet_model_args(model)).to(plain.dtype)
+    chgnet.load_state_dict(state, strict=True)
+    return chgnet.eval()
+
+
+def save_chgnet(model: MFCHGNet, fidelity: str | int | None, path: str | Path) -> Path:
+    """Write ``model`` at ``fidelity`` as a chgnet model file (float32 weights, as chgnet loads them), readable
+    with ``CHGNet.from_file(path)``."""
+    from mf_calc.atomic import atomic_write
+
+    chgnet = to_chgnet(model, fidelity).float()
+    path = Path(path)
+    atomic_write(path, lambda fh: torch.save({"model": chgnet.as_dict()}, fh), binary=True)
+    return path
