@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from mf_calc.model.fidelity import copy_index
-from mf_calc.model.layers import MFAngleUpdate, MFAtomConv, MFBondConv, _first_linear
+from mf_calc.model.layers import MFAtomConv, _first_linear
 from mf_calc.model.mfchgnet import MFCHGNet
 
 
