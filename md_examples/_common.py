@@ -14,18 +14,16 @@ def parser(description: str, out: str) -> argparse.ArgumentParser:
     p.add_argument("--fidelity", default=None, help="fidelity name (default: the highest)")
     p.add_argument("--out", default=out, help=f"output folder (default {out})")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: torch's choice). Use 1 on a busy shared machine: "
-                        "two threads competing with another process can be 10x slower")
+                   help="torch CPU threads (default: the cores not busy with other work; see mf_calc.threads)")
     return p
 
 
 def setup(args):
     """Apply --threads, load the calculator (fails fast on a bad model/fidelity), make the output folder."""
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    from mf_calc.threads import configure_threads
     from mf_calc.workflows.io import resolve_calculator
+
+    configure_threads(args.threads)
 
     calc = resolve_calculator(args.model, args.fidelity)
     out = Path(args.out)

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from mf_calc.cli_demo import register as register_demo
+from mf_calc.threads import configure_threads
 from mf_calc.cli_export import register as register_export
 
 REGISTRARS = [register_demo, register_export]
@@ -15,7 +16,7 @@ def _optional_registrars():
     """Commands of modules that may be absent in a partial install."""
     found = []
     for module, attr in (("mf_calc.train.cli", "register"), ("mf_calc.workflows.cli", "register"),
-                         ("mf_calc.label.cli", "register")):
+                         ("mf_calc.label.cli", "register"), ("mf_calc.workflows.cli_neb", "register")):
         try:
             found.append(getattr(__import__(module, fromlist=[attr]), attr))
         except ImportError as exc:
@@ -32,12 +33,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for register in REGISTRARS + _optional_registrars():
         register(sub)
+    for command in sub.choices.values():
+        if not any("--threads" in action.option_strings for action in command._actions):
+            command.add_argument("--threads", type=int, default=None,
+                                 help="torch CPU threads (default: the cores not busy with other work)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        configure_threads(args.threads)
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError) as exc:
         print(f"mf-calc {args.command}: error: {exc}", file=sys.stderr)
