@@ -12,6 +12,7 @@ Folders under ``mf_calc/pretrained/`` (config.json + weights.pt) are listed as w
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from mf_calc.model.io import is_model_folder
@@ -29,7 +30,8 @@ def available_models() -> list[str]:
 
 
 def load_model(name_or_path: str | Path | None = None) -> MFCHGNet:
-    """Load a shipped model by name, or a model folder by path; None gives the default model."""
+    """Load a shipped model by name, or a model folder by path (a training run folder gives its ``best``
+    model); None gives the default model."""
     name = DEFAULT_MODEL if name_or_path is None else name_or_path
     shipped = isinstance(name, str) and is_model_folder(PRETRAINED_DIR / name)
     if name == DEFAULT_MODEL and not shipped:
@@ -43,5 +45,10 @@ def load_model(name_or_path: str | Path | None = None) -> MFCHGNet:
         model.metadata["name"] = name
         return model.eval()
     if Path(name).exists():
-        return MFCHGNet.load(name)
+        path = Path(name)
+        if not is_model_folder(path) and is_model_folder(path / "best"):
+            print(f"note: {path} is a training run folder; using its best model {path / 'best'} "
+                  f"(the last epoch's is {path / 'final'})", file=sys.stderr)
+            path = path / "best"
+        return MFCHGNet.load(path)
     raise ValueError(f"unknown model {str(name)!r}: not a model folder, nor one of {available_models()}")

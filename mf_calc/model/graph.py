@@ -52,6 +52,36 @@ def check_elements(numbers: np.ndarray) -> None:
         )
 
 
+MIN_DISTANCE = 0.1  # Å: closer atoms are taken as a mistake in the input (two atoms at one position)
+
+
+def check_structure(numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray, pbc) -> None:
+    """Raise ValueError naming the problem for input the model cannot describe: no atoms, an unknown element,
+    non-finite positions or cell, or a periodic direction without a proper cell vector."""
+    if len(numbers) == 0:
+        raise ValueError("the structure has no atoms")
+    check_elements(numbers)
+    bad = np.flatnonzero(~np.isfinite(positions).all(axis=1))
+    if len(bad):
+        raise ValueError(f"non-finite (NaN or infinite) position(s) of atom(s) {bad.tolist()[:10]}")
+    if not np.isfinite(cell).all():
+        raise ValueError(f"non-finite cell {cell.tolist()}")
+    pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), 3)
+    if pbc.any() and abs(np.linalg.det(cell)) < 1e-6:
+        raise ValueError(f"periodic structure (pbc={pbc.tolist()}) with a zero-volume cell {cell.tolist()}: "
+                         "set the cell, or pbc=False for a molecule")
+
+
+def check_distances(i: np.ndarray, j: np.ndarray, distances: np.ndarray) -> None:
+    """Raise ValueError for atoms closer than MIN_DISTANCE (the same atom twice, or a wrong cell)."""
+    close = np.flatnonzero(distances < MIN_DISTANCE)
+    if len(close):
+        k = close[0]
+        raise ValueError(f"atoms {int(i[k])} and {int(j[k])} are {float(distances[k]):.3f} Å apart (closer than "
+                         f"{MIN_DISTANCE} Å): overlapping atoms; check the positions and the cell"
+                         + (f" ({len(close)} such pairs)" if len(close) > 1 else ""))
+
+
 def neighbor_pairs(positions, cell, pbc, cutoff: float):
     """Each unordered neighbour pair once: (i, j, image, distance) with |r_j + image·cell − r_i| < cutoff.
 
@@ -114,14 +144,14 @@ def _angle_triplets(centers: np.ndarray, dist: np.ndarray, bond_cutoff: float) -
 
 
 def build_graph(numbers, positions, cell, pbc, *, cutoff: float, bond_cutoff: float, fidelity: int = 0) -> Graph:
-    """Graph of one structure. Raises ValueError for unknown elements or isolated atoms."""
+    """Graph of one structure. Raises ValueError naming the problem for invalid input (``check_structure``,
+    ``check_distances``) and for isolated atoms."""
     numbers = np.asarray(numbers, dtype=np.int64)
-    check_elements(numbers)
     positions = np.asarray(positions, dtype=float)
     cell = np.asarray(cell, dtype=float)
-    if np.any(np.asarray(pbc)) and abs(np.linalg.det(cell)) < 1e-6:
-        raise ValueError("periodic structure with a zero-volume cell")
+    check_structure(numbers, positions, cell, pbc)
     i, j, img, dist = neighbor_pairs(positions, cell, pbc, cutoff)
+    check_distances(i, j, dist)
     edges, images, dir2und, und2dir, angles = directed_from_pairs(len(numbers), i, j, img, dist, bond_cutoff)
     return Graph(numbers, positions, cell, edges, images, dir2und, und2dir, angles, int(fidelity))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mf_calc.model.graph import Graph, check_elements, directed_from_pairs, neighbor_pairs
+from mf_calc.model.graph import Graph, check_distances, check_structure, directed_from_pairs, neighbor_pairs
 
 
 class NeighborCache:
@@ -38,8 +38,8 @@ class NeighborCache:
         positions = np.asarray(positions, dtype=float)
         cell = np.asarray(cell, dtype=float)
         pbc = tuple(bool(p) for p in np.broadcast_to(pbc, 3))
+        check_structure(numbers, positions, cell, pbc)
         if self._stale(numbers, positions, cell, pbc):
-            check_elements(numbers)
             i, j, img, _ = neighbor_pairs(positions, cell, pbc, self.cutoff + self.skin)
             max_img = np.abs(img).max(axis=0) if len(img) else np.zeros(3)
             self._key = ((numbers.tobytes(), pbc), positions.copy(), cell.copy(), max_img.astype(float))
@@ -50,6 +50,7 @@ class NeighborCache:
         i, j, img = self._pairs
         dist = np.linalg.norm(positions[j] + img @ cell - positions[i], axis=1)
         keep = dist < self.cutoff
+        check_distances(i[keep], j[keep], dist[keep])
         edges, images, dir2und, und2dir, angles = directed_from_pairs(
             len(numbers), i[keep], j[keep], img[keep], dist[keep], self.bond_cutoff
         )

@@ -1,0 +1,61 @@
+"""Bad input gets an error that names the real problem, on every path into the model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase import Atoms
+
+from conftest import tiny_model
+from mf_calc import MFCalculator, lmfp
+from mf_calc.hub import load_model
+
+
+def _both_paths(atoms, match):
+    """The calculator (Verlet-skin neighbour cache) and batched predict (fresh graph) give the same error."""
+    model = tiny_model()
+    with pytest.raises(ValueError, match=match):
+        atoms.calc = MFCalculator(model)
+        atoms.get_potential_energy()
+    with pytest.raises(ValueError, match=match):
+        model.predict([atoms])
+
+
+def test_empty_structure():
+    _both_paths(Atoms(), "no atoms")
+
+
+def test_nan_position():
+    atoms = lmfp(supercell=(1, 1, 1))
+    atoms.positions[3, 1] = np.nan
+    _both_paths(atoms, r"non-finite .*position.* \[3\]")
+
+
+def test_two_atoms_at_one_position():
+    atoms = lmfp(supercell=(1, 1, 1))
+    atoms.positions[5] = atoms.positions[2]
+    _both_paths(atoms, "atoms 2 and 5 are 0.000 Å apart")
+
+
+def test_periodic_with_zero_cell():
+    atoms = Atoms("LiFe", positions=[[0, 0, 0], [2.0, 0, 0]], pbc=True)
+    _both_paths(atoms, "zero-volume cell")
+
+
+def test_nan_appearing_during_md_is_caught_by_the_cached_path():
+    atoms = lmfp(supercell=(1, 1, 1))
+    atoms.calc = MFCalculator(tiny_model())
+    atoms.get_potential_energy()
+    atoms.positions[0, 0] = np.inf
+    with pytest.raises(ValueError, match="non-finite"):
+        atoms.get_potential_energy()
+
+
+def test_a_training_run_folder_loads_its_best_model(tmp_path, capsys):
+    tiny_model().save(tmp_path / "run" / "best")
+    model = load_model(tmp_path / "run")
+    assert model.fidelities.names == ("low", "high")
+    assert "training run folder" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="not a model folder|config.json"):
+        (tmp_path / "empty").mkdir()
+        load_model(tmp_path / "empty")
