@@ -1,0 +1,76 @@
+"""``mf-calc neb``: Li vacancy-hop barriers by climbing-image NEB, per fidelity side by side."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+QUICK = {"supercell": (1, 1, 2), "images": 3, "fmax": 0.1}
+
+
+def register(sub) -> None:
+    p = sub.add_parser("neb", help="Li migration barriers (vacancy hop, climbing-image NEB) along [010] and [001]",
+                       description="Remove one Li, relax the end points (fixed cell), interpolate (IDPP) and relax a "
+                                   "climbing-image NEB for each direction and fidelity. Energies eV, lengths Å.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("structure", nargs="?", default=None,
+                   help="lithiated structure file (CIF, POSCAR, extxyz; last frame); default: LiFePO4 from the builder")
+    g = p.add_argument_group("LMFP builder (used when no structure file is given)")
+    g.add_argument("--y-mn", type=float, default=0.0, help="Mn fraction on transition-metal sites")
+    g.add_argument("--supercell", type=int, nargs=3, default=[1, 2, 2], metavar=("NA", "NB", "NC"),
+                   help="repetitions of the 28-atom cell (1 2 2: 112 atoms, the vacancy far from its images)")
+    g.add_argument("--seed", type=int, default=0, help="seed for the Mn site choice")
+    p.add_argument("--directions", nargs="+", default=["010", "001"], help="hop directions (010 = in the channel)")
+    p.add_argument("--model", default=None, help="model name or folder (default: the shipped default model)")
+    p.add_argument("--fidelity", action="append", default=None,
+                   help="fidelity name or index, repeatable, or 'all' (default: the highest)")
+    p.add_argument("--images", type=int, default=5, help="moving images between the end points")
+    p.add_argument("--fmax", type=float, default=0.05, help="NEB force criterion, eV/Å")
+    p.add_argument("--steps", type=int, default=500, help="maximum optimiser steps (end points and band)")
+    p.add_argument("--quick", action="store_true",
+                   help=f"a smaller, faster run: supercell {QUICK['supercell']}, {QUICK['images']} images, fmax {QUICK['fmax']}")
+    p.add_argument("--out", default="neb_output", help="output folder")
+    p.set_defaults(func=cmd_neb)
+
+
+def cmd_neb(args) -> int:
+    import ase.io
+
+    from mf_calc import MFCalculator, lmfp, load_model
+    from mf_calc.atomic import write_json
+    from mf_calc.workflows.io import read_structure
+    from mf_calc.workflows.neb import li_barriers, plot_profiles
+
+    if args.quick:
+        args.supercell, args.images, args.fmax = list(QUICK["supercell"]), QUICK["images"], QUICK["fmax"]
+    atoms = read_structure(args.structure) if args.structure else \
+        lmfp(x_li=1.0, y_mn=args.y_mn, supercell=tuple(args.supercell), seed=args.seed)
+    model = load_model(args.model)
+    wanted = args.fidelity or [None]
+    fidelities = list(model.fidelities.names) if wanted == ["all"] else \
+        [model.fidelities.name(int(f) if f and f.isdigit() and f not in model.fidelities.names else f) for f in wanted]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for fid in fidelities:
+        results[fid] = li_barriers(atoms, lambda: MFCalculator(model, fidelity=fid), directions=args.directions,
+                                   n_images=args.images, fmax=args.fmax, steps=args.steps)
+        for direction, r in results[fid].items():
+            ase.io.write(out / f"path_{fid}_{direction}.extxyz", r.images)
+            print(f"{fid:>12} [{direction}] barrier {r.barrier:.3f} eV (reverse {r.reverse_barrier:.3f}), hop "
+                  f"{r.hop_distance:.2f} Å, {'converged' if r.converged else 'NOT converged'} in {r.steps} steps, "
+                  f"max force {r.max_force:.3f} eV/Å, {r.seconds:.0f} s", flush=True)
+    summary = {
+        "barriers_eV": {f: {d: r.barrier for d, r in rs.items()} for f, rs in results.items()},
+        "reverse_barriers_eV": {f: {d: r.reverse_barrier for d, r in rs.items()} for f, rs in results.items()},
+        "converged": {f: {d: r.converged for d, r in rs.items()} for f, rs in results.items()},
+        "max_force_eV_A": {f: {d: r.max_force for d, r in rs.items()} for f, rs in results.items()},
+        "hop_distance_A": {d: r.hop_distance for d, r in next(iter(results.values())).items()},
+        "formula": atoms.get_chemical_formula(), "n_atoms": len(atoms) - 1, "model": model.metadata.get("name", args.model),
+        "images": args.images, "fmax": args.fmax,
+        "seconds": {f: {d: r.seconds for d, r in rs.items()} for f, rs in results.items()},
+    }
+    write_json(out / "summary.json", summary)
+    plot_profiles(results, out / "neb_profile.png")
+    print(f"summary: {out / 'summary.json'}, profile: {out / 'neb_profile.png'}")
+    return 0
