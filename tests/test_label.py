@@ -229,3 +229,21 @@ def test_real_gpaw_labels_a_tiny_cell(tmp_path):
     assert np.isfinite(frame.energy) and frame.forces.shape == (2, 3) and frame.magmoms.shape == (2,)
     assert np.abs(frame.forces.sum(axis=0)).max() < 0.05
     assert frame.atoms.info["scf_iterations"] > 0 and frame.atoms.info["code_version"].startswith("gpaw")
+
+
+def test_runs_sharing_a_folder_skip_frames_another_live_process_claimed(tmp_path):
+    import subprocess
+
+    frames = cells(3)
+    label_frames(frames[:1], "lj", lj_spec(), tmp_path, progress=False)
+    other = subprocess.Popen(["sleep", "60"])  # stands in for a second labelling process
+    try:
+        (tmp_path / "records" / "00001.running").write_text(str(other.pid))
+        summary = label_frames(frames, "lj", lj_spec(), tmp_path, progress=False)
+        assert (summary["n_ok"], summary["n_pending"]) == (2, 1)
+    finally:
+        other.kill()
+        other.wait()
+    summary = label_frames(frames, "lj", lj_spec(), tmp_path, progress=False)  # the claim of an ended process lapses
+    assert (summary["n_ok"], summary["n_pending"]) == (3, 0)
+    assert not list((tmp_path / "records").glob("*.running"))

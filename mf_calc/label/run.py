@@ -10,7 +10,9 @@ then writes ``out/labelled.extxyz`` and ``out/summary.json`` (see :mod:`mf_calc.
 - ``group_key``: consecutive frames with the same ``atoms.info[group_key]`` (e.g. the snapshots of one MD
   trajectory) share one calculator, so each SCF starts from the previous frame's converged state
   (wave functions and density in GPAW). Each record says whether it did (``restarted_from_previous``).
-- ``workers > 1``: groups are shared out over that many processes, one BLAS/OpenMP thread each.
+- ``workers > 1``: groups are shared out over that many processes, one BLAS/OpenMP thread each. Separate runs
+  (another core, a later sitting) may also share one ``out`` folder: each frame is claimed by one live
+  process at a time, and a frame that another process finished is not computed again.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def label_frames(frames: Sequence[Atoms], fidelity: str, spec: LabelSpec | str |
     spec.calculator_class  # fail now, not in a worker, when the calculator cannot be imported
     store = LabelStore(out)
     store.open(fidelity, spec)
-    store.clear_running()  # markers left by a run that was stopped: those frames are simply labelled again
+    store.clear_running()  # marks left by a run that was stopped: those frames are simply labelled again
 
     todo = []
     for i, atoms in enumerate(frames):
@@ -68,6 +70,7 @@ def label_frames(frames: Sequence[Atoms], fidelity: str, spec: LabelSpec | str |
             for _ in label_group(job, fidelity, spec, store.out):
                 bar.update()
     else:
+        broken = False
         with _env(ONE_THREAD), cf.ProcessPoolExecutor(min(workers, len(jobs)),
                                                        mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [pool.submit(_label_group_all, job, fidelity, spec, store.out) for job in jobs]
@@ -75,10 +78,12 @@ def label_frames(frames: Sequence[Atoms], fidelity: str, spec: LabelSpec | str |
                 for future in cf.as_completed(futures):
                     bar.update(future.result())
             except cf.process.BrokenProcessPool:
-                died = store.record_died_workers(frames, fidelity, spec, sources)
-                raise RuntimeError(f"a worker process died while labelling frame(s) {died} (killed, out of memory "
-                                   "or a crash inside the calculator); they are recorded as failed. Run the same "
-                                   "command again to label the rest.") from None
+                broken = True
+        if broken:  # the pool has shut down: every worker has ended, so their marks tell what was in progress
+            died = store.record_died_workers(frames, fidelity, spec, sources)
+            raise RuntimeError(f"a worker process died while labelling frame(s) {died} (killed, out of memory "
+                               "or a crash inside the calculator); they are recorded as failed. Run the same "
+                               "command again to label the rest.")
     bar.close()
     return store.collect(n_input=len(frames))
 
@@ -109,7 +114,8 @@ def label_group(job: list[tuple[int, Atoms, str]], fidelity: str, spec: LabelSpe
         record = new_record(index, source, atoms, fidelity, spec)
         record["restarted_from_previous"] = calc is not None
         log = store.logs / f"{index:05d}.txt"
-        store.mark_running(index)
+        if not store.claim(index):
+            continue  # another process is labelling (or has labelled) this frame
         for retry in ((False, True) if spec.retry else (False,)):
             if calc is None or retry:
                 calc = spec.build(log=log, retry=retry)

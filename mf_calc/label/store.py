@@ -91,22 +91,41 @@ class LabelStore:
         atomic_write(path, lambda fh: json.dump({"format": RECORD_FORMAT} | record, fh, default=json_default))
         path.with_suffix(".running").unlink(missing_ok=True)
 
-    def mark_running(self, index: int) -> None:
-        """Mark a frame as being labelled (removed when its record is written)."""
-        self.path(index).with_suffix(".running").write_text(str(os.getpid()))
+    def claim(self, index: int) -> bool:
+        """Mark a frame as being labelled by this process; False when another live process has claimed it
+        or its record exists (several runs may share one folder). The mark goes when the record is written."""
+        marker = self.path(index).with_suffix(".running")
+        for _ in range(2):
+            try:
+                fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                if _alive(_owner(marker)):
+                    return False
+                marker.unlink(missing_ok=True)  # left by a process that ended: take it over
+                continue
+            with os.fdopen(fd, "w") as fh:
+                fh.write(str(os.getpid()))
+            if self.path(index).is_file():  # finished by another process meanwhile
+                marker.unlink(missing_ok=True)
+                return False
+            return True
+        return False
 
     def clear_running(self) -> None:
+        """Remove marks left by processes that ended (a stopped run); those frames are labelled again."""
         for marker in self.records.glob("*.running"):
-            marker.unlink()
+            if not _alive(_owner(marker)):
+                marker.unlink(missing_ok=True)
 
     def record_died_workers(self, frames, fidelity: str, spec: LabelSpec, sources) -> list[int]:
         """Record as failed every frame still marked running after its worker process died; return them."""
-        died = sorted(int(m.stem) for m in self.records.glob("*.running"))
+        died = sorted(int(m.stem) for m in self.records.glob("*.running") if not _alive(_owner(m)))
         for index in died:
             record = new_record(index, sources[index], frames[index], fidelity, spec)
             record["attempts"] = [{"seconds": 0.0, "scf_iterations": None, "retry": False,
-                                   "error": "worker process died (killed, out of memory or a crash inside the "
-                                            "calculator)"}]
+                                   "error": "worker process died while this frame was in progress (killed, out of "
+                                            "memory or a crash inside the calculator, here or in another worker, "
+                                            "which stops the pool); --retry-failed runs it again"}]
             record.update(status="failed", restarted_from_previous=False)
             self.write(record)
         return died
@@ -140,6 +159,29 @@ class LabelStore:
         }
         write_json(self.out / SUMMARY_FILE, summary)
         return summary
+
+
+def _owner(marker: Path) -> int | None:
+    try:
+        return int(marker.read_text() or 0) or None
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int | None) -> bool:
+    """Whether process ``pid`` exists (on this machine)."""
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (ended, not yet reaped by its parent) is not alive
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _stats(values: np.ndarray) -> dict[str, Any]:
