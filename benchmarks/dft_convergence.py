@@ -7,6 +7,8 @@ one folder per variant under ``data/dft/convergence/``):
     cutoff   350 / 450 / 600 / 800 eV at the fidelity's k-mesh; reference 800 eV
     k-mesh   (1, 2, 2) vs (2, 3, 4) at 450 eV (the k error barely depends on the cutoff; 600 eV with
              (2, 3, 4) costs ~6x a production frame)
+    SCF      the fidelity's settings with its retry mixer (Pulay, β 0.02) from the first try: SCF iterations
+             against the default mixer (``afm_600_retry_mixer`` vs ``afm_600``)
 
 ``--report`` compares every finished variant with its reference: energy per atom, the energy difference
 between the two frames, forces (MAE, max), stress (MAE, max, GPa), magmoms and the net force per frame.
@@ -42,22 +44,27 @@ from mf_calc.label import LabelSpec, finite_difference_check, label_frames  # no
 DATA = Path(__file__).parent / "data" / "dft"
 OUT = DATA / "convergence"
 BASE = {"afm": "gpaw_afm", "nonmag": "gpaw_nonmag"}
-# variant -> (fidelity family, cutoff eV, k-mesh or None for the fidelity's own)
-VARIANTS = {f"{fam}_{ecut}": (fam, ecut, None) for fam in BASE for ecut in (350, 450, 600, 800)}
-VARIANTS |= {f"{fam}_450_k234": (fam, 450, [2, 3, 4]) for fam in BASE}
-VARIANTS |= {f"{fam}_450_k{''.join(map(str, k))}": (fam, 450, k)
+# variant -> (fidelity family, cutoff eV, k-mesh or None for the fidelity's own, use the spec's retry settings)
+VARIANTS = {f"{fam}_{ecut}": (fam, ecut, None, False) for fam in BASE for ecut in (350, 450, 600, 800)}
+VARIANTS |= {f"{fam}_450_k234": (fam, 450, [2, 3, 4], False) for fam in BASE}
+VARIANTS |= {f"{fam}_450_k{''.join(map(str, k))}": (fam, 450, k, False)
              for fam, k in (("afm", [1, 2, 2]), ("nonmag", [1, 1, 2]))}
+# SCF robustness: the fidelity's settings with its retry mixer from the first try (same converged result)
+VARIANTS |= {f"{fam}_{ecut}_retry_mixer": (fam, ecut, None, True) for fam, ecut in (("afm", 600), ("nonmag", 350))}
 # variant compared -> reference variant
 COMPARISONS = {**{f"{fam}_{e}": f"{fam}_800" for fam in BASE for e in (350, 450, 600)},
-               "afm_450_k122": "afm_450_k234", "nonmag_450_k112": "nonmag_450_k234"}
+               "afm_450_k122": "afm_450_k234", "nonmag_450_k112": "nonmag_450_k234",
+               "afm_600_retry_mixer": "afm_600", "nonmag_350_retry_mixer": "nonmag_350"}
 
 
 def variant_spec(name: str) -> LabelSpec:
-    family, ecut, kpts = VARIANTS[name]
+    family, ecut, kpts, retry_mixer = VARIANTS[name]
     base = LabelSpec.load(BASE[family]).to_dict()
     settings = base["settings"] | {"mode": base["settings"]["mode"] | {"ecut": ecut}}
     if kpts is not None:
         settings["kpts"] = {"size": kpts}
+    if retry_mixer:
+        settings |= base["retry"]
     return LabelSpec.from_dict(base | {"settings": settings})
 
 
@@ -97,14 +104,16 @@ def report() -> dict:
                "relative_energy_error_meV_atom": float((de.max() - de.min()) * 1e3),
                "forces_mae_meV_A": float(np.abs(df).mean() * 1e3), "forces_max_meV_A": float(np.abs(df).max() * 1e3),
                "stress_mae_GPa": float(np.abs(ds).mean()), "stress_max_GPa": float(np.abs(ds).max()),
-               "net_force_eV_A": [float(np.abs(a.forces.sum(0)).max()) for a in t]}
+               "net_force_eV_A": [float(np.abs(a.forces.sum(0)).max()) for a in t],
+               "scf_iterations": [int(a.atoms.info["scf_iterations"]) for a in t],
+               "reference_scf_iterations": [int(b.atoms.info["scf_iterations"]) for b in r]}
         if all(a.magmoms is not None for a in t + r):
             row["magmoms_max_muB"] = float(max(np.abs(a.magmoms - b.magmoms).max() for a, b in zip(t, r)))
         rows[name] = row
     write_json(OUT / "report.json", rows)
     lines = ["| variant | reference | frames | s/frame | ΔE offset (meV/atom) | ΔE between frames (meV/atom) | "
-             "F MAE / max (meV/Å) | S MAE / max (GPa) | magmoms max (μB) | net force per frame (eV/Å) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "F MAE / max (meV/Å) | S MAE / max (GPa) | magmoms max (μB) | net force per frame (eV/Å) | "
+             "SCF iterations (reference) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
         mag = f"{r['magmoms_max_muB']:.3f}" if "magmoms_max_muB" in r else "–"
         lines.append(f"| {name} | {r['reference']} | {r['frames']} | {r['seconds_per_frame']:.0f} | "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from ase import units
 from chgnet.model import CHGNet
 from pymatgen.io.ase import AseAtomsAdaptor
 
@@ -13,7 +14,7 @@ from mf_calc import load_model
 from mf_calc.model.export import save_chgnet
 from mf_calc.model.graph import collate
 
-GPA = 160.21766208  # eV/Å³ -> GPa
+GPA = 1.0 / units.GPa  # eV/Å³ -> GPa
 
 
 def _predict(model, atoms, fidelity=None):

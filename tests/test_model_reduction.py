@@ -8,13 +8,14 @@ import io
 import numpy as np
 import pytest
 import torch
+from ase import units
 from chgnet.model import CHGNet
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from mf_calc import MFCHGNet
 from mf_calc.model.graph import collate
 
-GPA = 160.21766208  # eV/Å^3 -> GPa
+GPA = 1.0 / units.GPa  # eV/Å³ -> GPa
 
 
 def _chgnet(name):

@@ -31,10 +31,11 @@ import math
 from pathlib import Path
 
 import numpy as np
+from ase import units
 
 from mf_calc.workflows.io import read_frames
 
-KB_EV = 8.617333262e-5  # eV/K
+KB_EV = units.kB  # eV/K
 A2PS_TO_CM2S = 1e-4
 AXES = ("x", "y", "z")
 

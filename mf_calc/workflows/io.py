@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ase import Atoms
+from ase import Atoms, units
 from ase.calculators.calculator import Calculator, all_changes
 
-GPA = 160.21766208  # eV/Å³ -> GPa
+GPA = 1.0 / units.GPa  # eV/Å³ -> GPa (160.2177)
 
 
 def read_structure(path, index=-1) -> Atoms:

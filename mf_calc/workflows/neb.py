@@ -103,6 +103,7 @@ def neb(initial: Atoms, final: Atoms, make_calc, n_images: int = 5, fmax: float 
     ``n_images``: moving images between the end points. ``fmax`` (eV/Å) for the band, ``endpoint_fmax`` for the
     fixed-cell relaxation of the end points. ``trajectory``: file for the relaxed path (ASE .traj or .extxyz).
     """
+    from ase.geometry import find_mic
     from ase.mep import NEB
     from ase.optimize import FIRE
 
@@ -117,11 +118,14 @@ def neb(initial: Atoms, final: Atoms, make_calc, n_images: int = 5, fmax: float 
         if relax_endpoints:
             FIRE(atoms, logfile=logfile).run(fmax=endpoint_fmax, steps=steps)
         ends.append(atoms)
+    # the final atoms at their images nearest to the initial ones: a continuous path and trajectory
+    shift, _ = find_mic(ends[1].positions - ends[0].positions, ends[0].cell, ends[0].pbc)
+    ends[1].positions = ends[0].positions + shift
     images = [ends[0]] + [ends[0].copy() for _ in range(n_images)] + [ends[1]]
     for image in images[1:-1]:
         image.calc = make_calc()
     band = NEB(images, climb=True, method="improvedtangent")
-    band.interpolate(method="idpp", mic=True)
+    band.interpolate(method="idpp")
     opt = FIRE(band, logfile=logfile)
     converged = bool(opt.run(fmax=fmax, steps=steps))
     energies = np.array([image.get_potential_energy() for image in images])
