@@ -49,7 +49,9 @@ def card() -> str:
              "`mf_calc.label`. Configurations: 28-atom olivine cells, x_Li and y_Mn in {0, 1/4, 1/2, 3/4, 1} with random "
              "site choice, relaxed with the shipped model, then 5-snapshot NVT trajectories (300-1000 K, 2 fs, shipped "
              "model) or ±2 % strain with a 0.02-0.06 Å rattle. Sets use disjoint configurations; `afm_test` is the "
-             "fixed test split.", "", "## Settings", ""]
+             "fixed test split. What each labelling sitting ran and decided: [SITTINGS.md](SITTINGS.md).", "",
+             "## Settings", "", "SCF convergence: GPAW's defaults (energy 0.5 meV per valence electron over 3 iterations, "
+             "density 1e-4 electrons per valence electron, eigenstates 4e-8 eV² per valence electron).", ""]
     for fid in FIDELITIES:
         spec = LabelSpec.load(fid)
         versions = sorted({f"{r['versions']['calculator']}, mf_calc {r['versions']['mf_calc']}" for r in by_fid[fid]})
