@@ -39,8 +39,9 @@ def register(sub) -> None:
                         "SCF then starts from the previous frame's converged state (default: none)")
     p.add_argument("--retry-failed", action="store_true", help="try frames recorded as failed again")
     p.add_argument("--check", action="store_true",
-                   help="instead of labelling: compare forces and stress of the first frame with finite "
-                        "differences of the free energy (13 + 6 calculations) and print the result as JSON")
+                   help="instead of labelling: compare the forces of atom 0 of the first frame (and the stress, "
+                        "when the spec labels it) with finite differences of the free energy (7 calculations, 12 "
+                        "more for stress) and print the result as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_label)
 
