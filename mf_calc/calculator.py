@@ -6,6 +6,8 @@ ASE sign: positive = tensile), magmoms μB.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
@@ -39,9 +41,7 @@ class MFCalculator(Calculator):
             from mf_calc.hub import load_model
 
             model = load_model(model)
-        self.model = model.to(device).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
+        self.model = model.to(device).eval()  # the caller's model: no other state of it is changed
         self._fidelity = self.model.fidelities.index(fidelity)
         self.neighbors = NeighborCache(self.model.config.cutoff, self.model.config.bond_cutoff, skin)
         self._stress_wanted = False
@@ -77,13 +77,29 @@ class MFCalculator(Calculator):
         a = self.atoms
         graph = self.neighbors.graph(a.numbers, a.positions, a.cell.array, a.pbc, self._fidelity)
         batch = collate([graph], dtype=self.model.dtype).to(self.model.device)
-        out = self.model(batch, task=task, create_graph=False)
+        with _parameters_frozen(self.model):
+            out = self.model(batch, task=task, create_graph=False)
         energy = float(out["energy"].detach()[0])
         self.results = {"energy": energy, "free_energy": energy, "magmoms": _np(out["magmoms"])}
         if "forces" in out:
             self.results["forces"] = _np(out["forces"])
         if "stress" in out:
             self.results["stress"] = full_3x3_to_voigt_6_stress(_np(out["stress"][0]))
+
+
+@contextmanager
+def _parameters_frozen(model: torch.nn.Module):
+    """No autograd graph towards the weights during a prediction (forces and stress need only the gradient
+    with respect to positions and strain); each parameter's ``requires_grad`` is restored afterwards, so a
+    model used in a calculator can still be trained."""
+    wanted = [p for p in model.parameters() if p.requires_grad]
+    for p in wanted:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in wanted:
+            p.requires_grad_(True)
 
 
 def _np(t: torch.Tensor) -> np.ndarray:

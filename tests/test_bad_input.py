@@ -59,3 +59,16 @@ def test_a_training_run_folder_loads_its_best_model(tmp_path, capsys):
     with pytest.raises(ValueError, match="not a model folder|config.json"):
         (tmp_path / "empty").mkdir()
         load_model(tmp_path / "empty")
+
+
+def test_a_model_used_in_a_calculator_can_still_be_trained(lmfp_delithiated):
+    model = tiny_model()
+    before = [p.requires_grad for p in model.parameters()]
+    lmfp_delithiated.calc = MFCalculator(model)
+    lmfp_delithiated.get_forces()
+    assert [p.requires_grad for p in model.parameters()] == before and all(before)
+    from mf_calc.model.graph import collate
+
+    model.train()
+    model(collate([model.graph(lmfp_delithiated)], dtype=model.dtype), task="e")["energy"].sum().backward()
+    assert all(p.grad is not None for p in model.readouts[-1].parameters())
