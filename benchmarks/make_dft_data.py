@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import io
 import os
 import sys
 import time
@@ -163,14 +164,19 @@ def collect() -> dict[str, int]:
                 frames += [record_to_atoms(r, fid) for r in store.all_records() if r["status"] == "ok"]
         counts[stem] = len(frames)
         if frames:
-            path = DATA / f"{stem}.extxyz.gz"
-            tmp = path.with_name(path.name + ".tmp")
-            with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
-                text = __import__("io").StringIO()
-                ase.io.write(text, frames, format="extxyz")
-                gz.write(text.getvalue().encode())
-            tmp.replace(path)
+            write_gz(DATA / f"{stem}.extxyz.gz", frames)
     return counts
+
+
+def write_gz(path: Path, frames: list[Atoms]) -> None:
+    """extxyz in gzip with a fixed header (mtime 0, reproducible bytes), written atomically."""
+    from mf_calc.atomic import atomic_write
+
+    def write(fh):
+        with gzip.GzipFile(filename="", mode="wb", fileobj=fh, mtime=0) as gz, io.TextIOWrapper(gz) as text:
+            ase.io.write(text, frames, format="extxyz")
+
+    atomic_write(path, write, binary=True)
 
 
 def main(argv: list[str] | None = None) -> int:
