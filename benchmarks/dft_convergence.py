@@ -89,8 +89,8 @@ def frames() -> list:
     return [next(a for a in test if a.info["kind"] == kind) for kind in ("strain", "md")]
 
 
-def run(names: list[str]) -> None:
-    picked = frames()
+def run(names: list[str], indices: list[int]) -> None:
+    picked = [frames()[i] for i in indices]
     for name in names:
         summary = label_frames(picked, f"conv_{name}", variant_spec(name), OUT / name, progress=False)
         print(f"{name}: {summary['n_ok']} ok, {summary['n_failed']} failed, "
@@ -162,6 +162,8 @@ def fd_check(fidelity: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", default="", help=f"comma-separated, of: {', '.join(VARIANTS)}")
+    ap.add_argument("--frames", default="0,1", help="which of the two convergence frames to label (0: strained + "
+                    "rattled, 1: MD snapshot), comma-separated")
     ap.add_argument("--fd", action="append", default=[], choices=list(BASE.values()),
                     help="finite-difference label check of this fidelity (repeatable)")
     ap.add_argument("--report", action="store_true", help="compare finished variants with their references")
@@ -170,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(names) - set(VARIANTS)
     if unknown:
         ap.error(f"unknown variants {sorted(unknown)}")
-    run(names)
+    run(names, [int(i) for i in args.frames.split(",")])
     for fidelity in args.fd:
         fd_check(fidelity)
     if args.report:

@@ -16,7 +16,8 @@ def _optional_registrars():
     """Commands of modules that may be absent in a partial install."""
     found = []
     for module, attr in (("mf_calc.train.cli", "register"), ("mf_calc.workflows.cli", "register"),
-                         ("mf_calc.label.cli", "register"), ("mf_calc.workflows.cli_neb", "register")):
+                         ("mf_calc.label.cli", "register"), ("mf_calc.workflows.cli_neb", "register"),
+                         ("mf_calc.workflows.cli_hull", "register")):
         try:
             found.append(getattr(__import__(module, fromlist=[attr]), attr))
         except ImportError as exc:

@@ -38,7 +38,7 @@ def cmd_neb(args) -> int:
 
     from mf_calc import MFCalculator, lmfp, load_model
     from mf_calc.atomic import write_json
-    from mf_calc.workflows.io import read_structure
+    from mf_calc.workflows.io import fidelity_names, read_structure
     from mf_calc.workflows.neb import li_barriers, plot_profiles
 
     if args.quick:
@@ -46,9 +46,7 @@ def cmd_neb(args) -> int:
     atoms = read_structure(args.structure) if args.structure else \
         lmfp(x_li=1.0, y_mn=args.y_mn, supercell=tuple(args.supercell), seed=args.seed)
     model = load_model(args.model)
-    wanted = args.fidelity or [None]
-    fidelities = list(model.fidelities.names) if wanted == ["all"] else \
-        [model.fidelities.name(int(f) if f and f.isdigit() and f not in model.fidelities.names else f) for f in wanted]
+    fidelities = fidelity_names(model, args.fidelity)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = {}

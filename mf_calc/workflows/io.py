@@ -77,6 +77,16 @@ def resolve_calculator(model=None, fidelity=None) -> Calculator:
     return MFCalculator(model, fidelity=fidelity)
 
 
+def fidelity_names(model, wanted=None) -> list[str]:
+    """Fidelity names of ``model`` (an ``MFCHGNet``) for command-line choices: None -> the default (highest),
+    ['all'] -> every fidelity, otherwise each name or index in ``wanted``."""
+    wanted = wanted or [None]
+    if wanted == ["all"]:
+        return list(model.fidelities.names)
+    names = model.fidelities.names
+    return [model.fidelities.name(int(f) if f and f.isdigit() and f not in names else f) for f in wanted]
+
+
 def fidelity_of(calc) -> str | None:
     """Fidelity name of a calculator (None for calculators without fidelities)."""
     calc = getattr(calc, "base", calc)

@@ -1,0 +1,123 @@
+"""``mf-calc hull``: Li/vacancy formation-energy hull and voltage profile of Li_x M PO4, per fidelity."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+QUICK = {"supercell": (1, 1, 1), "max_per_x": 3, "fmax": 0.1}
+
+
+def register(sub) -> None:
+    p = sub.add_parser("hull", help="formation-energy hull of Li/vacancy orderings in Li_xMPO4 and the voltage profile",
+                       description="Enumerate the symmetry-distinct Li/vacancy orderings at each x of a lithiated "
+                                   "olivine supercell, relax each (cell and positions), and build the lower convex "
+                                   "hull of the formation energies (per formula unit, relative to x = 0 and 1) and "
+                                   "the voltage plateaus between hull points. Energies eV, voltages V. A rerun "
+                                   "with the same --out reuses finished relaxations.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("structure", nargs="?", default=None,
+                   help="lithiated host structure file (CIF, POSCAR, extxyz; last frame); default: the LMFP builder")
+    g = p.add_argument_group("LMFP builder (used when no structure file is given)")
+    g.add_argument("--mn-fraction", type=float, default=0.0, help="Mn fraction y on transition-metal sites")
+    g.add_argument("--supercell", type=int, nargs=3, default=[1, 2, 1], metavar=("NA", "NB", "NC"),
+                   help="repetitions of the 28-atom cell (1 2 1: 8 Li sites, x in steps of 1/8)")
+    g.add_argument("--seed", type=int, default=0, help="seed for the Mn site choice")
+    p.add_argument("--x", type=float, nargs="+", default=None,
+                   help="Li fractions to sample besides 0 and 1 (default: every multiple of 1/n_Li)")
+    p.add_argument("--max-per-x", type=int, default=10,
+                   help="relax at most this many orderings per x (the lowest by unrelaxed energy)")
+    p.add_argument("--max-enumerate", type=int, default=20000,
+                   help="enumerate all Li subsets up to this many per x, otherwise sample this many at random")
+    p.add_argument("--model", default=None, help="model name or folder (default: the shipped default model)")
+    p.add_argument("--fidelity", action="append", default=None,
+                   help="fidelity name or index, repeatable, or 'all' (default: the highest)")
+    ref = p.add_mutually_exclusive_group()
+    ref.add_argument("--mu-li", type=float, default=None,
+                     help="Li chemical potential of the anode, eV/atom, for absolute voltages (every fidelity)")
+    ref.add_argument("--li-reference", default=None, metavar="MODEL|auto",
+                     help="relax bcc Li metal with this model at the same fidelity for μ_Li; 'auto': the shipped "
+                          "CHGNet model of that fidelity (chgnet-0.3.0 for pbe_u, chgnet-r2scan for r2scan). "
+                          "Without μ_Li the voltages are relative to their mean")
+    p.add_argument("--fmax", type=float, default=0.05, help="relaxation force criterion, eV/Å (cell included)")
+    p.add_argument("--steps", type=int, default=300, help="maximum optimiser steps per relaxation")
+    p.add_argument("--quick", action="store_true",
+                   help=f"a smaller, faster run: supercell {QUICK['supercell']}, at most {QUICK['max_per_x']} "
+                        f"orderings per x, fmax {QUICK['fmax']}")
+    p.add_argument("--out", default="hull_output", help="output folder")
+    p.set_defaults(func=cmd_hull)
+
+
+def li_chemical_potential(reference: str | None, fidelity: str, fmax: float = 0.01) -> float | None:
+    """μ_Li (eV/atom) of bcc Li metal relaxed with ``reference`` (a model name or folder, or 'auto') at
+    ``fidelity``; None when no reference is asked for or 'auto' finds no model of that fidelity."""
+    from mf_calc import MFCalculator, load_model
+    from mf_calc.hub import WARM_STARTS
+    from mf_calc.workflows.hull import li_metal_chemical_potential
+
+    if reference is None:
+        return None
+    if reference == "auto":
+        reference = next((name for name, (_, fids) in WARM_STARTS.items() if fidelity in fids), None)
+        if reference is None:
+            print(f"note: no shipped model covers Li metal at fidelity {fidelity!r}; voltages are relative")
+            return None
+    model = load_model(reference)
+    if fidelity not in model.fidelities.names:
+        raise ValueError(f"Li reference model {reference!r} has no fidelity {fidelity!r} "
+                         f"(it has {list(model.fidelities.names)})")
+    return li_metal_chemical_potential(MFCalculator(model, fidelity=fidelity), fmax=fmax)
+
+
+def cmd_hull(args) -> int:
+    import ase.io
+
+    from mf_calc import MFCalculator, lmfp, load_model
+    from mf_calc.atomic import write_json
+    from mf_calc.workflows.hull import formation_hull, plot_hull, stable_structures
+    from mf_calc.workflows.io import fidelity_names, read_structure
+
+    if args.quick:
+        args.supercell, args.max_per_x, args.fmax = list(QUICK["supercell"]), QUICK["max_per_x"], QUICK["fmax"]
+    host = read_structure(args.structure) if args.structure else \
+        lmfp(x_li=1.0, y_mn=args.mn_fraction, supercell=tuple(args.supercell), seed=args.seed)
+    model = load_model(args.model)
+    model_name = model.metadata.get("name", str(args.model))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for fid in fidelity_names(model, args.fidelity):
+        mu_li = args.mu_li if args.mu_li is not None else li_chemical_potential(args.li_reference, fid)
+        r = formation_hull(host, lambda: MFCalculator(model, fidelity=fid), out / "relaxed" / f"{model_name}_{fid}",
+                           x_values=args.x, max_per_x=args.max_per_x, max_enumerate=args.max_enumerate,
+                           fmax=args.fmax, steps=args.steps, mu_li=mu_li)
+        results[fid] = r
+        ase.io.write(out / f"hull_{fid}.extxyz", stable_structures(r))
+        print(f"{fid:>12}: {len(r['x'])} orderings relaxed, on the hull at x = "
+              f"{sorted(set(round(x, 4) for x, on in zip(r['x'], r['on_hull']) if on))}", flush=True)
+        for s in r["segments"]:
+            v = f"{s['voltage_V']:.3f} V" if s["voltage_V"] is not None else f"{s['relative_V']:+.3f} V (relative)"
+            print(f"{'':>14}x {s['x_from']:.3f} → {s['x_to']:.3f}: {v}")
+        step = r["voltage_step_V"]
+        print(f"{'':>14}Fe→Mn voltage step " + ("– (not a mixed Mn/Fe host)" if step is None else
+                                                    f"{step:.3f} V at x = {r['voltage_step_x']:.3f}")
+              + ("" if r["mean_voltage_V"] is None else f", mean voltage {r['mean_voltage_V']:.3f} V"), flush=True)
+    summary = {
+        "on_hull_x": {f: sorted({x for x, on in zip(r["x"], r["on_hull"]) if on}) for f, r in results.items()},
+        "formation_energy_eV": {f: r["formation_energy_eV"] for f, r in results.items()},
+        "x": {f: r["x"] for f, r in results.items()},
+        "e_above_hull_eV": {f: r["e_above_hull_eV"] for f, r in results.items()},
+        "voltage_step_V": {f: r["voltage_step_V"] for f, r in results.items()},
+        "voltage_step_x": next(iter(results.values()))["voltage_step_x"],
+        "mean_voltage_V": {f: r["mean_voltage_V"] for f, r in results.items()},
+        "mu_li_eV": {f: r["mu_li_eV"] for f, r in results.items()},
+        "segments": {f: r["segments"] for f, r in results.items()},
+        "records": {f: r["records"] for f, r in results.items()},
+        "formula": host.get_chemical_formula(), "n_atoms": len(host), "n_fu": next(iter(results.values()))["n_fu"],
+        "model": model_name, "fmax": args.fmax, "max_per_x": args.max_per_x,
+    }
+    write_json(out / "summary.json", summary)
+    plot_hull(results, out / "hull.png")
+    print(f"summary: {out / 'summary.json'}, plot: {out / 'hull.png'}")
+    return 0
+
