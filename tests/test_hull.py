@@ -54,7 +54,8 @@ def test_orbits_match_structure_matcher_and_count_every_subset():
                 a = host.copy()
                 del a[sorted(set(li) - set(kept))]
                 every.append(AseAtomsAdaptor.get_structure(a))
-            groups = StructureMatcher(primitive_cell=False, scale=False, attempt_supercell=False).group_structures(every)
+            matcher = StructureMatcher(primitive_cell=False, scale=False, attempt_supercell=False)
+            groups = matcher.group_structures(every)
             assert len(orbits) == len(groups), (host.get_chemical_formula(), k)
 
 

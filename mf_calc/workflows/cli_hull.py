@@ -95,6 +95,9 @@ def cmd_hull(args) -> int:
         ase.io.write(out / f"hull_{fid}.extxyz", stable_structures(r))
         print(f"{fid:>12}: {len(r['x'])} orderings relaxed, on the hull at x = "
               f"{sorted(set(round(x, 4) for x, on in zip(r['x'], r['on_hull']) if on))}", flush=True)
+        for x, rec, on in sorted(zip(r["x"], r["records"], r["on_hull"]), key=lambda t: t[0]):
+            if on and rec["oxidation_counts"]:
+                print(f"{'':>14}x = {x:.3f} on the hull: {rec['oxidation_counts']}")
         for s in r["segments"]:
             v = f"{s['voltage_V']:.3f} V" if s["voltage_V"] is not None else f"{s['relative_V']:+.3f} V (relative)"
             print(f"{'':>14}x {s['x_from']:.3f} → {s['x_to']:.3f}: {v}")

@@ -104,7 +104,8 @@ def distinct_orderings(host: Atoms, n_li: int, max_enumerate: int = 20000, sympr
         subsets, counted = combinations(range(n), n_li), True
     else:
         rng = np.random.default_rng(seed)
-        subsets, counted = (tuple(sorted(rng.choice(n, n_li, replace=False).tolist())) for _ in range(max_enumerate)), False
+        subsets = (tuple(sorted(rng.choice(n, n_li, replace=False).tolist())) for _ in range(max_enumerate))
+        counted = False
     orbits: dict[tuple[int, ...], int] = {}
     for kept in subsets:
         rep = _canonical(kept, perms)
@@ -241,7 +242,9 @@ def formation_hull(host: Atoms, calc_factory, folder, x_values=None, max_per_x: 
     hull_x, hull_formation_energy_eV, segments (:func:`voltage_segments`), voltage_step_x (x = n_Mn / n_fu,
     where Fe2+/3+ gives way to Mn2+/3+ on charging; None unless both Mn and Fe are present), voltage_step_V
     (:func:`redox_step` there; 0 when the hull has no vertex at that x), mean_voltage_V (None without
-    ``mu_li``), n_fu, folder (of the relaxation records), records (per ordering: key, x, multiplicity, energy_eV, converged, seconds).
+    ``mu_li``), n_fu, folder (of the relaxation records), records (per ordering: key, x, multiplicity,
+    energy_eV, converged, seconds, oxidation_counts: Fe/Mn oxidation states from the magmoms, where the
+    calculator gives them).
     """
     n_li = int((host.numbers == 3).sum())
     perms = li_site_permutations(host, symprec)
@@ -278,8 +281,8 @@ def formation_hull(host: Atoms, calc_factory, folder, x_values=None, max_per_x: 
         "voltage_step_x": step_x, "voltage_step_V": None if step_x is None else redox_step(segments, step_x),
         "mean_voltage_V": None if mu_li is None else float(mu_li - (e1 - e0) / n_fu),
         "n_fu": n_fu, "n_li_sites": n_li, "mu_li_eV": mu_li, "folder": str(folder),
-        "records": [{k: r[k] for k in ("key", "x", "multiplicity", "energy_eV", "converged", "seconds")}
-                    for r in records],
+        "records": [{**{k: r[k] for k in ("key", "x", "multiplicity", "energy_eV", "converged", "seconds")},
+                     "oxidation_counts": r["summary"].get("oxidation", {}).get("counts")} for r in records],
     }
 
 
