@@ -2,11 +2,12 @@
 #   make demo   -- the main job: a short demo on the default shipped model
 #   make test   -- the test suite
 # Optional: make dft -- GPAW (DFT labelling; needs root for apt-get), built against system libxc/OpenBLAS
+#           make torchsim -- TorchSim (batched replicas: mf_calc.torchsim, `mf-calc diffusion --engine torchsim`)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install dft clean
+.PHONY: demo test install dft torchsim clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -27,6 +28,9 @@ dft: $(STAMP)
 	apt-get update -qq && apt-get install -y -qq libxc-dev libopenblas-dev
 	CC=g++ $(PY) -m pip install -q gpaw gpaw-data
 	$(VENV)/bin/gpaw info | grep -E "gpaw-|libxc|FFTW"
+
+torchsim: $(STAMP)
+	$(PY) -m pip install -q -e '.[torchsim]'
 
 clean:
 	rm -rf $(VENV) demo_output

@@ -185,7 +185,7 @@ def cmd_diffusion(args) -> int:
         res = li_diffusion(atoms, calc, temperatures_K=args.temperatures, steps=args.steps,
                            equil_steps=args.equil_steps, timestep_fs=args.timestep, loginterval=args.loginterval,
                            method=args.method, out=out, species=args.species, skip=args.skip, seed=args.seed,
-                           progress=not args.quiet)
+                           progress=not args.quiet, engine=args.engine)
     print(f"Arrhenius fit: {format_arrhenius(res['arrhenius']['total'])}")
     print(f"wrote {out}/diffusion.json" + (f", {res.get('msd_png')}" if res.get("msd_png") else "")
           + (f", {res.get('arrhenius_png')}" if res.get("arrhenius_png") else ""))
@@ -201,6 +201,9 @@ def _add_diffusion(sub):
     p.add_argument("--timestep", type=float, default=1.0, help="fs (default 1)")
     p.add_argument("--loginterval", type=int, default=10, help="frame interval in steps (default 10)")
     p.add_argument("--method", default="bussi", help="NVT thermostat (default bussi)")
+    p.add_argument("--engine", choices=["ase", "torchsim"], default="ase",
+                   help="ase: one temperature after another; torchsim: all temperatures as one TorchSim batch "
+                        "(Langevin, friction 1/100 fs; needs `make torchsim`) (default ase)")
     p.add_argument("--relax-first", action="store_true", help="relax the structure before MD")
     p.add_argument("--trajectories", nargs="+", default=None,
                    help="analyse these existing trajectories (one per --temperatures value) instead of running MD")

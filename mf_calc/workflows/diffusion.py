@@ -356,6 +356,7 @@ def li_diffusion(
     progress: bool = True,
     plot: bool = True,
     verbose: bool = True,
+    engine: str = "ase",
 ) -> dict:
     """Li diffusion at several temperatures → D per axis → Arrhenius Ea and D(300 K).
 
@@ -366,6 +367,11 @@ def li_diffusion(
     ``frame_interval_ps``); nothing is simulated. Results: per-T :func:`msd_analysis` dicts (arrays
     dropped), the Arrhenius fit of the total D and of each axis where possible, PNG plots, and
     ``out/diffusion.json``.
+
+    engine: ``"ase"`` runs the temperatures one after another with ``run_md``; ``"torchsim"`` (needs
+    TorchSim and an ``MFCalculator``) runs all of them as one batch with TorchSim's Langevin integrator
+    (friction 1/100 fs; ``ensemble``/``method`` do not apply) — the ASE run with ``method="langevin"`` is
+    the same thermostat, so the two agree within MD noise.
     """
     from mf_calc.atomic import write_json
     from mf_calc.workflows.md import run_md
@@ -388,8 +394,13 @@ def li_diffusion(
             raise ValueError("li_diffusion needs atoms and calc, or existing trajectories")
         if species not in atoms.get_chemical_symbols():
             raise ValueError(f"no {species} atoms in the structure")
+        if engine not in ("ase", "torchsim"):
+            raise ValueError(f"unknown engine {engine!r}: 'ase' or 'torchsim'")
         pairs = []
-        for k, T in enumerate(temperatures_K):
+        if engine == "torchsim":
+            pairs = _torchsim_runs(atoms, calc, temperatures_K, steps, equil_steps, timestep_fs, loginterval,
+                                   seed, progress, out)
+        for k, T in enumerate(temperatures_K if engine == "ase" else []):
             T = float(T)
             traj = out / f"md_{T:g}K.traj"
             start = atoms
@@ -431,8 +442,9 @@ def li_diffusion(
         "per_temperature": {f"{T:g}": _strip(per_T[T]) for T in Ts},
         "arrhenius": fits,
         "trajectories": {f"{T:g}": str(p) for T, p in pairs},
-        "settings": {"steps": steps, "equil_steps": equil_steps, "timestep_fs": timestep_fs,
-                     "loginterval": loginterval, "ensemble": ensemble, "method": method, "drift": drift,
+        "settings": {"steps": steps, "equil_steps": equil_steps, "timestep_fs": timestep_fs, "engine": engine,
+                     "loginterval": loginterval, "ensemble": ensemble,
+                     "method": method if engine == "ase" else "langevin", "drift": drift,
                      "skip": skip, "n_blocks": n_blocks} if trajectories is None else {"drift": drift, "skip": skip},
     }
     if plot:
@@ -444,6 +456,27 @@ def li_diffusion(
                                                      title=f"{species} diffusion (fit: total)")
     write_json(out / "diffusion.json", result)
     return result
+
+
+def _torchsim_runs(atoms, calc, temperatures_K, steps, equil_steps, timestep_fs, loginterval, seed, progress, out):
+    """Every temperature as one replica of a TorchSim batch; trajectories written as ``out/md_{T}K.traj``."""
+    import ase.io
+
+    from mf_calc.torchsim import MFTorchSimModel, batched_nvt
+
+    model = getattr(getattr(calc, "base", calc), "model", None)
+    if model is None:
+        raise ValueError("engine='torchsim' needs an MFCalculator (its model and fidelity run in TorchSim)")
+    temperatures = [float(T) for T in temperatures_K]
+    tsm = MFTorchSimModel(model, fidelity=calc.fidelity, compute_stress=False)  # NVT needs no stress
+    frames = batched_nvt([atoms] * len(temperatures), tsm, temperatures, steps, timestep_fs=timestep_fs,
+                         loginterval=loginterval, equil_steps=equil_steps, seed=seed, progress=progress)
+    pairs = []
+    for T, run in zip(temperatures, frames):
+        traj = out / f"md_{T:g}K.traj"
+        ase.io.write(traj, run)
+        pairs.append((T, traj))
+    return pairs
 
 
 def _strip(r: dict) -> dict:

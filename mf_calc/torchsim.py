@@ -1,0 +1,180 @@
+"""MF-CHGNet as a TorchSim model: many systems (replicas, orderings, temperatures) in one batched call.
+
+Optional: needs ``torch-sim-atomistic`` (``make torchsim``). TorchSim (the engine NequIP, MACE and
+MatterSim plug into) keeps a batch of systems in one ``SimState`` and calls ``model(state)`` once per
+step; this module is that model for MF-CHGNet:
+
+    import torch_sim as ts
+    from mf_calc.torchsim import MFTorchSimModel
+
+    model = MFTorchSimModel("lmfp-mf", fidelity="pbe_u")            # or one fidelity per system
+    state = ts.io.atoms_to_state([atoms_1, atoms_2, ...], device=model.device, dtype=torch.float64)
+    out = model(state)   # energy (n_systems,) eV, forces (n_atoms, 3) eV/Å, stress (n_systems, 3, 3) eV/Å³,
+                         # magmoms (n_atoms,) μB
+
+Stress follows ASE's sign (positive = tensile, ``stress = (1/V) ∂E/∂ε``), as TorchSim's integrators and
+``ts.io.state_to_atoms`` expect. The neighbour graphs are built per system on the CPU with the same Verlet
+skin reuse as ``MFCalculator`` (exactly the graph of a fresh search), then one batched forward and backward
+pass gives every system's energy, forces, stress and magmoms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+try:
+    from torch_sim.models.interface import ModelInterface
+    from torch_sim.state import SimState
+except ImportError as exc:  # pragma: no cover - exercised only without the optional extra
+    raise ImportError("mf_calc.torchsim needs TorchSim: install it with `make torchsim` "
+                      "(pip install torch-sim-atomistic)") from exc
+
+from mf_calc.calculator import _parameters_frozen
+from mf_calc.model.graph import collate
+from mf_calc.model.mfchgnet import MFCHGNet
+from mf_calc.model.neighbors import NeighborCache
+
+
+class MFTorchSimModel(ModelInterface):
+    """TorchSim ``ModelInterface`` for an MF-CHGNet at a chosen fidelity.
+
+    model: an ``MFCHGNet``, a model folder or a shipped model name (None: the default model).
+    fidelity: a name or index for every system, or a sequence with one per system of the state (in
+    ``system_idx`` order); None means the highest fidelity. device: where the model runs ('cpu',
+    'cuda'). skin: Verlet skin of the per-system neighbour reuse (Å; 0 disables it).
+    """
+
+    def __init__(self, model: MFCHGNet | str | None = None, fidelity: str | int | Sequence | None = None,
+                 device: str | torch.device = "cpu", compute_stress: bool = True, compute_forces: bool = True,
+                 compute_magmoms: bool = True, skin: float = 1.0):
+        super().__init__()
+        if not isinstance(model, MFCHGNet):
+            from mf_calc.hub import load_model
+
+            model = load_model(model)
+        self.model = model.to(device).eval()
+        self._device = torch.device(device)
+        self._dtype = next(model.parameters()).dtype
+        self._compute_stress, self._compute_forces = compute_stress, compute_forces
+        self.compute_magmoms = compute_magmoms
+        self._memory_scales_with = "n_atoms_x_density"
+        self.skin = skin
+        self._neighbors: dict[int, NeighborCache] = {}
+        self._last_positions: dict[int, np.ndarray] = {}
+        self.fidelity = fidelity
+
+    @property
+    def fidelity(self):
+        """Fidelity name(s): one string for every system, or a list with one per system."""
+        names = self.model.fidelities.names
+        return names[self._fidelities] if isinstance(self._fidelities, int) else [names[i] for i in self._fidelities]
+
+    @fidelity.setter
+    def fidelity(self, value) -> None:
+        index = self.model.fidelities.index
+        if isinstance(value, Sequence) and not isinstance(value, str):
+            self._fidelities = [index(v) for v in value]
+        else:
+            self._fidelities = index(value)
+
+    def _system_fidelities(self, n_systems: int) -> list[int]:
+        if isinstance(self._fidelities, int):
+            return [self._fidelities] * n_systems
+        if len(self._fidelities) != n_systems:
+            raise ValueError(f"{len(self._fidelities)} fidelities given for a state of {n_systems} systems: "
+                             "give one per system, or a single fidelity for all")
+        return list(self._fidelities)
+
+    def _continuous(self, b: int, positions: np.ndarray, cell: np.ndarray, pbc) -> np.ndarray:
+        """Positions of system ``b`` without the jumps of TorchSim's wrapping into the cell: each atom is put at
+        the periodic image nearest to where it was in the previous call, so the neighbour list can be reused
+        (energies and forces do not depend on the image)."""
+        last = self._last_positions.get(b)
+        if last is not None and last.shape == positions.shape and np.all(pbc):
+            step = positions - last
+            step -= np.round(step @ np.linalg.inv(cell)) @ cell
+            positions = last + step
+        self._last_positions[b] = positions
+        return positions
+
+    def forward(self, state: SimState | dict, **kwargs) -> dict[str, torch.Tensor]:
+        """Energy (n_systems,) eV, forces (n_atoms, 3) eV/Å, stress (n_systems, 3, 3) eV/Å³ (ASE sign) and
+        magmoms (n_atoms,) μB of every system in ``state``, in the state's dtype and on its device."""
+        if isinstance(state, dict):
+            state = SimState(**state, masses=torch.ones_like(state["positions"]))
+        system_idx = state.system_idx.detach().cpu().numpy()
+        if (np.diff(system_idx) < 0).any():
+            raise ValueError("the state's atoms are not grouped by system (system_idx must be non-decreasing)")
+        n_systems = int(system_idx.max()) + 1 if len(system_idx) else 0
+        fidelities = self._system_fidelities(n_systems)
+        positions = state.positions.detach().cpu().numpy().astype(float)
+        numbers = state.atomic_numbers.detach().cpu().numpy()
+        cells = state.row_vector_cell.detach().cpu().numpy().astype(float)  # ASE convention: rows are vectors
+        pbc = np.broadcast_to(state.pbc.detach().cpu().numpy() if torch.is_tensor(state.pbc) else state.pbc, 3)
+        graphs = []
+        for b in range(n_systems):
+            mask = system_idx == b
+            cache = self._neighbors.setdefault(b, NeighborCache(self.model.config.cutoff,
+                                                                self.model.config.bond_cutoff, self.skin))
+            pos = self._continuous(b, positions[mask], cells[b], pbc)
+            graphs.append(cache.graph(numbers[mask], pos, cells[b], pbc, fidelities[b]))
+        batch = collate(graphs, dtype=self.model.dtype).to(self._device)
+        task = "e" + "f" * self._compute_forces + "s" * self._compute_stress + "m" * self.compute_magmoms
+        with _parameters_frozen(self.model):
+            out = self.model(batch, task=task, create_graph=False)
+        dtype, device = state.positions.dtype, state.positions.device
+        result = {"energy": out["energy"].detach().to(device, dtype)}
+        for key in ("forces", "stress", "magmoms"):
+            if key in out:
+                result[key] = out[key].detach().to(device, dtype)
+        return result
+
+
+def batched_nvt(systems, model: MFTorchSimModel, temperatures_K, steps: int, timestep_fs: float = 1.0,
+                loginterval: int = 10, tdamp_fs: float = 100.0, equil_steps: int = 0, seed: int = 0,
+                progress: bool = False) -> list[list]:
+    """Langevin NVT (TorchSim's BAOAB integrator, friction 1 / ``tdamp_fs``) of every system at its own
+    temperature, all in one batch. systems: ASE Atoms; temperatures_K: one per system. After
+    ``equil_steps`` (not recorded) the run of ``steps`` is sampled every ``loginterval`` steps (step 0
+    included). Returns per system a list of Atoms frames (positions wrapped into the cell, energy and
+    forces attached; ``info``: md_step, md_time_ps, temperature_K of the frame)."""
+    import torch_sim as ts
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.units import kB
+    from torch_sim.integrators import nvt_langevin
+    from torch_sim.units import MetalUnits
+    from tqdm.auto import tqdm
+
+    temperatures = np.asarray(temperatures_K, dtype=float)
+    if len(temperatures) != len(systems):
+        raise ValueError(f"{len(temperatures)} temperatures for {len(systems)} systems: give one per system")
+    state = ts.io.atoms_to_state(list(systems), model.device, torch.float64)
+    dt = torch.tensor(timestep_fs * 1e-3 * MetalUnits.time, dtype=torch.float64)
+    kT = torch.tensor(temperatures * MetalUnits.temperature, dtype=torch.float64)
+    gamma = torch.tensor(1.0 / (tdamp_fs * 1e-3 * MetalUnits.time), dtype=torch.float64)
+    init_fn, update_fn = nvt_langevin(model=model, dt=dt, kT=kT, gamma=gamma, seed=seed)
+    state = init_fn(state)
+    frames: list[list] = [[] for _ in systems]
+    n_atoms = np.bincount(state.system_idx.cpu().numpy())
+    dof = 3 * n_atoms - 3
+
+    def record(step):
+        kinetic = 0.5 * (state.momenta ** 2 / state.masses.unsqueeze(-1)).sum(-1)
+        ke = torch.zeros(len(systems), dtype=kinetic.dtype).index_add_(0, state.system_idx, kinetic).numpy()
+        for b, atoms in enumerate(state.to_atoms()):
+            start = n_atoms[:b].sum()
+            atoms.calc = SinglePointCalculator(atoms, energy=float(state.energy[b]),
+                                               forces=state.forces[start:start + n_atoms[b]].numpy())
+            atoms.info.update(md_step=step, md_time_ps=step * timestep_fs * 1e-3,
+                              temperature_K=float(2 * ke[b] / (dof[b] * kB)))
+            frames[b].append(atoms)
+
+    for step in tqdm(range(-equil_steps, steps + 1), desc="batched NVT", disable=not progress, mininterval=1.0):
+        if step > -equil_steps:
+            state = update_fn(state, dt=dt, kT=kT, gamma=gamma)
+        if step >= 0 and step % loginterval == 0:
+            record(step)
+    return frames
