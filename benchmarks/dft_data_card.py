@@ -51,7 +51,10 @@ def card() -> str:
              "model) or ±2 % strain with a 0.02-0.06 Å rattle. Sets use disjoint configurations; `afm_test` is the "
              "fixed test split. What each labelling sitting ran and decided: [SITTINGS.md](SITTINGS.md).", "",
              "## Settings", "", "SCF convergence: GPAW's defaults (energy 0.5 meV per valence electron over 3 iterations, "
-             "density 1e-4 electrons per valence electron, eigenstates 4e-8 eV² per valence electron).", ""]
+             "density 1e-4 electrons per valence electron, eigenstates 4e-8 eV² per valence electron) and, once those "
+             "hold, no atom's force changing by more than 5 meV/Å between iterations (the specs' `convergence`). "
+             "Non-magnetic PBE+U has several self-consistent solutions close in energy whose forces differ by tens of "
+             "meV/Å (SITTINGS.md, sitting 2): a gpaw_nonmag label is one of them.", ""]
     for fid in FIDELITIES:
         spec = LabelSpec.load(fid)
         versions = sorted({f"{r['versions']['calculator']}, mf_calc {r['versions']['mf_calc']}" for r in by_fid[fid]})
