@@ -1,5 +1,5 @@
 """Relax LiFePO4, FePO4, LiMnPO4, MnPO4 and a mixed LiMn0.5Fe0.5PO4 and compare lattices with the
-reference table (/work/shared/REFERENCE_VALUES.md): PBE+U and experiment, ΔV on delithiation,
+reference values below (PBE+U and experiment), ΔV on delithiation,
 Vegard's law for the mixed cell, Fe/Mn oxidation states from magmoms.
 
     python md_examples/01_relax_lattices.py --quick      # (1,1,1) cells, fmax 0.02: ~40 s
@@ -14,7 +14,8 @@ from mf_calc import lmfp
 from mf_calc.atomic import write_json
 from mf_calc.workflows.relax import format_summary, relax
 
-# Å, Å³ — REFERENCE_VALUES.md (PBE+U rows: mid-points of the quoted ranges)
+# a, b, c in Å, V in Å³. exp.: LiFePO4 single-crystal XRD (Janssen et al., Chem. Mater. 25, 4574 (2013)); FePO4 and
+# LiMnPO4 commonly quoted values (approx.). PBE+U: Materials-Project-style GGA+U (mid-points of the quoted ranges).
 REF = {
     "LiFePO4": {"PBE+U": (10.43, 6.08, 4.755, 301.0), "exp": (10.3244, 6.0064, 4.6901, 290.84)},
     "FePO4": {"PBE+U": (9.913, 5.914, 4.860, 284.9), "exp": (9.82, 5.79, 4.79, 272.0)},

@@ -4,7 +4,7 @@ fidelity, and the fidelity-gap ranking of a few rattled frames (which ones to se
 
 The default model ``lmfp-mf`` has two fidelities (pbe_u, r2scan). The script also evaluates the shipped
 r2SCAN warm start (``--compare chgnet-r2scan``) — CHGNet's r2SCAN model, the teacher of the high-fidelity
-labels the default model was trained on (DESIGN.md) — so each column can be set against it.
+labels the default model was trained on (its model card) — so each column can be set against it.
 
     python md_examples/05_fidelities_side_by_side.py --quick
     python md_examples/05_fidelities_side_by_side.py --model path/to/trained_mf_model

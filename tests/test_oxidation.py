@@ -75,7 +75,7 @@ def calc():
 
 
 def test_lfp_all_fe2_and_fp_all_fe3(calc):
-    """Relaxed LiFePO4 → 4 Fe2+; relaxed FePO4 (delithiated, relaxation needed, DESIGN.md) → 4 Fe3+."""
+    """Relaxed LiFePO4 → 4 Fe2+; relaxed FePO4 (delithiated, relaxation needed) → 4 Fe3+."""
     lfp, s_lfp = relax(lmfp(supercell=(1, 1, 1)), calc, fmax=0.05, steps=200)
     assert s_lfp["oxidation"]["counts"] == {"Fe2+": 4} and s_lfp["oxidation"]["balanced"]
     fp, s_fp = relax(lmfp(x_li=0.0, supercell=(1, 1, 1)), calc, fmax=0.05, steps=200)

@@ -1,6 +1,7 @@
 """Workflows with the default model (``lmfp-mf``) on the 28-atom LiFePO4 cell (one module-scope model, few calls).
 
-References (REFERENCE_VALUES.md): LiFePO4 experiment a = 10.3244, b = 6.0064, c = 4.6901 Å, V = 290.84 Å³,
+References: LiFePO4 experiment (single-crystal XRD, Janssen et al., Chem. Mater. 25, 4574 (2013))
+a = 10.3244, b = 6.0064, c = 4.6901 Å, V = 290.84 Å³,
 which r2SCAN reproduces to about 1 %; PBE+U a ≈ 10.41-10.45, b ≈ 6.07-6.09, c ≈ 4.75-4.76 Å, V ≈ 300-302 Å³
 (the low fidelity ``pbe_u`` was trained on CHGNet 0.3.0 labels, itself trained on PBE/PBE+U).
 """

@@ -2,7 +2,8 @@
 
 High-spin olivine transition metals carry a moment that drops by ~1 μB per electron removed
 (Fe2+ d6 → Fe3+ d5 goes *up*; Mn2+ d5 → Mn3+ d4 → Mn4+ d3 goes *down*). Reference moments
-(/work/shared/REFERENCE_VALUES.md, DESIGN.md):
+(PBE+U: values commonly quoted for olivine phosphates, approx.; CHGNet columns: relaxed cells with the
+shipped warm starts):
 
 =========  ==================  =================  ==================  ====================  ===================
 ion        PBE+U (approx.)     CHGNet 0.3.0       scale ``pbe_u``     CHGNet r2scan         scale ``r2scan``
@@ -22,7 +23,7 @@ gap both PBE+U and CHGNet 0.3.0 leave: Fe 3.96-4.30 → 4.13, Mn 3.94-4.59 → 4
 reference value for Mn4+, so the midpoint between Mn3+ (≈3.8) and the spin-only d3 moment 3.0 → 3.4.
 ``MFCalculator.magmom_scale`` tells which scale a model is on (model metadata ``magmom_scale``).
 
-Magmoms of an *unrelaxed* delithiated cell hardly move (Fe 3.95 → 4.10 μB, DESIGN.md): read
+Magmoms of an *unrelaxed* delithiated cell hardly move (Fe 3.95 → 4.10 μB with CHGNet 0.3.0): read
 oxidation states after relaxing, or from MD frames, never from a freshly delithiated cell.
 
 Charge balance for phosphates Li_x M PO4: with Li+ , P5+, O2- the transition metals must carry
