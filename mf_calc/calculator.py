@@ -45,6 +45,7 @@ class MFCalculator(Calculator):
         self._fidelity = self.model.fidelities.index(fidelity)
         self.neighbors = NeighborCache(self.model.config.cutoff, self.model.config.bond_cutoff, skin)
         self._stress_wanted = False
+        self.n_calls = 0  # model evaluations so far (workflows report calls per MD step)
 
     @property
     def fidelity(self) -> str:
@@ -79,6 +80,7 @@ class MFCalculator(Calculator):
         batch = collate([graph], dtype=self.model.dtype).to(self.model.device)
         with _parameters_frozen(self.model):
             out = self.model(batch, task=task, create_graph=False)
+        self.n_calls += 1
         energy = float(out["energy"].detach()[0])
         self.results = {"energy": energy, "free_energy": energy, "magmoms": _np(out["magmoms"])}
         if "forces" in out:

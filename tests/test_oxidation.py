@@ -37,9 +37,7 @@ def test_scale_comes_from_the_calculator(warm_model):
 
     lfp = lmfp(supercell=(1, 1, 1))
     assert scale_of(lfp) == "pbe_u"  # no calculator
-    from mf_calc.workflows.io import OneCall
-
-    lfp.calc = OneCall(MFCalculator(load_model("chgnet-r2scan")))  # wrapped, as in relax and MD
+    lfp.calc = MFCalculator(load_model("chgnet-r2scan"))
     assert scale_of(lfp) == "r2scan" and MFCalculator(warm_model).magmom_scale == "pbe_u"
     fe = np.array(lfp.get_chemical_symbols()) == "Fe"
     m = np.where(fe, 4.05, 0.0)  # Fe3+ on the r2scan scale, Fe2+ on the pbe_u one

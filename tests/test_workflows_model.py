@@ -77,6 +77,7 @@ def test_npt_model_logs_magmoms(lfp_relaxed, calc, tmp_path):
     assert 3.6 < d["magmom_Fe"].mean() < 4.1
     assert abs(s["volume_A3_change_pct"]) < 2
     assert s["final_oxidation"]["counts"] == {"Fe2+": 4}
+    assert s["model_calls_per_step"] <= 1.1  # forces and stress from one model call (after the first step)
 
 
 def test_phonons_lfp_gamma_stable(lfp_relaxed, calc):

@@ -4,9 +4,6 @@
   with a clear ``FileNotFoundError`` / ``ValueError`` naming the file.
 - :func:`resolve_calculator` turns ``model`` (None, name, folder, ``MFCHGNet``, or any ASE calculator) and
   ``fidelity`` into a calculator, checking the fidelity *before* any work is done.
-- :class:`OneCall` wraps a calculator so that a single model call per geometry returns energy, forces,
-  stress and magmoms together (ASE integrators and cell filters ask for forces and stress separately,
-  which costs two model calls per step with a calculator that computes only what it is asked for).
 """
 
 from __future__ import annotations
@@ -14,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ase import Atoms, units
-from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.calculator import Calculator
 
 GPA = 1.0 / units.GPa  # eV/Å³ -> GPa (160.2177)
 
@@ -89,47 +86,7 @@ def fidelity_names(model, wanted=None) -> list[str]:
 
 def fidelity_of(calc) -> str | None:
     """Fidelity name of a calculator (None for calculators without fidelities)."""
-    calc = getattr(calc, "base", calc)
     return getattr(calc, "fidelity", None)
-
-
-class OneCall(Calculator):
-    """Wrap ``base`` so every calculation asks it for all of ``properties`` at once.
-
-    Uses only the public ASE interface of ``base`` (``calculate`` + ``results``). Properties the base
-    does not implement are skipped, and stress is not requested for non-periodic systems unless asked for.
-    ``base`` stays reachable as ``.base`` (e.g. ``.base.fidelity``).
-    """
-
-    def __init__(self, base: Calculator, properties=("energy", "forces", "stress", "magmoms")):
-        super().__init__()
-        self.base = base
-        impl = list(getattr(base, "implemented_properties", properties))
-        self.implemented_properties = list(dict.fromkeys(impl + ["free_energy"] if "energy" in impl else impl))
-        self.want = [p for p in properties if p in impl]
-        self.n_calls = 0
-
-    @property
-    def name(self):  # shown in trajectories
-        return getattr(self.base, "name", type(self.base).__name__)
-
-    def todict(self, skip_default=True):
-        return {}
-
-    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        super().calculate(atoms, properties, system_changes)
-        extra = [p for p in self.want if p != "stress" or self.atoms.pbc.all()]  # no stress for molecules
-        want = list(dict.fromkeys(extra + [p for p in properties if p != "free_energy"]))
-        self.base.calculate(self.atoms.copy(), want, all_changes)
-        self.results = dict(self.base.results)
-        if "energy" in self.results and "free_energy" not in self.results:
-            self.results["free_energy"] = self.results["energy"]
-        self.n_calls += 1
-
-
-def one_call(calc, properties=("energy", "forces", "stress", "magmoms")) -> Calculator:
-    """``OneCall(calc)`` unless it is one already."""
-    return calc if isinstance(calc, OneCall) else OneCall(calc, properties)
 
 
 def lattice_dict(atoms: Atoms) -> dict:

@@ -1,7 +1,7 @@
 """Molecular dynamics (NVE / NVT / NPT) with ASE integrators, a CSV log and a trajectory written as it goes.
 
-Integrators (ASE 3.29; every one needs a single model call per step, the calculator is wrapped in
-:class:`~mf_calc.workflows.io.OneCall` so forces and stress come from the same call):
+Integrators (ASE 3.29; every one needs a single model call per step — ``MFCalculator`` returns forces
+and stress from the same call once stress has been asked for):
 
 =========  ===================  =================================================================
 ensemble   ``thermostat`` /     ASE class
@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms, units
 
-from mf_calc.workflows.io import GPA, fidelity_of, lattice_dict, one_call
+from mf_calc.workflows.io import GPA, fidelity_of, lattice_dict
 
 ENSEMBLES = {
     "nve": (None,),
@@ -199,7 +199,7 @@ def run_md(
     else:
         atoms = atoms.copy()
     append = bool(append)
-    atoms.calc = one_call(calc)
+    atoms.calc = calc
     rng = np.random.default_rng(seed)
     have_p = atoms.has("momenta") and np.abs(atoms.get_momenta()).max() > 0
     if init_velocities or (init_velocities is None and not have_p):
@@ -287,7 +287,7 @@ def run_md(
     bar = tqdm(total=steps, disable=not progress, desc=f"MD {ensemble.upper()} {temperature_K:g} K", unit="step",
                mininterval=1.0, leave=False)
     _print.bar = bar
-    calls0 = atoms.calc.n_calls
+    calls0 = getattr(calc, "n_calls", None)  # MFCalculator counts its model calls
     t0 = time.perf_counter()
     try:
         dyn.attach(record, interval=loginterval)  # ASE calls observers at step 0 too
@@ -306,7 +306,7 @@ def run_md(
     summary.update({
         "ensemble": ensemble, "method": method, "temperature_K": temperature_K, "pressure_GPa": pressure_GPa,
         "timestep_fs": timestep_fs, "steps": steps, "fidelity": fidelity_of(calc), "wall_s": wall,
-        "s_per_step": wall / max(steps, 1), "model_calls_per_step": (atoms.calc.n_calls - calls0) / max(steps, 1),
+        "s_per_step": wall / max(steps, 1), "model_calls_per_step": None if calls0 is None else (calc.n_calls - calls0) / max(steps, 1),
         "trajectory": str(trajectory) if trajectory else None, "log": str(log) if log else None,
         "final_lattice": lattice_dict(atoms),
     })

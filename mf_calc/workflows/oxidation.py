@@ -54,15 +54,8 @@ def thresholds(scale: str | None = None) -> dict[str, float]:
 
 
 def scale_of(atoms) -> str:
-    """The magmom scale of the calculator attached to ``atoms``, looking through wrappers that keep
-    theirs as ``.base`` (``pbe_u`` when none says)."""
-    calc = atoms.calc
-    while calc is not None:
-        scale = getattr(calc, "magmom_scale", None)
-        if scale:
-            return scale
-        calc = getattr(calc, "base", None)
-    return DEFAULT_SCALE
+    """The magmom scale of the calculator attached to ``atoms`` (``pbe_u`` when it does not say)."""
+    return getattr(atoms.calc, "magmom_scale", None) or DEFAULT_SCALE
 
 
 def ox_from_magmom(symbol: str, magmom: float, scale: str | None = None) -> int | None:

@@ -21,7 +21,7 @@ import numpy as np
 from ase import Atoms
 
 from mf_calc.atomic import write_json
-from mf_calc.workflows.io import fidelity_of, one_call
+from mf_calc.workflows.io import fidelity_of
 
 THZ_TO_CM = 33.35641
 THZ_TO_MEV = 4.135667696
@@ -107,7 +107,6 @@ def phonons(
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
-    calc = one_call(calc, properties=("energy", "forces"))
     sc = np.asarray(supercell)
     sc_matrix = np.diag(sc) if sc.shape == (3,) else sc
     phonon = Phonopy(_to_phonopy(atoms), supercell_matrix=sc_matrix, primitive_matrix=primitive_matrix,

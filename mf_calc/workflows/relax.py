@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 from ase import Atoms
 
-from mf_calc.workflows.io import GPA, fidelity_of, lattice_dict, one_call
+from mf_calc.workflows.io import GPA, fidelity_of, lattice_dict
 
 OPTIMIZERS = ("FIRE", "BFGS", "LBFGS", "BFGSLineSearch", "LBFGSLineSearch", "MDMin", "GPMin")
 
@@ -52,7 +52,7 @@ def relax(
 
     opt_cls = _optimizer_class(optimizer)
     atoms = atoms.copy()
-    atoms.calc = one_call(calc)
+    atoms.calc = calc
     if fix_symmetry:
         from ase.constraints import FixSymmetry
         from ase.spacegroup.symmetrize import refine_symmetry
