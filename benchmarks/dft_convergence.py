@@ -124,7 +124,8 @@ def report() -> dict:
         de = np.array([(a.energy - b.energy) / len(a.atoms) for a, b in zip(t, r)])
         df = np.concatenate([(a.forces - b.forces).ravel() for a, b in zip(t, r)])
         ds = np.concatenate([(a.stress - b.stress) / GPa for a, b in zip(t, r)])
-        row = {"reference": ref_name, "frames": len(both), "seconds_per_frame": float(np.mean([a.atoms.info["seconds"] for a in t])),
+        row = {"reference": ref_name, "frames": len(both),
+               "seconds_per_frame": float(np.mean([a.atoms.info["seconds"] for a in t])),
                "energy_offset_meV_atom": float(de.mean() * 1e3),
                "relative_energy_error_meV_atom": float((de.max() - de.min()) * 1e3),
                "forces_mae_meV_A": float(np.abs(df).mean() * 1e3), "forces_max_meV_A": float(np.abs(df).max() * 1e3),

@@ -103,7 +103,8 @@ def _label_stats(ok: dict) -> list[str]:
 def _magmoms(rs: list[dict]) -> list[str]:
     if not rs:
         return []
-    lines = ["", "## gpaw_afm magnetic moments (|m|, μB)", "", "| element | atoms | histogram (bin: count) |", "|---|---|---|"]
+    lines = ["", "## gpaw_afm magnetic moments (|m|, μB)", "", "| element | atoms | histogram (bin: count) |",
+             "|---|---|---|"]
     bins = np.arange(0.0, 5.01, 0.25)
     for z, symbol in ((26, "Fe"), (25, "Mn")):
         m = np.concatenate([np.abs(np.array(r["labels"]["magmoms"]))[np.array(r["numbers"]) == z] for r in rs])

@@ -35,7 +35,8 @@ from tqdm import tqdm
 try:  # ASE >= 3.29; MaxwellBoltzmannDistribution is deprecated there
     from ase.md.velocitydistribution import Stationary, thermalize_momenta
 except ImportError:
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution as thermalize_momenta, Stationary
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution as thermalize_momenta
+    from ase.md.velocitydistribution import Stationary
 
 from mf_calc import MFCalculator, MFCHGNet, lmfp
 from mf_calc.data import read_frames
@@ -180,7 +181,8 @@ def data_card(out: Path, data: dict[str, list], check: dict, args, sizes: dict) 
              "(48-56 atoms), n_li and n_mn uniform in 0..8, random site choice; a random symmetric strain "
              f"(each component uniform within +-{STRAIN:.0%}). Every random number of a configuration comes from "
              "`numpy.random.default_rng([seed, config_id])`.",
-             f"- `kind=rattle` (~{1 - MD_FRACTION:.0%}): Gaussian rattle, sigma uniform in {SIGMA} A (`info['rattle_sigma_A']`) "
+             f"- `kind=rattle` (~{1 - MD_FRACTION:.0%}): Gaussian rattle, sigma uniform in {SIGMA} A "
+             "(`info['rattle_sigma_A']`) "
              "of an unrelaxed, strained cell: far from equilibrium, with a heavy force tail (see max abs F below).",
              f"- `kind=md` (~{MD_FRACTION:.0%}): Langevin NVT (2 fs, friction 0.01/fs) at T uniform in {T_RANGE} K "
              f"(`info['T_K']`) driven by the pbe_u teacher (`MFCalculator`), Maxwell-Boltzmann start, "
@@ -206,11 +208,12 @@ def data_card(out: Path, data: dict[str, list], check: dict, args, sizes: dict) 
         h = [np.bincount([round(f.atoms.info[k] * 8) for f in frames], minlength=9) for k in ("x_li", "y_mn")]
         lines.append(f"| {stem} | {' '.join(map(str, h[0]))} | {' '.join(map(str, h[1]))} |")
     lo, hi = data["lmfp_paired_pbe_u"], data["lmfp_paired_r2scan"]
-    de = np.array([(h.energy - l.energy) / len(h.atoms) for l, h in zip(lo, hi)])
-    df = np.concatenate([(h.forces - l.forces).ravel() for l, h in zip(lo, hi)])
-    ds = np.concatenate([h.stress - l.stress for l, h in zip(lo, hi)]) / units.GPa
+    de = np.array([(h.energy - low.energy) / len(h.atoms) for low, h in zip(lo, hi)])
+    df = np.concatenate([(h.forces - low.forces).ravel() for low, h in zip(lo, hi)])
+    ds = np.concatenate([h.stress - low.stress for low, h in zip(lo, hi)]) / units.GPa
     lines += ["", f"## Teacher difference on the {len(lo)} paired frames (r2scan - pbe_u)", "",
-              f"- energy: mean offset {de.mean():.4f} eV/atom; MAE after removing it {np.mean(np.abs(de - de.mean())) * 1e3:.1f} meV/atom",
+              f"- energy: mean offset {de.mean():.4f} eV/atom; MAE after removing it "
+              f"{np.mean(np.abs(de - de.mean())) * 1e3:.1f} meV/atom",
               f"- forces: MAE {np.mean(np.abs(df)) * 1e3:.1f} meV/A (components)",
               f"- stress: MAE {np.mean(np.abs(ds)):.3f} GPa (Voigt components)", "",
               "## Spot-check: stored labels vs chgnet `CHGNet.predict_structure` (max abs deviation)", "",

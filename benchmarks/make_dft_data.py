@@ -124,7 +124,7 @@ def inputs(seed: int) -> dict[str, list[Atoms]]:
         calc = MFCalculator(load_model())
         for name in missing:
             frames = make_inputs(name, SETS[name], seed, calc)
-            atomic_write(INPUTS / f"{name}.extxyz", lambda fh: ase.io.write(fh, frames, format="extxyz"))
+            atomic_write(INPUTS / f"{name}.extxyz", lambda fh, frames=frames: ase.io.write(fh, frames, format="extxyz"))
             print(f"inputs: {name} {len(frames)} frames (model {calc.model.metadata.get('name')})", flush=True)
     return {name: ase.io.read(INPUTS / f"{name}.extxyz", ":") for name in SETS}
 

@@ -187,7 +187,8 @@ MF-CHGNet for Li_xMn_yFe_(1-y)PO4 (LMFP) olivine cathodes with two fidelities, `
   {first['val_fraction']:.0%} of each fidelity held out to pick the best epoch. The r2scan test split and the
   paired frames were never trained on. pbe_u frames carry no magmoms; the magmom head learns them from r2scan.
 - Optimisation: Adam, batch {first['batch_size']}, per-step cosine schedules — {schedule}. Huber loss (δ per stage, in
-  the target's units) on energy/atom, forces, stress (GPa), magmoms, weights 1 : 1 : 0.1 : 0.1; per-fidelity composition models
+  the target's units) on energy/atom, forces, stress (GPa), magmoms, weights 1 : 1 : 0.1 : 0.1; per-fidelity
+  composition models
   fitted by least squares before stage 1; seed {first['seed']}; float32{device}. Shipped: the best
   epoch of the last stage by r2scan validation error (epoch {trained.get('epochs', '?')} of {trained.get('of_epochs', '?')}).
 - Reproduce: `python benchmarks/ship_model.py --stages {len(stages)} --install` (an interrupted stage resumes).
@@ -249,7 +250,8 @@ def main(argv=None) -> int:
     p.add_argument("--stages", type=int, default=SHIPPED_STAGES, choices=range(1, len(STAGES) + 1),
                    help=f"training stages to run; the model is the last one's best (default {SHIPPED_STAGES}, "
                         "what ships)")
-    p.add_argument("--epochs", type=int, help=f"epochs of every stage run (default: the recipe's, {', '.join(str(s['epochs']) for s in STAGES)}); use a "
+    recipe_epochs = ", ".join(str(s["epochs"]) for s in STAGES)
+    p.add_argument("--epochs", type=int, help=f"epochs of every stage run (default: the recipe's, {recipe_epochs}); use a "
                                                "new --run-dir, e.g. --stages 1 --epochs 60 on a GPU for the paper's length")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int,

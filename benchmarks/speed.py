@@ -71,7 +71,8 @@ def _case(kind: str, n_atoms: int, steps: int, threads: int, queue) -> None:
 
     for name, make in {
         "nvt": lambda a: NoseHooverChainNVT(a, 1 * units.fs, temperature_K=300, tdamp=100 * units.fs),
-        "npt": lambda a: MTKNPT(a, 1 * units.fs, temperature_K=300, pressure_au=0.0, tdamp=100 * units.fs, pdamp=1000 * units.fs),
+        "npt": lambda a: MTKNPT(a, 1 * units.fs, temperature_K=300, pressure_au=0.0, tdamp=100 * units.fs,
+                                pdamp=1000 * units.fs),
     }.items():
         md_atoms = _atoms(n_atoms)
         md_atoms.calc = _make_calc(kind)
@@ -146,7 +147,8 @@ def main(argv=None) -> None:
         ]:
             ratio = ref[key] / ours[key] if inverse else ours[key] / ref[key]
             lines.append(f"| {n} | {label} | {ref[key]:.4g} | {ours[key]:.4g} | {ratio:.2f}× |")
-        lines.append(f"| {n} | max difference of results | " + ", ".join(f"{k}: {v:.1e}" for k, v in diff.items()) + " | | |")
+        diffs = ", ".join(f"{k}: {v:.1e}" for k, v in diff.items())
+        lines.append(f"| {n} | max difference of results | {diffs} | | |")
     text = "\n".join(lines) + "\n"
     print(text)
     with open(args.out, "w") as fh:

@@ -44,7 +44,7 @@ def make_frames(n: int):
 
 def time_mf_calc(frames, epochs: int, batch: int, device: str) -> dict:
     """Setup (graphs + composition fit) and per-epoch seconds of mf_calc's Trainer."""
-    from mf_calc.train import FrameDataset, Trainer, TrainConfig, build_model
+    from mf_calc.train import FrameDataset, TrainConfig, Trainer, build_model
 
     cfg = TrainConfig(init="chgnet-0.3.0", modules="", fidelities=("pbe_u",), epochs=epochs, batch_size=batch,
                       val_fraction=0.0, progress=False, device=device)
@@ -105,7 +105,8 @@ def main(argv=None) -> int:
         for name, fn in (("mf_calc", time_mf_calc), ("chgnet", time_chgnet)):
             res = fn(frames, args.epochs, args.batch_size, args.device)
             runs[name].append(res)
-            print(f"round {r + 1} {name}: setup {res['setup']:.2f} s, epochs " + ", ".join(f"{t:.2f}" for t in res["epochs"]) + " s")
+            epochs = ", ".join(f"{t:.2f}" for t in res["epochs"])
+            print(f"round {r + 1} {name}: setup {res['setup']:.2f} s, epochs {epochs} s")
 
     n = args.frames
 
@@ -119,7 +120,8 @@ def main(argv=None) -> int:
         ours, theirs = rate("mf_calc", which), rate("chgnet", which)
         rows.append(f"| {label} | {ours:.2f} | {theirs:.2f} | {ours / theirs:.2f}× |")
     env = (f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, device {args.device}"
-           + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else f" ({platform.processor() or platform.machine()})"))
+           + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda"
+              else f" ({platform.processor() or platform.machine()})"))
     text = "\n".join([
         "# Training throughput: mf_calc Trainer vs chgnet Trainer",
         "",
@@ -132,7 +134,8 @@ def main(argv=None) -> int:
         *rows,
         "",
         f"Reproduce: `.venv/bin/python benchmarks/train_speed.py --frames {n} --epochs {args.epochs} --rounds {args.rounds}"
-        + (f" --threads {args.threads}" if args.threads else "") + (f" --device {args.device}" if args.device != "cpu" else "") + "`",
+        + (f" --threads {args.threads}" if args.threads else "")
+        + (f" --device {args.device}" if args.device != "cpu" else "") + "`",
         "",
     ])
     print(text)

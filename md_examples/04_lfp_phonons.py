@@ -27,7 +27,8 @@ def main():
     print(f"{summ['n_displacements']} displacements, {summ['time_s']:.0f} s")
     print(f"highest frequency: {summ['max_frequency_THz']:.2f} THz = {summ['max_frequency_cm-1']:.0f} cm⁻¹ = "
           f"{summ['max_frequency_meV']:.1f} meV (reference ≈ 1100 cm⁻¹, 135-140 meV)")
-    print(f"lowest frequency: {summ['min_frequency_THz']:.3f} THz; Γ acoustic |f| ≤ {summ['gamma_acoustic_max_abs_THz']:.1e} THz; "
+    print(f"lowest frequency: {summ['min_frequency_THz']:.3f} THz; "
+          f"Γ acoustic |f| ≤ {summ['gamma_acoustic_max_abs_THz']:.1e} THz; "
           f"imaginary beyond {summ['imag_tol_THz']} THz: Γ {summ['n_imaginary_gamma']}, band {summ['n_imaginary_band']}, "
           f"mesh {summ['n_imaginary_mesh']} -> {'dynamically stable' if summ['stable'] else 'UNSTABLE'}")
     t = summ["thermal_300K"]

@@ -62,7 +62,8 @@ def main():
     for label, calc in cols:
         _, s = relax(lmfp(supercell=(1, 1, 1)), calc, fmax=0.05 if args.quick else 0.01, steps=300)
         lat = s["lattice"]
-        relaxed[label] = {k: lat[k] for k in ("a", "b", "c", "volume")} | {"Fe_magmom": s["oxidation"]["magmoms"]["Fe"]["mean"]}
+        relaxed[label] = ({k: lat[k] for k in ("a", "b", "c", "volume")}
+                          | {"Fe_magmom": s["oxidation"]["magmoms"]["Fe"]["mean"]})
         print(f"  {label:<28} a={lat['a']:.3f} b={lat['b']:.3f} c={lat['c']:.3f} Å V={lat['volume']:.2f} Å³  "
               f"Fe {relaxed[label]['Fe_magmom']:.2f} μB")
 

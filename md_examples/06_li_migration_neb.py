@@ -26,7 +26,7 @@ def main():
           f"fidelities {fidelities}", flush=True)
     results = {}
     for fid in fidelities:
-        results[fid] = li_barriers(atoms, lambda: MFCalculator(model, fidelity=fid), n_images=images, fmax=fmax)
+        results[fid] = li_barriers(atoms, lambda fid=fid: MFCalculator(model, fidelity=fid), n_images=images, fmax=fmax)
         for direction, r in results[fid].items():
             print(f"  {fid:>8} [{direction}]: barrier {r.barrier:.3f} eV, hop {r.hop_distance:.2f} Å, "
                   f"{'converged' if r.converged else 'not converged'} ({r.steps} steps, {r.seconds:.0f} s)", flush=True)

@@ -35,7 +35,8 @@ class MFCalculator(Calculator):
 
     implemented_properties = ["energy", "free_energy", "forces", "stress", "magmoms"]
 
-    def __init__(self, model: MFCHGNet | str | None = None, fidelity: str | int | None = None, device: str = "cpu", skin: float = 1.0, **kwargs):
+    def __init__(self, model: MFCHGNet | str | None = None, fidelity: str | int | None = None, device: str = "cpu",
+                 skin: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(model, MFCHGNet):
             from mf_calc.hub import load_model

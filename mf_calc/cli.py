@@ -6,8 +6,8 @@ import argparse
 import sys
 
 from mf_calc.cli_demo import register as register_demo
-from mf_calc.threads import configure_threads
 from mf_calc.cli_export import register as register_export
+from mf_calc.threads import configure_threads
 
 REGISTRARS = [register_demo, register_export]
 

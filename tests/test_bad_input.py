@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from ase import Atoms
-
 from conftest import tiny_model
+
 from mf_calc import MFCalculator, lmfp
 from mf_calc.hub import load_model
 

@@ -19,8 +19,7 @@ import pytest
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from mf_calc.data import (DataError, Frame, read_ase_db, read_extxyz, read_frames, read_outcar,
-                          read_vasprun)
+from mf_calc.data import DataError, Frame, read_ase_db, read_extxyz, read_frames, read_outcar, read_vasprun
 
 DATA = Path(__file__).parent / "data"
 XYZ, VASPRUN, OUTCAR = DATA / "frames.extxyz", DATA / "vasprun.xml", DATA / "OUTCAR"

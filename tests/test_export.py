@@ -7,9 +7,9 @@ import pytest
 import torch
 from ase import units
 from chgnet.model import CHGNet
+from conftest import tiny_model
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from conftest import tiny_model
 from mf_calc import load_model
 from mf_calc.model.export import save_chgnet
 from mf_calc.model.graph import collate

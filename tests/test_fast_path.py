@@ -49,7 +49,7 @@ def test_cell_changes_like_npt(lfp):
     calc = MFCalculator(model, fidelity="high", skin=0.5)
     atoms.calc = calc
     rng = np.random.default_rng(2)
-    for step in range(10):
+    for _ in range(10):
         deform = np.eye(3) + np.diag(rng.normal(0, 0.004, 3))  # a, b, c change independently
         atoms.set_cell(atoms.cell.array @ deform, scale_atoms=True)
         _compare(calc, model, atoms)

@@ -14,8 +14,14 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from mf_calc import lmfp
 from mf_calc.cli import main
-from mf_calc.workflows.hull import (distinct_orderings, formation_hull, li_site_permutations, lower_hull, redox_step,
-                                    voltage_segments)
+from mf_calc.workflows.hull import (
+    distinct_orderings,
+    formation_hull,
+    li_site_permutations,
+    lower_hull,
+    redox_step,
+    voltage_segments,
+)
 
 
 class LiPairEnergy(Calculator):

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_model
+from test_model_physics import predict
 
 from mf_calc import MFCHGNet
 from mf_calc.model.composition import element_counts
 from mf_calc.model.fidelity import Fidelities, parse_modules
-from test_model_physics import predict
 
 
 def _differs(a, b, tol=1e-6):
@@ -83,7 +83,8 @@ def test_composition_fit_rank_deficient_phosphates():
     """In LMFP, P and O always come 1:4 and Mn+Fe = P: the fit reproduces the energies anyway."""
     from mf_calc import lmfp
 
-    structures = [lmfp(x_li=x, y_mn=y, supercell=(1, 1, 1), seed=s) for s, (x, y) in enumerate([(1, 0), (0.5, 0.5), (0, 1), (0.25, 0.75), (1, 0.25)])]
+    compositions = [(1, 0), (0.5, 0.5), (0, 1), (0.25, 0.75), (1, 0.25)]
+    structures = [lmfp(x_li=x, y_mn=y, supercell=(1, 1, 1), seed=s) for s, (x, y) in enumerate(compositions)]
     rng = np.random.default_rng(1)
     true = rng.normal(-6, 2, size=95)
     energies = [true[a.numbers].sum() for a in structures]

@@ -47,7 +47,8 @@ def test_cli_neb_quick_writes_the_summary_contract(tmp_path, capsys):
     from mf_calc.cli import main
 
     out = tmp_path / "neb"
-    assert main(["neb", "--images", "3", "--fmax", "0.1", "--directions", "010", "--supercell", "1", "1", "1", "--steps", "30",
+    assert main(["neb", "--images", "3", "--fmax", "0.1", "--directions", "010", "--supercell", "1", "1", "1",
+                 "--steps", "30",
                  "--fidelity", "pbe_u", "--out", str(out), "--threads", "1"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["barriers_eV"]) == {"pbe_u"} and isinstance(summary["barriers_eV"]["pbe_u"]["010"], float)

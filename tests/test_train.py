@@ -17,7 +17,7 @@ from ase import Atoms
 from mf_calc.data import Frame
 from mf_calc.model.mfchgnet import MFCHGNet
 from mf_calc.structures import lmfp
-from mf_calc.train import FrameDataset, Trainer, TrainConfig, build_model, teacher_frames
+from mf_calc.train import FrameDataset, TrainConfig, Trainer, build_model, teacher_frames
 from mf_calc.train.distributed import World, global_batches
 from mf_calc.train.loss import in_label_units, loss_terms, model_task
 from mf_calc.train.trainer import fit_compositions
@@ -86,7 +86,8 @@ def test_dataset_fidelities_and_mismatch():
     train, val = data.split(0.5, seed=0)
     assert len(train) == len(val) == 2 and {f.fidelity for f in val.frames} == {"lo", "hi"}
     model = MFCHGNet(fidelities=("pbe", "hi"), **TINY)
-    with pytest.raises(ValueError, match=r"teacher:lo:0: fidelity 'lo' is not one of the model's fidelities \['pbe', 'hi'\]"):
+    with pytest.raises(ValueError,
+                       match=r"teacher:lo:0: fidelity 'lo' is not one of the model's fidelities \['pbe', 'hi'\]"):
         data.graphs(model)
 
 
@@ -135,7 +136,8 @@ def test_composition_fit_recovers_per_element_energies():
             numbers = np.repeat(list(ref), counts)
             atoms = Atoms(numbers=numbers, positions=rng.random((len(numbers), 3)) * 5, cell=np.eye(3) * 5, pbc=True)
             energy = sum(ref[z] for z in numbers) + rng.normal(0, 1e-9)
-            frames.append(Frame(atoms=atoms, fidelity=fid, energy=energy, forces=None, stress=None, magmoms=None, source=f"{fid}:{k}"))
+            frames.append(Frame(atoms=atoms, fidelity=fid, energy=energy, forces=None, stress=None, magmoms=None,
+                                source=f"{fid}:{k}"))
     model = MFCHGNet(fidelities=FIDS, modules="EMRC", **TINY)
     fit_compositions(model, FrameDataset(frames))
     for f, fid in enumerate(FIDS):

@@ -77,7 +77,8 @@ def test_help_texts_state_units(capsys):
 # --- baselines -------------------------------------------------------------------------------------
 
 def config(**kw):
-    return TrainConfig(**{"model": TINY, "progress": False, "val_fraction": 0.25, "epochs": 1, "batch_size": 2, "device": "cpu", **kw})
+    return TrainConfig(**{"model": TINY, "progress": False, "val_fraction": 0.25, "epochs": 1, "batch_size": 2,
+                          "device": "cpu", **kw})
 
 
 def test_single_fidelity_baseline_is_plain_chgnet_on_high_frames(tmp_path):

@@ -6,7 +6,6 @@ import pytest
 
 from mf_calc.cli import main
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

@@ -49,7 +49,7 @@ def label_frames(frames: Sequence[Atoms], fidelity: str, spec: LabelSpec | str |
     for i, atoms in enumerate(frames):
         if len(atoms) == 0:
             raise ValueError(f"{sources[i]}: empty structure (0 atoms)")
-    spec.calculator_class  # fail now, not in a worker, when the calculator cannot be imported
+    _ = spec.calculator_class  # fail now, not in a worker, when the calculator cannot be imported
     store = LabelStore(out)
     store.open(fidelity, spec)
     store.clear_running()  # marks left by a run that was stopped: those frames are simply labelled again

@@ -33,7 +33,8 @@ class CompositionModel(nn.Module):
         super().__init__()
         self.register_buffer("weight", torch.zeros(n_copies, MAX_Z))
 
-    def forward(self, numbers: torch.Tensor, atom_copy: torch.Tensor | int, atom_owner: torch.Tensor, n_structures: int) -> torch.Tensor:
+    def forward(self, numbers: torch.Tensor, atom_copy: torch.Tensor | int, atom_owner: torch.Tensor,
+                n_structures: int) -> torch.Tensor:
         """Composition energy of each structure (eV), from per-atom reference energies."""
         if isinstance(atom_copy, int):
             site = self.weight[atom_copy].index_select(0, numbers - 1)

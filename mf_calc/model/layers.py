@@ -113,7 +113,8 @@ class MFBondConv(BondConv):
         self.fidelity_gate = FidelityGate(n_fidelities, self.twoBody_bond) if fidelity_messages else None
 
     def forward(self, atom_feas, bond_feas, bond_weights, angle_feas, bond_graph, fidelity) -> Tensor:
-        update = gated_mlp(self.twoBody_bond, _angle_inputs(atom_feas, bond_feas, angle_feas, bond_graph), self.fidelity_gate, fidelity)
+        inputs = _angle_inputs(atom_feas, bond_feas, angle_feas, bond_graph)
+        update = gated_mlp(self.twoBody_bond, inputs, self.fidelity_gate, fidelity)
         update = update * bond_weights.index_select(0, bond_graph[:, 1]) * bond_weights.index_select(0, bond_graph[:, 2])
         new = _scatter_sum(update, bond_graph[:, 1], len(bond_feas))
         return _finish(self, new, bond_feas, self.bond_norm)
@@ -127,5 +128,6 @@ class MFAngleUpdate(AngleUpdate):
         self.fidelity_gate = FidelityGate(n_fidelities, self.twoBody_bond) if fidelity_messages else None
 
     def forward(self, atom_feas, bond_feas, angle_feas, bond_graph, fidelity) -> Tensor:
-        new = gated_mlp(self.twoBody_bond, _angle_inputs(atom_feas, bond_feas, angle_feas, bond_graph), self.fidelity_gate, fidelity)
+        inputs = _angle_inputs(atom_feas, bond_feas, angle_feas, bond_graph)
+        new = gated_mlp(self.twoBody_bond, inputs, self.fidelity_gate, fidelity)
         return _finish(self, new, angle_feas, self.angle_norm)

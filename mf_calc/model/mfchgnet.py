@@ -19,7 +19,7 @@ from chgnet.model.functions import MLP, find_normalization
 from torch import Tensor, nn
 
 from mf_calc.model.composition import CompositionModel
-from mf_calc.model.fidelity import FidelityBias, Fidelities, copy_index, n_copies, parse_modules
+from mf_calc.model.fidelity import Fidelities, FidelityBias, copy_index, n_copies, parse_modules
 from mf_calc.model.graph import Batch, collate, graph_from_atoms
 from mf_calc.model.layers import MFAngleUpdate, MFAtomConv, MFBondConv
 
@@ -101,12 +101,15 @@ class MFCHGNet(nn.Module):
         self.angle_embedding = nn.Linear(c.num_angular, c.angle_fea_dim, bias=False)
 
         fm = {"n_fidelities": n_f, "fidelity_messages": "M" in mods}
-        common = {"atom_fea_dim": c.atom_fea_dim, "bond_fea_dim": c.bond_fea_dim, "activation": c.activation, "gMLP_norm": c.gmlp_norm}
+        common = {"atom_fea_dim": c.atom_fea_dim, "bond_fea_dim": c.bond_fea_dim, "activation": c.activation,
+                  "gMLP_norm": c.gmlp_norm}
         self.atom_conv_layers = nn.ModuleList(
-            MFAtomConv(hidden_dim=c.atom_conv_hidden_dim, mlp_out_bias=c.mlp_out_bias, **common, **fm) for _ in range(c.n_conv)
+            MFAtomConv(hidden_dim=c.atom_conv_hidden_dim, mlp_out_bias=c.mlp_out_bias, **common, **fm)
+            for _ in range(c.n_conv)
         )
         self.bond_conv_layers = nn.ModuleList(
-            MFBondConv(angle_fea_dim=c.angle_fea_dim, hidden_dim=c.bond_conv_hidden_dim, mlp_out_bias=c.mlp_out_bias, **common, **fm)
+            MFBondConv(angle_fea_dim=c.angle_fea_dim, hidden_dim=c.bond_conv_hidden_dim, mlp_out_bias=c.mlp_out_bias,
+                       **common, **fm)
             for _ in range(c.n_conv - 1)
         )
         self.angle_layers = nn.ModuleList(
@@ -186,7 +189,8 @@ class MFCHGNet(nn.Module):
         f_atom, f_edge, f_angle = self._fidelity_rows(batch)
 
         # bond vectors (centre − neighbour image) and basis expansions, as in chgnet
-        shifts = torch.bmm(batch.images.to(pos.dtype).unsqueeze(1), cells.index_select(0, owner.index_select(0, edges[:, 0]))).squeeze(1)
+        edge_cells = cells.index_select(0, owner.index_select(0, edges[:, 0]))
+        shifts = torch.bmm(batch.images.to(pos.dtype).unsqueeze(1), edge_cells).squeeze(1)
         vectors = pos.index_select(0, edges[:, 0]) - (pos.index_select(0, edges[:, 1]) + shifts)
         lengths = torch.linalg.norm(vectors, dim=1)
         unit = vectors / lengths[:, None]
@@ -216,7 +220,8 @@ class MFCHGNet(nn.Module):
         for idx in range(n_conv - 1):
             atom_feas = self.atom_conv_layers[idx](atom_feas, bond_feas, bond_weights_ag, edges, batch.dir2und, f_edge)
             if has_angles:
-                bond_feas = self.bond_conv_layers[idx](atom_feas, bond_feas, bond_weights_bg, angle_feas, bond_graph, f_angle)
+                bond_feas = self.bond_conv_layers[idx](atom_feas, bond_feas, bond_weights_bg, angle_feas, bond_graph,
+                                                       f_angle)
                 angle_feas = self.angle_layers[idx](atom_feas, bond_feas, angle_feas, bond_graph, f_angle)
             if idx == n_conv - 2 and want_magmom:
                 out["magmoms"] = torch.abs(self.site_wise(atom_feas)).view(-1)
@@ -251,7 +256,8 @@ class MFCHGNet(nn.Module):
             atoms, cutoff=self.config.cutoff, bond_cutoff=self.config.bond_cutoff, fidelity=self.fidelities.index(fidelity)
         )
 
-    def predict(self, atoms_list: Sequence, fidelity: str | int | None = None, task: str = "efsm", batch_size: int = 16) -> list[dict[str, np.ndarray]]:
+    def predict(self, atoms_list: Sequence, fidelity: str | int | None = None, task: str = "efsm",
+                batch_size: int = 16) -> list[dict[str, np.ndarray]]:
         """Predictions for many structures, batched; one dict of numpy arrays per structure."""
         was_training = self.training
         self.eval()
@@ -289,7 +295,8 @@ class MFCHGNet(nn.Module):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_chgnet(cls, name: str = "0.3.0", fidelities: Sequence[str] = ("pbe_u", "r2scan"), modules: str = "EMRC") -> MFCHGNet:
+    def from_chgnet(cls, name: str = "0.3.0", fidelities: Sequence[str] = ("pbe_u", "r2scan"),
+                    modules: str = "EMRC") -> MFCHGNet:
         """Warm start from a pretrained CHGNet inside the chgnet wheel ("0.3.0", "0.2.0" or "r2scan").
 
         Every shared weight is copied; fidelity embeddings and W_F start at zero, each readout and
@@ -312,7 +319,8 @@ class MFCHGNet(nn.Module):
             angle_layer_hidden_dim=args["angle_layer_hidden_dim"], mlp_hidden_dims=tuple(args["mlp_hidden_dims"]),
             cutoff=float(args["atom_graph_cutoff"]), bond_cutoff=float(args["bond_graph_cutoff"]),
             cutoff_coeff=args["cutoff_coeff"], learnable_rbf=args["learnable_rbf"], gmlp_norm=args["gMLP_norm"],
-            readout_norm=args["readout_norm"], activation=args["non_linearity"], mlp_out_bias=args.get("mlp_out_bias", False),
+            readout_norm=args["readout_norm"], activation=args["non_linearity"],
+            mlp_out_bias=args.get("mlp_out_bias", False),
         )
         model = cls(config)
         model.load_chgnet_state(ref.state_dict())
@@ -333,7 +341,8 @@ class MFCHGNet(nn.Module):
                 mapped["composition.weight"] = value.reshape(1, -1).expand_as(own["composition.weight"]).clone()
             else:
                 mapped[key] = value
-        missing = [k for k in own if k not in mapped and ".fidelity_gate." not in k and not k.startswith("fidelity_embedding.")]
+        missing = [k for k in own
+                   if k not in mapped and ".fidelity_gate." not in k and not k.startswith("fidelity_embedding.")]
         unexpected = [k for k in mapped if k not in own]
         if missing or unexpected:
             raise ValueError(f"chgnet weights do not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")

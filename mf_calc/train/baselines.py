@@ -82,7 +82,7 @@ def delta_frames(data: FrameDataset, low: str, high: str) -> list[Frame]:
         if lo is None:
             continue
 
-        def diff(name):
+        def diff(name, hi=hi, lo=lo):
             a, b = getattr(hi, name), getattr(lo, name)
             return None if a is None or b is None else a - b
 
@@ -122,7 +122,8 @@ def train_delta(frames: Iterable[Frame], config: TrainConfig, out_dir, low: str 
     out_dir = Path(out_dir)
     low_model = train_plain(data, low, config, out_dir / "low", resume=resume)
     delta_cfg = replace(config, targets=config.targets.replace("m", ""))
-    delta_model = train_plain(FrameDataset(delta_frames(data, low, high)), DELTA, delta_cfg, out_dir / "delta", resume=resume)
+    delta_model = train_plain(FrameDataset(delta_frames(data, low, high)), DELTA, delta_cfg, out_dir / "delta",
+                              resume=resume)
     model = DeltaModel(low_model, delta_model)
     model.save(out_dir / "model")
     return model

@@ -29,7 +29,8 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def save_checkpoint(out_dir: Path, state: dict) -> None:
-    _atomic_write(Path(out_dir) / CHECKPOINT, lambda fh: torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **state}, fh))
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **state}
+    _atomic_write(Path(out_dir) / CHECKPOINT, lambda fh: torch.save(payload, fh))
 
 
 def load_checkpoint(out_dir: Path) -> dict | None:

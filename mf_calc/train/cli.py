@@ -30,7 +30,8 @@ def register(sub) -> None:
     p = sub.add_parser("train", help="train a multi-fidelity model on labelled DFT frames",
                        description="Train MF-CHGNet (defaults: paper Table 1).", epilog=TRAIN_EPILOG, formatter_class=fmt)
     p.add_argument("--data", action="append", required=True, metavar="FILE[:FIDELITY]",
-                   help="labelled frames; FIDELITY names their level of theory (else the frames' 'fidelity' info key); repeatable")
+                   help="labelled frames; FIDELITY names their level of theory (else the frames' 'fidelity' info key); "
+                        "repeatable")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--config", help="JSON or YAML file of training options (TrainConfig fields); flags override it")
     p.add_argument("--init", metavar="{" + ",".join(INITS) + ",MODEL_DIR}",
@@ -138,6 +139,7 @@ def run_evaluate(args) -> int:
     print(f"{args.model} at fidelity {name} on {args.data} ({len(data)} frames)")
     print(format_report(report))
     if args.json:
-        Path(args.json).write_text(json.dumps(json_safe({"model": str(args.model), "fidelity": name, "data": str(args.data),
-                                                         "frames": len(data), "errors": report.get(name, {})}), indent=2) + "\n")
+        result = {"model": str(args.model), "fidelity": name, "data": str(args.data), "frames": len(data),
+                  "errors": report.get(name, {})}
+        Path(args.json).write_text(json.dumps(json_safe(result), indent=2) + "\n")
     return 0

@@ -126,12 +126,14 @@ class GraphSet:
             "m": np.array([f.magmoms is not None for f in frames]),
         }
         nan = float("nan")
-        self.energy_pa = torch.tensor([nan if f.energy is None else f.energy / len(f.atoms) for f in frames], dtype=torch.float64)
+        self.energy_pa = torch.tensor([nan if f.energy is None else f.energy / len(f.atoms) for f in frames],
+                                      dtype=torch.float64)
         self.stress = torch.from_numpy(np.stack([
             np.full((3, 3), nan) if f.stress is None else voigt_6_to_full_3x3_stress(f.stress) * EV_A3_TO_GPA for f in frames
         ]))
         self.forces = [torch.from_numpy(np.full((len(f.atoms), 3), nan) if f.forces is None else f.forces) for f in frames]
-        self.magmoms = [torch.from_numpy(np.full(len(f.atoms), nan) if f.magmoms is None else np.abs(f.magmoms)) for f in frames]
+        self.magmoms = [torch.from_numpy(np.full(len(f.atoms), nan) if f.magmoms is None else np.abs(f.magmoms))
+                        for f in frames]
 
     def __len__(self) -> int:
         return len(self.graphs)

@@ -86,5 +86,6 @@ def format_report(report: dict[str, dict[str, float]]) -> str:
         for t in TARGETS:
             if row[f"{t}_n"]:
                 label, unit, _ = REPORT[t]
-                lines.append(f"{name:<12} {label:<8} {unit:<9} {row[f'{t}_n']:>7} {row[f'{t}_mae']:>10.4g} {row[f'{t}_rmse']:>10.4g}")
+                lines.append(f"{name:<12} {label:<8} {unit:<9} {row[f'{t}_n']:>7} {row[f'{t}_mae']:>10.4g} "
+                             f"{row[f'{t}_rmse']:>10.4g}")
     return "\n".join(lines)

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import torch
 
-from mf_calc.model.mfchgnet import MFCHGNet, MFConfig
 from mf_calc.model.io import is_model_folder
+from mf_calc.model.mfchgnet import MFCHGNet, MFConfig
 from mf_calc.train.config import TrainConfig
 
 #: Top-level parts of MFCHGNet that can be frozen by name.

@@ -132,7 +132,8 @@ def cmd_md(args) -> int:
     png = plot_md_log(out / "md.csv", out / "md.png", title=f"{final.get_chemical_formula()} {args.ensemble.upper()} "
                       f"{args.temperature:g} K [{calc.fidelity}]")
     write_json(out / "md_summary.json", summary)
-    print(f"<T> = {summary['T_K_mean']:.1f} K, <P> = {summary['P_GPa_mean']:.2f} GPa, <V> = {summary['volume_A3_mean']:.2f} Å³,"
+    print(f"<T> = {summary['T_K_mean']:.1f} K, <P> = {summary['P_GPa_mean']:.2f} GPa, "
+          f"<V> = {summary['volume_A3_mean']:.2f} Å³,"
           f" <a,b,c> = {summary['a_mean']:.3f}, {summary['b_mean']:.3f}, {summary['c_mean']:.3f} Å (second half); "
           f"{summary['s_per_step']:.3f} s/step")
     print(f"wrote {traj}, {out}/md.csv, {png}, {out}/md_summary.json")
@@ -280,8 +281,8 @@ def _add_phonons(sub):
 
 # ----------------------------------------------------------------------------- gap
 def cmd_gap(args) -> int:
-    from mf_calc.workflows.gap import fidelity_gap, format_gap_table
     from mf_calc.atomic import write_json
+    from mf_calc.workflows.gap import fidelity_gap, format_gap_table
     from mf_calc.workflows.io import read_frames
 
     frames = read_frames(args.frames)

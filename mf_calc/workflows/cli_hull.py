@@ -88,7 +88,7 @@ def cmd_hull(args) -> int:
     results = {}
     for fid in fidelity_names(model, args.fidelity):
         mu_li = args.mu_li if args.mu_li is not None else li_chemical_potential(args.li_reference, fid)
-        r = formation_hull(host, lambda: MFCalculator(model, fidelity=fid), out / "relaxed" / f"{model_name}_{fid}",
+        r = formation_hull(host, lambda fid=fid: MFCalculator(model, fidelity=fid), out / "relaxed" / f"{model_name}_{fid}",
                            x_values=args.x, max_per_x=args.max_per_x, max_enumerate=args.max_enumerate,
                            fmax=args.fmax, steps=args.steps, mu_li=mu_li)
         results[fid] = r

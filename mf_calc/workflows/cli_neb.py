@@ -28,7 +28,8 @@ def register(sub) -> None:
     p.add_argument("--fmax", type=float, default=0.05, help="NEB force criterion, eV/Å")
     p.add_argument("--steps", type=int, default=500, help="maximum optimiser steps (end points and band)")
     p.add_argument("--quick", action="store_true",
-                   help=f"a smaller, faster run: supercell {QUICK['supercell']}, {QUICK['images']} images, fmax {QUICK['fmax']}")
+                   help=f"a smaller, faster run: supercell {QUICK['supercell']}, {QUICK['images']} images, "
+                        f"fmax {QUICK['fmax']}")
     p.add_argument("--out", default="neb_output", help="output folder")
     p.set_defaults(func=cmd_neb)
 
@@ -51,7 +52,7 @@ def cmd_neb(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     results = {}
     for fid in fidelities:
-        results[fid] = li_barriers(atoms, lambda: MFCalculator(model, fidelity=fid), directions=args.directions,
+        results[fid] = li_barriers(atoms, lambda fid=fid: MFCalculator(model, fidelity=fid), directions=args.directions,
                                    n_images=args.images, fmax=args.fmax, steps=args.steps)
         for direction, r in results[fid].items():
             ase.io.write(out / f"path_{fid}_{direction}.extxyz", r.images)

@@ -24,8 +24,8 @@ def run_demo(model=None, out="demo_output", quick: bool = False, x_li: float = 0
     from ase.io import write
 
     from mf_calc import MFCalculator, lmfp
-    from mf_calc.model.mfchgnet import MFCHGNet
     from mf_calc.atomic import write_json
+    from mf_calc.model.mfchgnet import MFCHGNet
     from mf_calc.workflows.io import GPA
     from mf_calc.workflows.md import plot_md_log, run_md
     from mf_calc.workflows.relax import format_summary, relax

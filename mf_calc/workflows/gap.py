@@ -28,7 +28,7 @@ def fidelity_gap(atoms_list, model=None, reference=None, sort_by: str = "force_r
 
     if sort_by not in SORT_KEYS:
         raise ValueError(f"sort_by must be one of {SORT_KEYS}, got {sort_by!r}")
-    if hasattr(model, "model") and isinstance(getattr(model, "model"), MFCHGNet):
+    if hasattr(model, "model") and isinstance(model.model, MFCHGNet):
         model = model.model
     if not isinstance(model, MFCHGNet):
         model = load_model(model)

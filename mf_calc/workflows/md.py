@@ -306,7 +306,8 @@ def run_md(
     summary.update({
         "ensemble": ensemble, "method": method, "temperature_K": temperature_K, "pressure_GPa": pressure_GPa,
         "timestep_fs": timestep_fs, "steps": steps, "fidelity": fidelity_of(calc), "wall_s": wall,
-        "s_per_step": wall / max(steps, 1), "model_calls_per_step": None if calls0 is None else (calc.n_calls - calls0) / max(steps, 1),
+        "s_per_step": wall / max(steps, 1),
+        "model_calls_per_step": None if calls0 is None else (calc.n_calls - calls0) / max(steps, 1),
         "trajectory": str(trajectory) if trajectory else None, "log": str(log) if log else None,
         "final_lattice": lattice_dict(atoms),
     })
@@ -389,20 +390,26 @@ def plot_md_log(log_path, png_path, title: str | None = None) -> str:
     n = 5 + (1 if mag_keys else 0)
     fig = new_figure(figsize=(7, 2.0 * n))
     axes = fig.subplots(n, 1, sharex=True)
-    axes[0].plot(t, d["T_K"]); axes[0].set_ylabel("T (K)")
-    axes[1].plot(t, d["P_GPa"]); axes[1].set_ylabel("P (GPa)")
+    axes[0].plot(t, d["T_K"])
+    axes[0].set_ylabel("T (K)")
+    axes[1].plot(t, d["P_GPa"])
+    axes[1].set_ylabel("P (GPa)")
     for k in ("a", "b", "c"):
         axes[2].plot(t, d[k] / d[k][0] * 100 - 100, label=f"{k} ({d[k][0]:.2f} Å at t0)")
-    axes[2].set_ylabel("Δa,b,c (%)"); axes[2].legend(fontsize=7)
-    axes[3].plot(t, d["volume_A3"]); axes[3].set_ylabel("V (Å³)")
+    axes[2].set_ylabel("Δa,b,c (%)")
+    axes[2].legend(fontsize=7)
+    axes[3].plot(t, d["volume_A3"])
+    axes[3].set_ylabel("V (Å³)")
     axes[4].plot(t, d["epot_eV"], label="E_pot")
     if np.isfinite(d["conserved_eV"]).any():
         axes[4].plot(t, d["conserved_eV"] - d["conserved_eV"][0] + d["epot_eV"][0], label="conserved (shifted)")
-    axes[4].set_ylabel("E (eV)"); axes[4].legend(fontsize=7)
+    axes[4].set_ylabel("E (eV)")
+    axes[4].legend(fontsize=7)
     if mag_keys:
         for k in mag_keys:
             axes[5].plot(t, d[k], label=k.split("_")[1])
-        axes[5].set_ylabel("mean |m| (μB)"); axes[5].legend(fontsize=7)
+        axes[5].set_ylabel("mean |m| (μB)")
+        axes[5].legend(fontsize=7)
     axes[-1].set_xlabel("time (ps)")
     if title:
         axes[0].set_title(title)

@@ -40,14 +40,15 @@ class NEBResult:
     extra: dict = field(default_factory=dict)
 
 
-def hop_endpoints(atoms: Atoms, direction: str, vacancy: int | None = None, cells_per_axis=None) -> tuple[Atoms, Atoms, float]:
+def hop_endpoints(atoms: Atoms, direction: str, vacancy: int | None = None,
+                  cells_per_axis=None) -> tuple[Atoms, Atoms, float]:
     """Initial and final structures of a vacancy hop along ``direction`` (``HOPS`` key or a fractional vector of
     the conventional cell), and the hop distance (Å).
 
     ``vacancy``: index of the Li to remove (default: the first Li). ``cells_per_axis``: repetitions of the
     conventional cell in ``atoms`` (default: from the cell lengths of olivine, a 10.3, b 6.0, c 4.7 Å).
     """
-    vec = np.asarray(HOPS.get(direction, direction), dtype=float) if isinstance(direction, str) else np.asarray(direction, float)
+    vec = np.asarray(HOPS.get(direction, direction) if isinstance(direction, str) else direction, dtype=float)
     if vec.shape != (3,):
         raise ValueError(f"unknown hop direction {direction!r}; use one of {list(HOPS)} or 3 fractional numbers")
     li = np.flatnonzero(atoms.numbers == 3)
