@@ -7,6 +7,10 @@ N replicas of a 28-atom Li(Mn0.5Fe0.5)PO4 cell (each rattled differently) run NV
   one after another. Its throughput does not depend on N, so it is measured on ``--ase-replicas``
   replicas before and after the batches (their mean is the reference) and compared with every N.
 
+``--hull``: the relaxations of ``mf-calc hull --quick`` (Li_xFePO4 orderings in the 28-atom cell, cell and
+positions, fmax 0.05 eV/Å) with ``engine="torchsim"`` (one batch) and ``engine="ase"`` (one after another),
+side by side: wall time and the formation energies each finds (-> ``results/batched_hull.md``).
+
 Throughput = replica-steps per second (after ``--warmup`` untimed steps), all in one process with the same
 torch thread count (``--threads``; the issue's goal is for 2). Goal (issue): ≥ 3x at N = 8.
 
@@ -69,6 +73,35 @@ def torchsim_throughput(model, fidelity: str, n: int, steps: int, warmup: int) -
     return n * steps / (time.perf_counter() - t0)
 
 
+def hull_comparison(model, fidelity: str, out: Path) -> str:
+    """Wall time and formation energies of the quick Li_xFePO4 hull, TorchSim batch vs ASE one by one."""
+    import tempfile
+
+    from mf_calc import MFCalculator, lmfp
+    from mf_calc.workflows.hull import formation_hull
+
+    host = lmfp(supercell=(1, 1, 1))
+    rows = {}
+    for engine in ("torchsim", "ase"):
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            r = formation_hull(host, lambda: MFCalculator(model, fidelity=fidelity), tmp, max_per_x=3, fmax=0.05,
+                               engine=engine, progress=False)
+            rows[engine] = (time.perf_counter() - t0, r)
+        print(f"hull relaxations, {engine}: {rows[engine][0]:.0f} s", flush=True)
+    (t_ts, r_ts), (t_ase, r_ase) = rows["torchsim"], rows["ase"]
+    lines = [f"# Hull relaxations: one TorchSim batch vs ASE one by one ({fidelity})", "",
+             f"Li_xFePO4, 28-atom cell, {len(r_ts['x'])} orderings, cell + positions to fmax 0.05 eV/Å; "
+             f"TorchSim {t_ts:.0f} s, ASE {t_ase:.0f} s: **{t_ase / t_ts:.2f}x**. Command: "
+             f"`python benchmarks/batched.py {' '.join(sys.argv[1:])}`.", "",
+             "| x | E_f TorchSim (meV/fu) | E_f ASE (meV/fu) | difference |", "|---|---|---|---|"]
+    for x, a, b in zip(r_ts["x"], r_ts["formation_energy_eV"], r_ase["formation_energy_eV"]):
+        lines.append(f"| {x:.2f} | {a * 1e3:.1f} | {b * 1e3:.1f} | {(a - b) * 1e3:+.1f} |")
+    lines += ["", f"Hull vertices: TorchSim x = {r_ts['hull_x']}, ASE x = {r_ase['hull_x']}."]
+    out.write_text("\n".join(lines) + "\n")
+    return str(out)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--replicas", type=int, nargs="+", default=[1, 4, 8, 16, 32])
@@ -79,6 +112,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default=None)
     ap.add_argument("--fidelity", default=None)
     ap.add_argument("--out", default=str(RESULTS / "batched.md"))
+    ap.add_argument("--hull", action="store_true", help="compare the hull relaxations instead (results/batched_hull.md)")
     args = ap.parse_args(argv)
 
     import torch
@@ -89,6 +123,9 @@ def main(argv=None) -> int:
     configure_threads(args.threads, quiet=True)
     model = load_model(args.model)
     fidelity = model.fidelities.name(args.fidelity)
+    if args.hull:
+        print(f"wrote {hull_comparison(model, fidelity, RESULTS / 'batched_hull.md')}")
+        return 0
     ase_runs = [ase_throughput(model, fidelity, args.ase_replicas, args.steps, args.warmup)]
     print(f"ASE sequential: {ase_runs[0]:.2f} replica-steps/s", flush=True)
     batches = []

@@ -100,3 +100,21 @@ def test_li_diffusion_runs_every_temperature_as_one_torchsim_batch(warm_model, t
         from ase.calculators.emt import EMT
 
         li_diffusion(atoms, EMT(), temperatures_K=(900.0,), steps=5, out=tmp_path, engine="torchsim")
+
+
+def test_hull_relaxations_as_one_torchsim_batch(warm_model, tmp_path):
+    from mf_calc.workflows.hull import formation_hull, stable_structures
+
+    def make():
+        return MFCalculator(warm_model, fidelity="pbe_u")
+
+    host = lmfp(supercell=(1, 1, 1))
+    result = formation_hull(host, make, tmp_path, x_values=[0.5], max_per_x=1, fmax=0.1, engine="torchsim",
+                            progress=False)
+    assert sorted(result["x"]) == [0.0, 0.5, 1.0] and all(r["converged"] for r in result["records"])
+    for atoms in stable_structures(result):  # relaxed: forces and cell forces below fmax with the ASE calculator
+        atoms.calc = make()
+        assert np.linalg.norm(atoms.get_forces(), axis=1).max() < 0.1
+    again = formation_hull(host, make, tmp_path, x_values=[0.5], max_per_x=1, fmax=0.1, engine="torchsim",
+                           progress=False)
+    assert again["formation_energy_eV"] == result["formation_energy_eV"]  # records reused

@@ -41,6 +41,9 @@ def register(sub) -> None:
                           "Without μ_Li the voltages are relative to their mean")
     p.add_argument("--fmax", type=float, default=0.05, help="relaxation force criterion, eV/Å (cell included)")
     p.add_argument("--steps", type=int, default=300, help="maximum optimiser steps per relaxation")
+    p.add_argument("--engine", choices=["ase", "torchsim"], default="ase",
+                   help="ase: one relaxation after another; torchsim: all orderings as one TorchSim batch (needs "
+                        "`make torchsim`)")
     p.add_argument("--quick", action="store_true",
                    help=f"a smaller, faster run: supercell {QUICK['supercell']}, at most {QUICK['max_per_x']} "
                         f"orderings per x, fmax {QUICK['fmax']}")
@@ -90,7 +93,7 @@ def cmd_hull(args) -> int:
         mu_li = args.mu_li if args.mu_li is not None else li_chemical_potential(args.li_reference, fid)
         r = formation_hull(host, lambda fid=fid: MFCalculator(model, fidelity=fid), out / "relaxed" / f"{model_name}_{fid}",
                            x_values=args.x, max_per_x=args.max_per_x, max_enumerate=args.max_enumerate,
-                           fmax=args.fmax, steps=args.steps, mu_li=mu_li)
+                           fmax=args.fmax, steps=args.steps, mu_li=mu_li, engine=args.engine)
         results[fid] = r
         ase.io.write(out / f"hull_{fid}.extxyz", stable_structures(r))
         print(f"{fid:>12}: {len(r['x'])} orderings relaxed, on the hull at x = "

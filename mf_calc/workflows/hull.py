@@ -169,35 +169,59 @@ def redox_step(segments: list[dict], x: float) -> float:
 
 
 def relax_orderings(orderings: list[Ordering], calc_factory, folder, fmax: float = 0.05, steps: int = 300,
-                    progress: bool = True) -> list[dict]:
+                    progress: bool = True, engine: str = "ase") -> list[dict]:
     """Relax every ordering (cell and positions) with a calculator from ``calc_factory()``; each result is a
     JSON record in ``folder`` named by the ordering's key, and a rerun reads it instead of relaxing again.
-    Returns the records (x, kept sites, multiplicity, energy_eV, relax summary, relaxed structure)."""
+    Returns the records (x, kept sites, multiplicity, energy_eV, relax summary, relaxed structure).
+
+    engine: ``"ase"`` relaxes one ordering after another (FIRE + ``FrechetCellFilter``); ``"torchsim"``
+    relaxes all unfinished ones as one TorchSim batch (same algorithm; needs TorchSim and an ``MFCalculator``
+    from ``calc_factory``), then evaluates each relaxed cell with the calculator for its summary."""
     from tqdm.auto import tqdm
 
-    from mf_calc.workflows.relax import relax
+    from mf_calc.workflows.relax import relax, relax_summary
 
+    if engine not in ("ase", "torchsim"):
+        raise ValueError(f"unknown engine {engine!r}: 'ase' or 'torchsim'")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    calc, records = None, []
-    for o in tqdm(orderings, desc="relax orderings", unit="cell", disable=not progress, mininterval=1.0):
+    records: dict[str, dict] = {}
+    for o in orderings:
         path = folder / f"{o.key}.json"
         if path.exists():
             record = json.loads(path.read_text())
             if record["fmax"] == fmax:
-                records.append(record)
-                continue
-        calc = calc or calc_factory()
+                records[o.key] = record
+    todo = [o for o in orderings if o.key not in records]
+    calc = calc_factory() if todo else None
+    if engine == "torchsim" and todo:
+        from mf_calc.torchsim import MFTorchSimModel, batched_relax
+
+        if not hasattr(calc, "model"):
+            raise ValueError("engine='torchsim' needs an MFCalculator from calc_factory")
         t0 = time.perf_counter()
-        relaxed, summary = relax(o.atoms, calc, fmax=fmax, steps=steps)
-        record = {"key": o.key, "x": o.x, "kept_li": list(o.kept), "multiplicity": o.multiplicity, "fmax": fmax,
-                  "energy_eV": summary["energy_eV"], "converged": summary["converged"],
-                  "seconds": time.perf_counter() - t0, "summary": summary,
-                  "relaxed": {"numbers": relaxed.numbers.tolist(), "cell": relaxed.cell.array.tolist(),
-                              "positions": relaxed.positions.tolist()}}
-        write_json(path, record)
-        records.append(record)
-    return records
+        relaxed = batched_relax([o.atoms for o in todo], MFTorchSimModel(calc.model, fidelity=calc.fidelity),
+                                fmax=fmax, steps=steps)
+        seconds = (time.perf_counter() - t0) / len(todo)
+        for o, (atoms, converged) in zip(todo, relaxed):
+            atoms.calc = calc
+            summary = relax_summary(atoms, converged=converged, engine="torchsim")
+            records[o.key] = _record(o, atoms, summary, fmax, seconds)
+            write_json(folder / f"{o.key}.json", records[o.key])
+    for o in tqdm(todo if engine == "ase" else [], desc="relax orderings", unit="cell", disable=not progress,
+                  mininterval=1.0):
+        t0 = time.perf_counter()
+        atoms, summary = relax(o.atoms, calc, fmax=fmax, steps=steps)
+        records[o.key] = _record(o, atoms, summary, fmax, time.perf_counter() - t0)
+        write_json(folder / f"{o.key}.json", records[o.key])
+    return [records[o.key] for o in orderings]
+
+
+def _record(o: Ordering, relaxed: Atoms, summary: dict, fmax: float, seconds: float) -> dict:
+    return {"key": o.key, "x": o.x, "kept_li": list(o.kept), "multiplicity": o.multiplicity, "fmax": fmax,
+            "energy_eV": summary["energy_eV"], "converged": summary["converged"], "seconds": seconds,
+            "summary": summary, "relaxed": {"numbers": relaxed.numbers.tolist(), "cell": relaxed.cell.array.tolist(),
+                                            "positions": relaxed.positions.tolist()}}
 
 
 def record_atoms(record: dict) -> Atoms:
@@ -233,10 +257,11 @@ def prescreen(orderings: list[Ordering], calc, keep: int) -> list[Ordering]:
 
 def formation_hull(host: Atoms, calc_factory, folder, x_values=None, max_per_x: int = 10,
                    max_enumerate: int = 20000, fmax: float = 0.05, steps: int = 300, mu_li: float | None = None,
-                   symprec: float = 1e-3, progress: bool = True) -> dict:
+                   symprec: float = 1e-3, progress: bool = True, engine: str = "ase") -> dict:
     """Formation-energy hull and voltage profile of Li_x M PO4 from a lithiated ``host`` (Atoms; its TM
     arrangement is kept). x_values: Li fractions to sample (default every k / n_Li). Orderings beyond
-    ``max_per_x`` per x are pre-screened by unrelaxed energy. Results (JSON-ready dict):
+    ``max_per_x`` per x are pre-screened by unrelaxed energy; engine: see :func:`relax_orderings`. Results
+    (JSON-ready dict):
 
     x, formation_energy_eV (per fu, every relaxed ordering), e_above_hull_eV, on_hull (bool), keys,
     hull_x, hull_formation_energy_eV, segments (:func:`voltage_segments`), voltage_step_x (x = n_Mn / n_fu,
@@ -264,7 +289,8 @@ def formation_hull(host: Atoms, calc_factory, folder, x_values=None, max_per_x: 
             screen_calc = screen_calc or calc_factory()
             found = prescreen(found, screen_calc, max_per_x)
         candidates += found
-    records = relax_orderings(candidates, calc_factory, folder, fmax=fmax, steps=steps, progress=progress)
+    records = relax_orderings(candidates, calc_factory, folder, fmax=fmax, steps=steps, progress=progress,
+                              engine=engine)
     x = np.array([r["x"] for r in records])
     energy = np.array([r["energy_eV"] for r in records])
     e0, e1 = energy[x == 0].min(), energy[x == 1].min()
