@@ -95,15 +95,11 @@ def _msd_curve(r: np.ndarray, max_lag: int) -> np.ndarray:
 
 
 def _fit_slope(t, y, with_error=False):
-    a = np.vstack([t, np.ones_like(t)]).T
-    coef, res, *_ = np.linalg.lstsq(a, y, rcond=None)
-    if not with_error:
-        return coef[0]
-    n = len(t)
-    resid = y - a @ coef
-    s2 = (resid @ resid) / max(n - 2, 1)
-    var = s2 / max(((t - t.mean()) ** 2).sum(), 1e-300)
-    return coef[0], math.sqrt(var)
+    """Least-squares slope of y(t) (``scipy.stats.linregress``), with its standard error when asked."""
+    from scipy.stats import linregress
+
+    fit = linregress(t, y)
+    return (float(fit.slope), float(fit.stderr)) if with_error else float(fit.slope)
 
 
 # ----------------------------------------------------------------------------- MSD and D
@@ -232,21 +228,20 @@ def arrhenius_fit(temperatures_K, D_cm2_per_s, D_err=None, T_target_K: float = 3
         sig = np.maximum(np.where(np.isfinite(err), err, 0.0) / D, 0.05)
     else:
         sig = np.ones_like(D)
-    w = 1.0 / sig**2
-    A = np.vstack([np.ones_like(x), -x]).T  # y = lnD0 - Ea x
-    cov = np.linalg.inv(A.T @ (A * w[:, None]))
-    coef = cov @ (A.T @ (w * y))
-    resid = y - A @ coef
+    # y = slope x + ln D0 with slope = -Ea; numpy's weights are 1/σ
+    (slope, ln_d0), cov = np.polyfit(x, y, 1, w=1.0 / sig, cov="unscaled")
+    resid = y - (slope * x + ln_d0)
     dof = len(T) - 2
     if D_err is None or dof > 0:
         # unweighted: scale by residual variance; weighted with dof>0: inflate if the scatter is larger
-        chi2 = float((w * resid**2).sum() / dof) if dof > 0 else 0.0
+        chi2 = float((resid**2 / sig**2).sum() / dof) if dof > 0 else 0.0
         scale = chi2 if D_err is None else max(chi2, 1.0)
         cov = cov * scale
-    ln_d0, ea = coef
+    ea = -slope
     xt = 1.0 / (KB_EV * T_target_K)
     ln_dt = ln_d0 - ea * xt
-    var_t = cov[0, 0] + xt**2 * cov[1, 1] - 2 * xt * cov[0, 1]
+    # var(ln D0 - Ea xt) with var(Ea) = cov[0, 0], cov(ln D0, Ea) = -cov[0, 1]
+    var_t = cov[1, 1] + xt**2 * cov[0, 0] + 2 * xt * cov[0, 1]
     s_t = math.sqrt(max(var_t, 0.0))
     def _exp(v):  # no OverflowError for absurd extrapolations of noisy data
         return float(np.exp(np.clip(v, -700.0, 700.0)))
@@ -256,7 +251,7 @@ def arrhenius_fit(temperatures_K, D_cm2_per_s, D_err=None, T_target_K: float = 3
         "D_cm2_per_s": D.tolist(),
         "excluded_T_K": excluded,
         "Ea_eV": float(ea),
-        "Ea_err_eV": float(math.sqrt(max(cov[1, 1], 0.0))),
+        "Ea_err_eV": float(math.sqrt(max(cov[0, 0], 0.0))),
         "D0_cm2_per_s": _exp(ln_d0),
         "T_target_K": float(T_target_K),
         "D_target_cm2_per_s": _exp(ln_dt),
