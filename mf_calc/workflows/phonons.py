@@ -2,8 +2,8 @@
 
 Band path: for orthorhombic cells (Pnma olivine) the standard path Γ-X-S-Y-Γ-Z-U-R-T-Z|Y-T|U-X|S-R
 with X = (½,0,0), Y = (0,½,0), Z = (0,0,½), S = (½,½,0), U = (½,0,½), T = (0,½,½), R = (½,½,½) in
-the reciprocal basis of the cell as given (a, b, c not re-ordered). Other cells get a generic path
-over the reciprocal basis vectors unless ``band_path`` is given.
+the reciprocal basis of the cell as given (a, b, c not re-ordered). Other cells get the path of their
+Bravais lattice from ASE (``Cell.bandpath``, Setyawan-Curtarolo special points) unless ``band_path`` is given.
 
 Imaginary modes are reported as negative frequencies (phonopy convention). Tolerance ``imag_tol_THz``
 (default 0.1 THz ≈ 3.3 cm⁻¹): at Γ the three acoustic modes (smallest |f|) are excluded and any other
@@ -23,19 +23,11 @@ from ase import Atoms
 from mf_calc.atomic import write_json
 from mf_calc.workflows.io import fidelity_of
 
-THZ_TO_CM = 33.35641
-THZ_TO_MEV = 4.135667696
-
 ORC_POINTS = {
     "Γ": (0, 0, 0), "X": (0.5, 0, 0), "Y": (0, 0.5, 0), "Z": (0, 0, 0.5),
     "S": (0.5, 0.5, 0), "U": (0.5, 0, 0.5), "T": (0, 0.5, 0.5), "R": (0.5, 0.5, 0.5),
 }
 ORC_PATH = [["Γ", "X", "S", "Y", "Γ", "Z", "U", "R", "T", "Z"], ["Y", "T"], ["U", "X"], ["S", "R"]]
-GENERIC_POINTS = {
-    "Γ": (0, 0, 0), "A": (0.5, 0, 0), "B": (0.5, 0.5, 0), "C": (0, 0.5, 0), "D": (0, 0, 0.5),
-    "E": (0.5, 0.5, 0.5),
-}
-GENERIC_PATH = [["Γ", "A", "B", "C", "Γ", "D", "E", "Γ"]]
 
 
 def _to_phonopy(atoms: Atoms):
@@ -56,8 +48,17 @@ def _is_orthorhombic(cell, tol_deg=0.5) -> bool:
 
 
 def default_band_path(primitive_cell):
-    """(list of q-point segments, labels) for a primitive cell: ORC path when orthorhombic, else generic."""
-    points, path = (ORC_POINTS, ORC_PATH) if _is_orthorhombic(primitive_cell) else (GENERIC_POINTS, GENERIC_PATH)
+    """(list of q-point segments, labels) for a primitive cell: the ORC path on the axes as given when
+    orthorhombic, else the path of the cell's Bravais lattice from ASE (``Cell.bandpath``)."""
+    if _is_orthorhombic(primitive_cell):
+        points, path = ORC_POINTS, ORC_PATH
+    else:
+        from ase.cell import Cell
+        from ase.dft.kpoints import parse_path_string
+
+        bandpath = Cell(primitive_cell).bandpath(npoints=0)
+        points = {("Γ" if k == "G" else k): tuple(v) for k, v in bandpath.special_points.items()}
+        path = [["Γ" if k == "G" else k for k in seg] for seg in parse_path_string(bandpath.path)]
     segments = [[points[k] for k in seg] for seg in path]
     labels = []
     for k, seg in enumerate(path):
@@ -104,6 +105,7 @@ def phonons(
     300 K (per unit cell of phonopy's primitive cell: F kJ/mol, S and Cv J/K/mol) and output paths.
     """
     from phonopy import Phonopy
+    from phonopy.physical_units import get_physical_units
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
@@ -180,8 +182,8 @@ def phonons(
         "displacement_A": displacement,
         "n_displacements": len(cells),
         "max_frequency_THz": fmax,
-        "max_frequency_cm-1": fmax * THZ_TO_CM,
-        "max_frequency_meV": fmax * THZ_TO_MEV,
+        "max_frequency_cm-1": fmax * get_physical_units().THzToCm,
+        "max_frequency_meV": fmax * get_physical_units().THzToEv * 1e3,
         "min_frequency_THz": fmin,
         "gamma_frequencies_THz": gamma.tolist(),
         "gamma_acoustic_max_abs_THz": float(np.abs(gamma[acoustic]).max()),
@@ -247,7 +249,10 @@ def plot_bands_dos(bands: dict, labels, dos: dict, png_path, title=None) -> str:
     axd.set_ylim(ax.get_ylim())
     axd.tick_params(labelleft=False)
     axd.set_xlabel("DOS")
-    sec = axd.secondary_yaxis("right", functions=(lambda x: x * THZ_TO_CM, lambda x: x / THZ_TO_CM))
+    from phonopy.physical_units import get_physical_units
+
+    thz_to_cm = get_physical_units().THzToCm
+    sec = axd.secondary_yaxis("right", functions=(lambda x: x * thz_to_cm, lambda x: x / thz_to_cm))
     sec.set_ylabel("frequency (cm⁻¹)")
     if title:
         ax.set_title(title, fontsize=9)
