@@ -9,6 +9,8 @@ from mf_calc.workflows.oxidation import (
     charge_balance,
     format_oxidation,
     ox_from_magmom,
+    oxidation_columns,
+    oxidation_record,
     oxidation_states,
     oxidation_summary,
 )
@@ -85,3 +87,15 @@ def test_lfp_all_fe2_and_fp_all_fe3(calc):
     # delithiation shrinks the cell (PBE+U: 5.2-5.8 %; CHGNet 0.3.0 gives less)
     dv = 1 - s_fp["lattice"]["volume"] / s_lfp["lattice"]["volume"]
     assert 0.02 < dv < 0.08
+
+
+def test_oxidation_record_for_md_logs():
+    """One flat record per frame: mean |m| and state counts per Fe/Mn element present, and the charge excess."""
+    mixed = lmfp(x_li=0.5, y_mn=0.5, supercell=(1, 1, 2), seed=0)  # Li4 Mn4 Fe4 P8 O32
+    sym = np.array(mixed.get_chemical_symbols())
+    m = np.select([sym == "Fe", sym == "Mn"], [-4.35, 3.9], 0.0)  # Fe3+ (sign ignored), Mn3+: 4 + 12 + 12 = 28
+    rec = oxidation_record(mixed, m)
+    assert list(rec) == oxidation_columns(sym)
+    assert rec == {"magmom_Fe": pytest.approx(4.35), "n_Fe2": 0, "n_Fe3": 4, "magmom_Mn": pytest.approx(3.9),
+                   "n_Mn2": 0, "n_Mn3": 4, "n_Mn4": 0, "charge_excess": 4}
+    assert oxidation_columns(["Li", "P", "O"]) == [] and oxidation_record(lmfp(x_li=0.0, y_mn=0.0)[:0], []) == {}

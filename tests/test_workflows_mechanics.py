@@ -103,6 +103,56 @@ def test_bad_md_arguments():
         run_md(cu_cell(), EMT(), ensemble="npt", method="bussi", steps=1, trajectory=None, log=None)
 
 
+def test_md_that_blows_up_stops_and_keeps_its_frames(tmp_path):
+    """Two Cu atoms 0.9 Å apart: the EMT repulsion throws them apart, the temperature runs away and the run
+    stops with an error naming the step; the frames logged before stay readable on disk."""
+    from ase.io import read
+
+    from mf_calc.workflows.md_observers import MDInstabilityError
+
+    atoms = cu_cell((1, 1, 1))
+    atoms.positions[1] = atoms.positions[0] + [0.9, 0.0, 0.0]
+    traj = tmp_path / "md.traj"
+    with pytest.raises(MDInstabilityError, match=r"MD stopped at step \d+: the temperature reached .*flying apart"
+                       r".*md.traj"):
+        run_md(atoms, EMT(), ensemble="nve", temperature_K=300, timestep_fs=2.0, steps=200, trajectory=traj,
+               log=tmp_path / "md.csv", loginterval=1, progress=False)
+    frames = read(traj, ":")
+    assert frames and frames[0].info["md_step"] == 0
+    assert len(read_md_log(tmp_path / "md.csv")["step"]) == len(frames)
+
+
+class _NaNAfter(EMT):
+    """EMT whose energy turns NaN after ``n`` calculations (a model failing mid-run)."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.n = n
+
+    def calculate(self, *args, **kwargs):
+        super().calculate(*args, **kwargs)
+        self.n -= 1
+        if self.n < 0:
+            self.results["energy"] = math.nan
+
+
+def test_md_stops_on_a_non_finite_energy(tmp_path):
+    from mf_calc.workflows.md_observers import MDInstabilityError
+
+    with pytest.raises(MDInstabilityError, match=r"step 5: non-finite potential energy"):
+        run_md(cu_cell((1, 1, 1)), _NaNAfter(5), ensemble="nve", steps=20, trajectory=tmp_path / "md.extxyz",
+               log=None, loginterval=1, progress=False)
+
+
+def test_md_status_line_prints_oxidation_counts(capsys):
+    """The status line goes through tqdm.write and shows the Fe/Mn oxidation record of a log row."""
+    from mf_calc.workflows.md_observers import format_row
+
+    row = {"time_ps": 0.1, "T_K": 300.0, "P_GPa": 0.1, "a": 10.3, "b": 6.0, "c": 4.7, "volume_A3": 290.0,
+           "epot_eV": -180.0, "magmom_Fe": 4.2, "n_Fe2": 2, "n_Fe3": 2}
+    assert format_row(row).endswith("| Fe 4.20μB 2+:2 3+:2")
+
+
 # ----------------------------------------------------------------------------- diffusion analysis
 def _random_walk(D_axes, n_li=200, n_host=50, n_frames=600, dt=0.05, seed=0, drift_speed=0.3, cell=20.0):
     """Frames of a box with random-walking 'Li' (per-axis D in Å²/ps) and a rigid 'O' host; every atom also

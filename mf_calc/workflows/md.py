@@ -31,12 +31,16 @@ import csv
 import math
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 from ase import Atoms, units
 
-from mf_calc.workflows.io import GPA, fidelity_of, lattice_dict
+from mf_calc.workflows.io import fidelity_of, lattice_dict
+from mf_calc.workflows.md_observers import CsvLog, FrameWriter, Recorder, StabilityCheck, StatusLine
+
+#: A run stops (MDInstabilityError) when the kinetic temperature exceeds the larger of these.
+RUNAWAY_TEMPERATURE_FACTOR = 10.0  # × the target temperature
+RUNAWAY_TEMPERATURE_K = 5000.0
 
 ENSEMBLES = {
     "nve": (None,),
@@ -97,33 +101,6 @@ def _check_method(ensemble, method):
     return ensemble, method
 
 
-class FrameWriter:
-    """Append frames to .traj or .extxyz, flushed per frame."""
-
-    def __init__(self, path, append: bool):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.traj = None
-        if self.path.suffix == ".traj":
-            from ase.io.trajectory import Trajectory
-
-            self.traj = Trajectory(str(self.path), "a" if append else "w")
-        elif not append and self.path.exists():
-            self.path.unlink()
-
-    def write(self, atoms):
-        if self.traj is not None:
-            self.traj.write(atoms)
-        else:
-            from ase.io import write
-
-            write(str(self.path), atoms, format="extxyz", append=True)
-
-    def close(self):
-        if self.traj is not None:
-            self.traj.close()
-
-
 def _same_file(a, b) -> bool:
     try:
         return a is not None and b is not None and os.path.exists(a) and os.path.samefile(a, b)
@@ -181,6 +158,10 @@ def run_md(
     is the same file as ``trajectory`` the run appends (also to the CSV), else new files are written.
     print_interval: print a status line every n steps (0: never). callback(atoms, row) runs at each log.
 
+    A run that blows up (non-finite energy or positions, a structure the calculator refuses, or a
+    temperature above max(RUNAWAY_TEMPERATURE_FACTOR × temperature_K, RUNAWAY_TEMPERATURE_K)) stops with
+    ``MDInstabilityError`` naming the step; the frames and rows logged until then stay on disk.
+
     Summary: mean and std of T, P, V, a, b, c over the second half of the logged rows, conserved-energy
     drift (meV/atom/ps), model calls per step, wall time, final lattice and oxidation states.
     """
@@ -212,97 +193,38 @@ def run_md(
         vd.Stationary(atoms)
 
     dyn = make_integrator(atoms, ensemble, temperature_K, pressure_GPa, timestep_fs, tdamp_fs, pdamp_fs, method, rng)
-    symbols = np.array(atoms.get_chemical_symbols())
-    has_mag = "magmoms" in atoms.calc.implemented_properties
-    tms = [el for el in ("Fe", "Mn") if has_mag and (symbols == el).any()]
-    columns = ["step", "time_ps", "T_K", "P_GPa", "volume_A3", "a", "b", "c", "alpha", "beta", "gamma",
-               "epot_eV", "ekin_eV", "etot_eV", "conserved_eV"]
-    for el in tms:
-        columns.append(f"magmom_{el}")
-        columns += [f"n_{el}{q}" for q in ((2, 3) if el == "Fe" else (2, 3, 4))]
-    if tms:
-        columns.append("charge_excess")
-
+    with_oxidation = "magmoms" in getattr(calc, "implemented_properties", ())
     writer = FrameWriter(trajectory, append) if trajectory else None
-    log_fh = None
-    if log:
-        Path(log).parent.mkdir(parents=True, exist_ok=True)
-        cont = append and os.path.exists(log) and os.path.getsize(log) > 0
-        log_fh = open(log, "a" if cont else "w", newline="")
-        log_w = csv.writer(log_fh)
-        if not cont:
-            log_w.writerow(columns)
-            log_fh.flush()
-    rows: list[dict] = []
-    n_atoms = len(atoms)
-
-    def record():
-        from mf_calc.workflows.oxidation import oxidation_states
-
-        if append and dyn.nsteps == 0:
-            return  # the restart frame is already in the trajectory and log
-        if rows and rows[-1]["step"] == step0 + dyn.nsteps:
-            return
-        step = step0 + dyn.nsteps
-        t_ps = t_start + dyn.nsteps * timestep_fs / 1000.0
-        epot = float(atoms.get_potential_energy())
-        ekin = float(atoms.get_kinetic_energy())
-        try:
-            p = float(-np.trace(atoms.get_stress(voigt=False, include_ideal_gas=True)) / 3 * GPA)
-        except Exception:
-            p = math.nan
-        try:
-            cons = float(dyn.get_conserved_energy())
-        except AttributeError:
-            cons = epot + ekin if ensemble == "nve" else math.nan
-        lat = lattice_dict(atoms)
-        row = {"step": step, "time_ps": t_ps, "T_K": float(atoms.get_temperature()), "P_GPa": p,
-               "volume_A3": lat["volume"], **{k: lat[k] for k in ("a", "b", "c", "alpha", "beta", "gamma")},
-               "epot_eV": epot, "ekin_eV": ekin, "etot_eV": epot + ekin, "conserved_eV": cons}
-        if tms:
-            mag = np.abs(atoms.get_magnetic_moments())
-            ox_list = oxidation_states(atoms, mag)
-            ox = np.array([0 if o is None else o for o in ox_list])
-            for el in tms:
-                sel = symbols == el
-                row[f"magmom_{el}"] = float(mag[sel].mean())
-                for q in ((2, 3) if el == "Fe" else (2, 3, 4)):
-                    row[f"n_{el}{q}"] = int((ox[sel] == q).sum())
-            row["charge_excess"] = "" if None in ox_list else int(ox.sum())
-        rows.append(row)
-        if log_fh is not None:
-            log_w.writerow([_fmt(row[c]) for c in columns])
-            log_fh.flush()
-        if writer is not None:
-            atoms.info["md_time_ps"] = t_ps
-            atoms.info["md_step"] = step
-            writer.write(atoms)
-        if print_interval and (dyn.nsteps % print_interval == 0 or dyn.nsteps == steps):
-            _print(format_row(row, tms))
-        if callback is not None:
-            callback(atoms, row)
+    recorder = Recorder(atoms, dyn, timestep_fs, sinks=[writer], step0=step0, time0_ps=t_start, skip_first=append,
+                        with_oxidation=with_oxidation)
+    csv_log = CsvLog(log, recorder.columns, append) if log else None
+    recorder.sinks += [s for s in (csv_log, StatusLine(print_interval, step0 + steps) if print_interval else None,
+                                   callback) if s is not None]
+    check = StabilityCheck(atoms, dyn, step0, max(RUNAWAY_TEMPERATURE_FACTOR * temperature_K, RUNAWAY_TEMPERATURE_K),
+                           saved_to=" and ".join(str(p) for p in (trajectory, log) if p) or None)
 
     from tqdm.auto import tqdm
 
     bar = tqdm(total=steps, disable=not progress, desc=f"MD {ensemble.upper()} {temperature_K:g} K", unit="step",
                mininterval=1.0, leave=False)
-    _print.bar = bar
     calls0 = getattr(calc, "n_calls", None)  # MFCalculator counts its model calls
     t0 = time.perf_counter()
     try:
-        dyn.attach(record, interval=loginterval)  # ASE calls observers at step 0 too
+        dyn.attach(check, interval=1)
+        dyn.attach(recorder, interval=loginterval)  # ASE calls observers at step 0 too
         dyn.attach(lambda: bar.update(dyn.nsteps - bar.n), interval=1)
-        dyn.run(steps)
-        record()  # the last step, if not on the log grid (no-op otherwise)
+        try:
+            dyn.run(steps)
+        except ValueError as exc:  # the calculator refuses the structure (non-finite or isolated atoms)
+            raise check.fail(str(exc)) from exc
+        recorder()  # the last step, if not on the log grid (no-op otherwise)
     finally:
         bar.close()
-        _print.bar = None
-        if writer is not None:
-            writer.close()
-        if log_fh is not None:
-            log_fh.close()
+        for sink in (writer, csv_log):
+            if sink is not None:
+                sink.close()
     wall = time.perf_counter() - t0
-    summary = md_summary(rows, n_atoms)
+    summary = md_summary(recorder.rows, len(atoms))
     summary.update({
         "ensemble": ensemble, "method": method, "temperature_K": temperature_K, "pressure_GPa": pressure_GPa,
         "timestep_fs": timestep_fs, "steps": steps, "fidelity": fidelity_of(calc), "wall_s": wall,
@@ -311,41 +233,11 @@ def run_md(
         "trajectory": str(trajectory) if trajectory else None, "log": str(log) if log else None,
         "final_lattice": lattice_dict(atoms),
     })
-    if tms:
+    if recorder.oxidation_columns:
         from mf_calc.workflows.oxidation import oxidation_summary
 
         summary["final_oxidation"] = oxidation_summary(atoms)
     return atoms, summary
-
-
-def _fmt(v):
-    if isinstance(v, float):
-        return "" if math.isnan(v) else f"{v:.10g}"
-    return v
-
-
-def _print(line):
-    bar = getattr(_print, "bar", None)
-    if bar is not None and not bar.disable:
-        bar.write(line)
-    else:
-        print(line, flush=True)
-
-
-def format_row(row: dict, tms=("Fe", "Mn")) -> str:
-    """A one-line status from a log row."""
-    s = (f"t={row['time_ps']:7.3f} ps T={row['T_K']:6.1f} K P={row['P_GPa']:+6.2f} GPa "
-         f"a={row['a']:.3f} b={row['b']:.3f} c={row['c']:.3f} Å V={row['volume_A3']:.1f} Å³ "
-         f"Epot={row['epot_eV']:.3f} eV")
-    ox = []
-    for el in tms:
-        if f"magmom_{el}" in row:
-            counts = "/".join(f"{row[k]}" for k in row if k.startswith(f"n_{el}"))
-            ox.append(f"{el} {row[f'magmom_{el}']:.2f}μB {counts}")
-    if ox:
-        ox_labels = " ".join(ox)
-        s += f" | {ox_labels} (2+/3+[/4+])"
-    return s
 
 
 def md_summary(rows: list[dict], n_atoms: int) -> dict:

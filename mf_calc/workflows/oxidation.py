@@ -43,6 +43,8 @@ THRESHOLDS = {
 }
 DEFAULT_SCALE = "pbe_u"
 FIXED = {"Li": 1, "Na": 1, "P": 5, "O": -2}
+#: The oxidation states the thresholds tell apart, per transition metal.
+STATES = {"Fe": (2, 3), "Mn": (2, 3, 4)}
 
 
 def thresholds(scale: str | None = None) -> dict[str, float]:
@@ -106,9 +108,9 @@ def oxidation_summary(atoms, magmoms=None, scale: str | None = None) -> dict:
     magmoms = np.abs(np.asarray(magmoms, dtype=float).reshape(-1))
     symbols = np.array(atoms.get_chemical_symbols())
     ox = oxidation_states(atoms, magmoms, scale)
-    counts = Counter(f"{s}{o}+" for s, o in zip(symbols, ox) if s in ("Fe", "Mn"))
+    counts = Counter(f"{s}{o}+" for s, o in zip(symbols, ox) if s in STATES)
     mags = {}
-    for el in ("Fe", "Mn"):
+    for el in STATES:
         sel = symbols == el
         if sel.any():
             m = magmoms[sel]
@@ -131,3 +133,43 @@ def format_oxidation(summary: dict) -> str:
     bal = summary["balanced"]
     tag = "balanced" if bal else ("n/a" if bal is None else f"charge {summary['charge_excess']:+d}")
     return f"{counts} | {mags} μB | {tag}" if mags else f"{counts} | {tag}"
+
+
+def oxidation_columns(symbols) -> list[str]:
+    """Names of the :func:`oxidation_record` fields for a structure of these chemical symbols: per Fe/Mn
+    element present ``magmom_El`` and ``n_El{q}`` for each state q, then ``charge_excess``; [] without Fe/Mn."""
+    present = [el for el in STATES if el in set(symbols)]
+    cols = []
+    for el in present:
+        cols += [f"magmom_{el}"] + [f"n_{el}{q}" for q in STATES[el]]
+    return cols + ["charge_excess"] if present else []
+
+
+def oxidation_record(atoms, magmoms=None, scale: str | None = None) -> dict:
+    """One flat record per frame (for MD logs): mean |magmom| (μB) and the count of each oxidation state per
+    Fe/Mn element present, and the formal-charge excess (None when an atom has no assigned state)."""
+    if magmoms is None:
+        magmoms = atoms.get_magnetic_moments()
+    mag = np.abs(np.asarray(magmoms, dtype=float).reshape(-1))
+    ox_list = oxidation_states(atoms, mag, scale)
+    ox = np.array([0 if o is None else o for o in ox_list])
+    symbols = np.array(atoms.get_chemical_symbols())
+    rec = {}
+    for el, states in STATES.items():
+        sel = symbols == el
+        if sel.any():
+            rec[f"magmom_{el}"] = float(mag[sel].mean())
+            rec.update({f"n_{el}{q}": int((ox[sel] == q).sum()) for q in states})
+    if rec:
+        rec["charge_excess"] = charge_balance(atoms, ox_list)
+    return rec
+
+
+def format_oxidation_record(rec: dict) -> str:
+    """``Fe 4.12μB 2+:4 3+:4 Mn 4.62μB 2+:8 3+:0 4+:0`` from an :func:`oxidation_record` (or a log row); '' without Fe/Mn."""
+    parts = []
+    for el, states in STATES.items():
+        if f"magmom_{el}" in rec:
+            counts = " ".join(f"{q}+:{rec[f'n_{el}{q}']}" for q in states)
+            parts.append(f"{el} {rec[f'magmom_{el}']:.2f}μB {counts}")
+    return " ".join(parts)
