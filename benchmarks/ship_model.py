@@ -217,6 +217,9 @@ it within a stage only.
 - Magmoms at either fidelity follow the r2scan labels (the pbe_u data has none), so oxidation states use
   the `r2scan` magmom scale (metadata `magmom_scale`; see `mf_calc.workflows.oxidation`).
 - Weights are float32 (`MFCHGNet.double()` for finite-difference work).
+- The shortest distance of each element pair in the training frames is in the metadata
+  (`shortest_training_distances_A`); `MFCalculator` warns (`ExtrapolationWarning`) at a closer contact. The
+  rattled teacher frames (σ up to 0.12 Å) reach O-P 0.97 Å, so the check only catches gross extrapolation.
 - A stage that samples only part of the pbe_u frames per epoch (`fidelity_fraction`) favours r2scan: the
   pbe_u validation force error rises during it (table above), i.e. `pbe_u` moves away from CHGNet 0.3.0.
 - LiFePO4 has soft optical modes (lowest Γ optical 1.0 THz at `r2scan`, float64, fmax 5e-4; teacher 0.64 THz).

@@ -13,6 +13,7 @@ import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
+from mf_calc.model.contacts import METADATA_KEY, ContactCheck
 from mf_calc.model.graph import collate
 from mf_calc.model.mfchgnet import MFCHGNet
 from mf_calc.model.neighbors import NeighborCache
@@ -31,6 +32,9 @@ class MFCalculator(Calculator):
     without second-order graphs. Stress is computed only when asked for; once a caller has asked
     for it (a cell filter, NPT), it is computed in the same pass as the forces, since ASE asks
     for the two separately and would otherwise run the model twice.
+
+    A contact closer than any of its element pair in the model's training data (model metadata, see
+    ``mf_calc.model.contacts``) raises an ``ExtrapolationWarning`` once per pair.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress", "magmoms"]
@@ -45,6 +49,7 @@ class MFCalculator(Calculator):
         self.model = model.to(device).eval()  # the caller's model: no other state of it is changed
         self._fidelity = self.model.fidelities.index(fidelity)
         self.neighbors = NeighborCache(self.model.config.cutoff, self.model.config.bond_cutoff, skin)
+        self.contacts = ContactCheck(self.model.metadata.get(METADATA_KEY))
         self._stress_wanted = False
         self.n_calls = 0  # model evaluations so far (workflows report calls per MD step)
 
@@ -78,6 +83,7 @@ class MFCalculator(Calculator):
             task += "s"
         a = self.atoms
         graph = self.neighbors.graph(a.numbers, a.positions, a.cell.array, a.pbc, self._fidelity)
+        self.contacts(graph)
         batch = collate([graph], dtype=self.model.dtype).to(self.model.device)
         with _parameters_frozen(self.model):
             out = self.model(batch, task=task, create_graph=False)

@@ -72,3 +72,49 @@ def test_a_model_used_in_a_calculator_can_still_be_trained(lmfp_delithiated):
     model.train()
     model(collate([model.graph(lmfp_delithiated)], dtype=model.dtype), task="e")["energy"].sum().backward()
     assert all(p.grad is not None for p in model.readouts[-1].parameters())
+
+
+def test_shortest_distances_per_element_pair():
+    from ase.build import bulk
+
+    from mf_calc.model.contacts import shortest_distances
+
+    model = tiny_model()
+    cu = bulk("Cu", "fcc", a=3.6)
+    assert shortest_distances([model.graph(cu)]) == {"Cu-Cu": pytest.approx(3.6 / 2**0.5, abs=1e-3)}
+    lfp = shortest_distances([model.graph(lmfp(supercell=(1, 1, 1)))])
+    assert set(lfp) >= {"Li-O", "O-P", "O-Fe", "Li-Fe"} and 1.4 < lfp["O-P"] < 1.7 < lfp["O-Fe"]
+
+
+def test_a_contact_closer_than_the_training_data_warns_once_per_pair():
+    """The calculator warns where the model extrapolates: a pair closer than any in its training data."""
+    import warnings
+
+    from mf_calc.model.contacts import METADATA_KEY, ExtrapolationWarning, shortest_distances
+
+    model = tiny_model()
+    seen = lmfp(supercell=(1, 1, 1))
+    model.metadata[METADATA_KEY] = shortest_distances([model.graph(seen)])
+    calc = MFCalculator(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        seen.calc = calc
+        seen.get_potential_energy()  # the training structure itself: silent
+    squeezed = seen.copy()
+    i_li = 0
+    o = [k for k, s in enumerate(squeezed.get_chemical_symbols()) if s == "O"]
+    d = squeezed.get_distances(i_li, o, mic=True, vector=True)
+    k = int(np.argmin(np.linalg.norm(d, axis=1)))
+    squeezed.positions[i_li] += 0.4 * d[k]  # Li 40 % of the way towards its nearest O
+    squeezed.calc = calc
+    with pytest.warns(ExtrapolationWarning, match=r"a Li-O contact of 1\.\d+ Å: the training data's shortest Li-O"):
+        squeezed.get_potential_energy()
+    squeezed.positions[i_li] += 0.01 * d[k]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same pair again: warned once is enough
+        squeezed.get_potential_energy()
+    co = seen.copy()
+    co[4].symbol = "Co"  # no Co pair in the training data at all
+    co.calc = MFCalculator(model)
+    with pytest.warns(ExtrapolationWarning, match="never had a .*Co pair"):
+        co.get_potential_energy()

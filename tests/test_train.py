@@ -190,6 +190,9 @@ def test_resume_after_interrupted_epoch_matches_uninterrupted_run(tmp_path):
     best = MFCHGNet.load(tmp_path / "resumed" / "best")
     assert best.metadata["trained"]["epochs"] == full.best_epoch
     assert best.metadata["trained"]["device"] == "cpu"
+    from mf_calc.model.contacts import METADATA_KEY, shortest_distances
+
+    assert best.metadata[METADATA_KEY] == shortest_distances(train.graphs(best).graphs)  # what the model has seen
     with pytest.raises(ValueError, match=r"differs from the checkpoint's in \['lr'\]"):
         Trainer(build_model(cfg, FIDS), tiny_config(epochs=2, batch_size=2, val_fraction=0.25, lr=0.1),
                 tmp_path / "resumed").fit(train, val, resume=True)

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from mf_calc.model.contacts import METADATA_KEY as CONTACTS_KEY
+from mf_calc.model.contacts import shortest_distances
 from mf_calc.model.io import is_model_folder
 from mf_calc.model.mfchgnet import MFCHGNet
 from mf_calc.train.checkpoint import json_safe, load_checkpoint, save_checkpoint, write_history
@@ -71,6 +73,7 @@ class Trainer:
             raise ValueError("no training frames")
         torch.manual_seed(cfg.seed)
         train_graphs = train.graphs(self.model)
+        self.model.metadata[CONTACTS_KEY] = shortest_distances(train_graphs.graphs)
         val_graphs = val.graphs(self.model) if val is not None and len(val) else None
         global_batch = cfg.batch_size * world.size
         steps = math.ceil(len(train_graphs.epoch_frames(cfg.fidelity_fraction, cfg.seed, 0)) / global_batch)

@@ -1,0 +1,83 @@
+"""Shortest interatomic distance per element pair: what a model was trained on, and a warning when a
+structure has a closer contact, where the model is extrapolating (its repulsion there is a guess).
+
+The trainer stores the shortest distance of each element pair over its training graphs (within the
+model's ``cutoff``) in the model metadata under :data:`METADATA_KEY`; ``MFCalculator`` then warns, once per
+pair, when a structure has a pair closer than that, or a pair the training data never had within the
+cutoff. A model without the record (a pretrained CHGNet warm start) is not checked.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+
+import numpy as np
+from ase.data import chemical_symbols
+
+#: Model metadata key: {"Li-O": 1.87, ...} in Å, the lighter element first.
+METADATA_KEY = "shortest_training_distances_A"
+
+
+class ExtrapolationWarning(UserWarning):
+    """A structure lies outside what the model was trained on."""
+
+
+def edge_distances(graph) -> np.ndarray:
+    """Length (Å) of each directed edge of a :class:`~mf_calc.model.graph.Graph`."""
+    i, j = graph.edges[:, 0], graph.edges[:, 1]
+    return np.linalg.norm(graph.positions[j] + graph.images @ graph.cell - graph.positions[i], axis=1)
+
+
+def _pair_minima(graph) -> dict[tuple[int, int], float]:
+    """Shortest edge per (Z_low, Z_high) pair of one graph."""
+    if len(graph.edges) == 0:
+        return {}
+    z = np.asarray(graph.numbers)[graph.edges]
+    pairs = np.sort(z, axis=1)
+    keys, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    minima = np.full(len(keys), np.inf)
+    np.minimum.at(minima, inverse.reshape(-1), edge_distances(graph))
+    return {(int(a), int(b)): float(d) for (a, b), d in zip(keys, minima)}
+
+
+def pair_name(z1: int, z2: int) -> str:
+    """``"Li-O"`` for an element pair, the lighter element first."""
+    a, b = sorted((int(z1), int(z2)))
+    return f"{chemical_symbols[a]}-{chemical_symbols[b]}"
+
+
+def shortest_distances(graphs: Iterable) -> dict[str, float]:
+    """Shortest distance (Å, rounded down to 1 mÅ) per element pair over all edges of ``graphs``."""
+    best: dict[tuple[int, int], float] = {}
+    for graph in graphs:
+        for key, d in _pair_minima(graph).items():
+            best[key] = min(d, best.get(key, np.inf))
+    return {pair_name(*key): float(np.floor(d * 1000) / 1000) for key, d in sorted(best.items())}
+
+
+class ContactCheck:
+    """Warn (:class:`ExtrapolationWarning`, once per element pair) about contacts closer than the model's
+    training data had; ``reference`` is the metadata record (None: nothing is checked)."""
+
+    def __init__(self, reference: dict[str, float] | None):
+        self.reference = dict(reference) if reference else None
+        self.warned: set[str] = set()
+
+    def __call__(self, graph) -> None:
+        if self.reference is None:
+            return
+        for key, d in _pair_minima(graph).items():
+            name = pair_name(*key)
+            if name in self.warned:
+                continue
+            ref = self.reference.get(name)
+            if ref is None:
+                problem = f"the training data never had a {name} pair within the cutoff"
+            elif d < ref:
+                problem = f"the training data's shortest {name} distance is {ref:.3f} Å"
+            else:
+                continue
+            self.warned.add(name)
+            warnings.warn(f"a {name} contact of {d:.3f} Å: {problem}, so the model is extrapolating here "
+                          "(energies and forces may be unphysical)", ExtrapolationWarning, stacklevel=4)
