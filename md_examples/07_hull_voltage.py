@@ -12,8 +12,7 @@ from _common import parser, setup
 
 from mf_calc import MFCalculator, lmfp
 from mf_calc.atomic import write_json
-from mf_calc.workflows.cli_hull import li_chemical_potential
-from mf_calc.workflows.hull import formation_hull, plot_hull
+from mf_calc.workflows.hull import formation_hull, li_chemical_potential, plot_hull
 from mf_calc.workflows.io import fidelity_of
 
 

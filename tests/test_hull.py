@@ -147,7 +147,7 @@ def test_cli_hull_writes_the_summary_contract(tmp_path, capsys, one_thread):
     model.save(tmp_path / "m")
     out = tmp_path / "o"
     rc = main(["hull", "--quick", "--steps", "2", "--model", str(tmp_path / "m"), "--fidelity", "all",
-               "--mn-fraction", "0.5", "--mu-li", "-1.9", "--out", str(out)])
+               "--y-mn", "0.5", "--mu-li", "-1.9", "--out", str(out)])
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["on_hull_x"]) == {"low", "high"}

@@ -57,6 +57,9 @@ def test_fidelity_names_and_errors():
         fids.index("scan")
     with pytest.raises(ValueError, match="out of range"):
         fids.index(2)
+    assert fids.index("0") == 0 and Fidelities(["1", "0"]).index("0") == 1  # text from a command line; names first
+    with pytest.raises(ValueError, match="out of range"):
+        fids.index("-1")
     with pytest.raises(ValueError, match="duplicate"):
         Fidelities(["a", "a"])
     with pytest.raises(ValueError, match="unknown fidelity module"):

@@ -41,11 +41,14 @@ class Fidelities:
         return f"Fidelities({list(self.names)})"
 
     def index(self, fidelity: str | int | None) -> int:
-        """Index of a fidelity given by name or index; None means the highest (last) one."""
+        """Index of a fidelity given by name or index (also as text, e.g. "1" from a command line, unless a
+        fidelity has that name); None means the highest (last) one."""
         if fidelity is None:
             return len(self.names) - 1
         if isinstance(fidelity, bool):
             raise ValueError(f"unknown fidelity {fidelity!r}; known: {list(self.names)}")
+        if isinstance(fidelity, str) and fidelity not in self.names and fidelity.lstrip("-").isdigit():
+            fidelity = int(fidelity)
         if isinstance(fidelity, int) or (hasattr(fidelity, "__index__") and not isinstance(fidelity, str)):
             idx = int(fidelity)
             if 0 <= idx < len(self.names):

@@ -48,10 +48,7 @@ def _calculator(args):
     model = load_model(args.model)
     if getattr(args, "precision", "float32") == "float64":
         model = model.double()
-    fid = args.fidelity
-    if isinstance(fid, str) and fid.lstrip("-").isdigit() and fid not in model.fidelities.names:
-        fid = int(fid)
-    return MFCalculator(model, fidelity=fid)
+    return MFCalculator(model, fidelity=args.fidelity)
 
 
 def _prepare(args):

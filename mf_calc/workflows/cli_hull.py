@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-QUICK = {"supercell": (1, 1, 1), "max_per_x": 3, "fmax": 0.1}
+QUICK = {"supercell": (1, 1, 1), "max_per_x": 3, "fmax": 0.1}  # --quick: these arguments
 
 
 def register(sub) -> None:
@@ -19,7 +18,7 @@ def register(sub) -> None:
     p.add_argument("structure", nargs="?", default=None,
                    help="lithiated host structure file (CIF, POSCAR, extxyz; last frame); default: the LMFP builder")
     g = p.add_argument_group("LMFP builder (used when no structure file is given)")
-    g.add_argument("--mn-fraction", type=float, default=0.0, help="Mn fraction y on transition-metal sites")
+    g.add_argument("--y-mn", "--mn-fraction", type=float, default=0.0, help="Mn fraction y on transition-metal sites")
     g.add_argument("--supercell", type=int, nargs=3, default=[1, 2, 1], metavar=("NA", "NB", "NC"),
                    help="repetitions of the 28-atom cell (1 2 1: 8 Li sites, x in steps of 1/8)")
     g.add_argument("--seed", type=int, default=0, help="seed for the Mn site choice")
@@ -51,45 +50,18 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_hull)
 
 
-def li_chemical_potential(reference: str | None, fidelity: str, fmax: float = 0.01) -> float | None:
-    """μ_Li (eV/atom) of bcc Li metal relaxed with ``reference`` (a model name or folder, or 'auto') at
-    ``fidelity``; None when no reference is asked for or 'auto' finds no model of that fidelity."""
-    from mf_calc import MFCalculator, load_model
-    from mf_calc.hub import WARM_STARTS
-    from mf_calc.workflows.hull import li_metal_chemical_potential
-
-    if reference is None:
-        return None
-    if reference == "auto":
-        reference = next((name for name, (_, fids) in WARM_STARTS.items() if fidelity in fids), None)
-        if reference is None:
-            print(f"note: no shipped model covers Li metal at fidelity {fidelity!r}; voltages are relative")
-            return None
-    model = load_model(reference)
-    if fidelity not in model.fidelities.names:
-        raise ValueError(f"Li reference model {reference!r} has no fidelity {fidelity!r} "
-                         f"(it has {list(model.fidelities.names)})")
-    return li_metal_chemical_potential(MFCalculator(model, fidelity=fidelity), fmax=fmax)
-
-
 def cmd_hull(args) -> int:
     import ase.io
 
-    from mf_calc import MFCalculator, lmfp, load_model
+    from mf_calc import MFCalculator
     from mf_calc.atomic import write_json
-    from mf_calc.workflows.hull import formation_hull, plot_hull, stable_structures
-    from mf_calc.workflows.io import fidelity_names, read_structure
+    from mf_calc.workflows.hull import formation_hull, li_chemical_potential, plot_hull, stable_structures
+    from mf_calc.workflows.io import fidelity_sweep_setup
 
-    if args.quick:
-        args.supercell, args.max_per_x, args.fmax = list(QUICK["supercell"]), QUICK["max_per_x"], QUICK["fmax"]
-    host = read_structure(args.structure) if args.structure else \
-        lmfp(x_li=1.0, y_mn=args.mn_fraction, supercell=tuple(args.supercell), seed=args.seed)
-    model = load_model(args.model)
+    host, model, fidelities, out = fidelity_sweep_setup(args, QUICK)
     model_name = model.metadata.get("name", str(args.model))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     results = {}
-    for fid in fidelity_names(model, args.fidelity):
+    for fid in fidelities:
         mu_li = args.mu_li if args.mu_li is not None else li_chemical_potential(args.li_reference, fid)
         r = formation_hull(host, lambda fid=fid: MFCalculator(model, fidelity=fid), out / "relaxed" / f"{model_name}_{fid}",
                            x_values=args.x, max_per_x=args.max_per_x, max_enumerate=args.max_enumerate,

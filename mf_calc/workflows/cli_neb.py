@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-QUICK = {"supercell": (1, 1, 2), "images": 3, "fmax": 0.1}
+QUICK = {"supercell": (1, 1, 2), "images": 3, "fmax": 0.1}  # --quick: these arguments
 
 
 def register(sub) -> None:
@@ -37,19 +36,12 @@ def register(sub) -> None:
 def cmd_neb(args) -> int:
     import ase.io
 
-    from mf_calc import MFCalculator, lmfp, load_model
+    from mf_calc import MFCalculator
     from mf_calc.atomic import write_json
-    from mf_calc.workflows.io import fidelity_names, read_structure
+    from mf_calc.workflows.io import fidelity_sweep_setup
     from mf_calc.workflows.neb import li_barriers, plot_profiles
 
-    if args.quick:
-        args.supercell, args.images, args.fmax = list(QUICK["supercell"]), QUICK["images"], QUICK["fmax"]
-    atoms = read_structure(args.structure) if args.structure else \
-        lmfp(x_li=1.0, y_mn=args.y_mn, supercell=tuple(args.supercell), seed=args.seed)
-    model = load_model(args.model)
-    fidelities = fidelity_names(model, args.fidelity)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    atoms, model, fidelities, out = fidelity_sweep_setup(args, QUICK)
     results = {}
     for fid in fidelities:
         results[fid] = li_barriers(atoms, lambda fid=fid: MFCalculator(model, fidelity=fid), directions=args.directions,

@@ -322,6 +322,26 @@ def li_metal_chemical_potential(calc, fmax: float = 0.01) -> float:
     return float(summary["energy_per_atom_eV"])
 
 
+def li_chemical_potential(reference: str | None, fidelity: str, fmax: float = 0.01) -> float | None:
+    """μ_Li (eV/atom) of bcc Li metal relaxed with ``reference`` (a model name or folder, or 'auto') at
+    ``fidelity``; None when no reference is asked for or 'auto' finds no model of that fidelity."""
+    from mf_calc import MFCalculator, load_model
+    from mf_calc.hub import WARM_STARTS
+
+    if reference is None:
+        return None
+    if reference == "auto":
+        reference = next((name for name, (_, fids) in WARM_STARTS.items() if fidelity in fids), None)
+        if reference is None:
+            print(f"note: no shipped model covers Li metal at fidelity {fidelity!r}; voltages are relative")
+            return None
+    model = load_model(reference)
+    if fidelity not in model.fidelities.names:
+        raise ValueError(f"Li reference model {reference!r} has no fidelity {fidelity!r} "
+                         f"(it has {list(model.fidelities.names)})")
+    return li_metal_chemical_potential(MFCalculator(model, fidelity=fidelity), fmax=fmax)
+
+
 def plot_hull(results: dict, png_path) -> str:
     """Formation energies with the hull (top) and the voltage profile (bottom), one colour per fidelity.
     results: {fidelity: formation_hull(...)}."""

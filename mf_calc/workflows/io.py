@@ -80,8 +80,26 @@ def fidelity_names(model, wanted=None) -> list[str]:
     wanted = wanted or [None]
     if wanted == ["all"]:
         return list(model.fidelities.names)
-    names = model.fidelities.names
-    return [model.fidelities.name(int(f) if f and f.isdigit() and f not in names else f) for f in wanted]
+    return [model.fidelities.name(f) for f in wanted]
+
+
+def fidelity_sweep_setup(args, quick: dict):
+    """Shared start of the commands that compare fidelities on one lithiated host (``hull``, ``neb``): apply
+    ``--quick`` (the ``quick`` values replace those arguments), read the structure file or build LMFP at
+    x_Li = 1 from ``--y-mn --supercell --seed``, load ``--model``, resolve the repeatable ``--fidelity``
+    and create ``--out`` — all before any work. Returns (atoms, model, fidelity names, output folder)."""
+    from mf_calc import lmfp, load_model
+
+    if args.quick:
+        for key, value in quick.items():
+            setattr(args, key, list(value) if isinstance(value, tuple) else value)
+    atoms = read_structure(args.structure) if args.structure else \
+        lmfp(x_li=1.0, y_mn=args.y_mn, supercell=tuple(args.supercell), seed=args.seed)
+    model = load_model(args.model)
+    fidelities = fidelity_names(model, args.fidelity)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return atoms, model, fidelities, out
 
 
 def fidelity_of(calc) -> str | None:
