@@ -27,6 +27,8 @@ def test_module_switches(modules, lfp):
                for layer in [*model.atom_conv_layers, *model.bond_conv_layers, *model.angle_layers])
     assert len(model.readouts) == (2 if "R" in modules else 1)
     assert model.composition.weight.shape[0] == (2 if "C" in modules else 1)
+    assert [model.switches.on(x) for x in "EMRC"] == [x in modules for x in "EMRC"]
+    assert [model.switches.copies(x) for x in "RC"] == [len(model.readouts), model.composition.weight.shape[0]]
     # behaviour: magmoms are read before the readout, so only E and M can move them
     assert _differs(lo["magmoms"], hi["magmoms"]) == bool(set(modules) & set("EM"))
     # forces depend on the fidelity through E, M or R, never through C alone
@@ -65,6 +67,8 @@ def test_fidelity_names_and_errors():
     with pytest.raises(ValueError, match="unknown fidelity module"):
         parse_modules("EX")
     assert parse_modules("rce") == "ERC"
+    with pytest.raises(ValueError, match="unknown fidelity module"):
+        MFCHGNet(fidelities=("a", "b")).switches.on("X")
 
 
 def test_composition_fit_recovers_reference_energies():

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mf_calc.model.fidelity import FidelityRows
 from mf_calc.model.graph import MAX_Z, check_elements
 
 
@@ -33,13 +34,10 @@ class CompositionModel(nn.Module):
         super().__init__()
         self.register_buffer("weight", torch.zeros(n_copies, MAX_Z))
 
-    def forward(self, numbers: torch.Tensor, atom_copy: torch.Tensor | int, atom_owner: torch.Tensor,
+    def forward(self, numbers: torch.Tensor, atom_copy: FidelityRows, atom_owner: torch.Tensor,
                 n_structures: int) -> torch.Tensor:
-        """Composition energy of each structure (eV), from per-atom reference energies."""
-        if isinstance(atom_copy, int):
-            site = self.weight[atom_copy].index_select(0, numbers - 1)
-        else:
-            site = self.weight[atom_copy, numbers - 1]
+        """Composition energy of each structure (eV), from per-atom reference energies of each atom's copy."""
+        site = self.weight.view(-1).index_select(0, atom_copy.flat_index(numbers - 1, MAX_Z))
         return site.new_zeros(n_structures).index_add_(0, atom_owner, site)
 
     @torch.no_grad()

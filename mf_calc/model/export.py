@@ -20,7 +20,6 @@ from pathlib import Path
 
 import torch
 
-from mf_calc.model.fidelity import copy_index
 from mf_calc.model.layers import MFAtomConv, _first_linear
 from mf_calc.model.mfchgnet import MFCHGNet
 
@@ -47,9 +46,9 @@ def select_fidelity(model: MFCHGNet, fidelity: str | int | None = None) -> MFCHG
                                ("mlp_gate", layer.fidelity_gate.gate.weight[f])):
                 k, _ = _first_linear(getattr(gmlp, path))
                 state[f"{prefix}.{i}.{gmlp_name}.{path}.layers.{k}.bias"] += bias
-    readout = model.readouts[copy_index(f, len(model.readouts))]
+    readout = model.readouts[model.switches.copy_of("R", f)]
     state |= {f"readouts.0.{k}": v.clone() for k, v in readout.state_dict().items()}
-    state["composition.weight"] = model.composition.weight[copy_index(f, model.composition.weight.shape[0])][None].clone()
+    state["composition.weight"] = model.composition.weight[model.switches.copy_of("C", f)][None].clone()
     plain.load_state_dict(state, strict=True)
     plain.metadata = copy.deepcopy(model.metadata) | {"exported_fidelity": name}
     return plain.eval()

@@ -6,8 +6,12 @@ Four parts of MF-CHGNet may depend on it (paper section 2), each switched by one
 - ``E`` embedding: v_i^0 = X_Z + X_f                       -> ``FidelityBias`` on the atom embedding
 - ``M`` message passing: [W, W_F][a; onehot(f)] + b        -> ``FidelityBias`` on the first linear layer
   of every gated MLP (core and gate) in AtomConv, BondConv and AngleUpdate
-- ``R`` readout: one readout MLP per fidelity              -> ``n_copies(modules, "R", n_F)`` copies
-- ``C`` composition model: per-fidelity reference energies -> ``n_copies(modules, "C", n_F)`` rows
+- ``R`` readout: one readout MLP per fidelity              -> ``Switches.copies("R")`` copies
+- ``C`` composition model: per-fidelity reference energies -> ``Switches.copies("C")`` rows
+
+``Switches`` answers which parts are switched on, ``FidelityRows`` carries the fidelity of the rows of a
+batch (one int for a one-fidelity batch, else a per-row tensor) and ``FidelityBias`` / ``FidelityGate`` are
+the E and M parameters.
 """
 
 from __future__ import annotations
@@ -74,16 +78,71 @@ def parse_modules(modules: str) -> str:
     return "".join(ch for ch in MODULE_LETTERS if ch in letters)
 
 
-def n_copies(modules: str, letter: str, n_fidelities: int) -> int:
-    """How many copies a per-fidelity part needs: n_F when its switch is on, else 1 (shared)."""
-    return n_fidelities if letter in modules else 1
+class Switches:
+    """Which parts of the model depend on the fidelity, from a module string such as "EMRC" (paper section 2).
+
+    A switched-on part has one copy (parameter row, readout, reference-energy row) per fidelity; a
+    switched-off part has one copy that every fidelity shares.
+    """
+
+    def __init__(self, modules: str, n_fidelities: int):
+        self.modules = parse_modules(modules)
+        self.n_fidelities = int(n_fidelities)
+
+    def __repr__(self) -> str:
+        return f"Switches({self.modules!r}, n_fidelities={self.n_fidelities})"
+
+    def on(self, letter: str) -> bool:
+        """Whether part ``letter`` (E, M, R or C) depends on the fidelity."""
+        if letter not in MODULE_LETTERS or len(letter) != 1:
+            raise ValueError(f"unknown fidelity module {letter!r}; choose from {MODULE_LETTERS!r}")
+        return letter in self.modules
+
+    def copies(self, letter: str) -> int:
+        """How many copies part ``letter`` has: n_F when it is switched on, else 1 (shared)."""
+        return self.n_fidelities if self.on(letter) else 1
+
+    def copy_of(self, letter: str, fidelity: int) -> int:
+        """The copy of part ``letter`` that fidelity index ``fidelity`` uses."""
+        return int(fidelity) if self.on(letter) else 0
 
 
-def copy_index(fidelity: torch.Tensor | int, n: int):
-    """Map a fidelity (index or per-row tensor) to the copy used by a part with ``n`` copies."""
-    if n == 1:
-        return 0 if isinstance(fidelity, int) else torch.zeros_like(fidelity)
-    return fidelity
+class FidelityRows:
+    """The fidelity of each row of a feature table (atoms, bonds or angles of a batch).
+
+    ``value`` is one int when the whole batch has one fidelity (per-fidelity vectors then broadcast, with no
+    gather over rows) or a (rows,) index tensor for a mixed batch. Everything that depends on which it is
+    lives here.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: int | torch.Tensor):
+        self.value = int(value) if not isinstance(value, torch.Tensor) else value
+
+    def of(self, index: torch.Tensor) -> FidelityRows:
+        """The fidelities of rows picked by ``index`` from these rows (e.g. an atom's → its bonds')."""
+        return self if isinstance(self.value, int) else FidelityRows(self.value.index_select(0, index))
+
+    def take(self, table: torch.Tensor) -> torch.Tensor:
+        """Row f of ``table`` for each row: (dim,) for one fidelity (broadcasts), else (rows, dim)."""
+        return table[self.value] if isinstance(self.value, int) else table.index_select(0, self.value)
+
+    def flat_index(self, column: torch.Tensor, width: int) -> torch.Tensor:
+        """Index into a flattened (n_copies, width) table of each row's entry ``column``."""
+        return self.value * width + column
+
+    def groups(self, n_copies: int):
+        """(copy, rows) pairs covering all rows for a part with ``n_copies`` copies; rows None means all."""
+        if n_copies == 1 or isinstance(self.value, int):
+            yield (0 if n_copies == 1 else self.value), None
+            return
+        for f in torch.unique(self.value).tolist():
+            yield f, torch.nonzero(self.value == f).view(-1)
+
+    def for_copies(self, n_copies: int) -> FidelityRows:
+        """The copy each row uses in a part with ``n_copies`` copies (a shared part: copy 0)."""
+        return FidelityRows(0) if n_copies == 1 else self
 
 
 class FidelityBias(nn.Module):
@@ -96,8 +155,15 @@ class FidelityBias(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(n_fidelities, dim))
 
-    def forward(self, fidelity: torch.Tensor | int) -> torch.Tensor:
-        """fidelity: an int (all rows alike, returns (dim,)) or a (rows,) index tensor."""
-        if isinstance(fidelity, int):
-            return self.weight[fidelity]
-        return self.weight.index_select(0, fidelity)
+    def forward(self, fidelity: FidelityRows) -> torch.Tensor:
+        """The bias of each row's fidelity: (dim,) for a one-fidelity batch, else (rows, dim)."""
+        return fidelity.take(self.weight)
+
+
+class FidelityGate(nn.Module):
+    """The M switch for one gated MLP: per-fidelity biases on the first linear layer of its core and gate paths."""
+
+    def __init__(self, n_fidelities: int, hidden: int):
+        super().__init__()
+        self.core = FidelityBias(n_fidelities, hidden)
+        self.gate = FidelityBias(n_fidelities, hidden)

@@ -12,17 +12,7 @@ from chgnet.model.functions import MLP, GatedMLP
 from chgnet.model.layers import AngleUpdate, AtomConv, BondConv
 from torch import Tensor, nn
 
-from mf_calc.model.fidelity import FidelityBias
-
-
-class FidelityGate(nn.Module):
-    """The per-fidelity biases of one gated MLP (core path and gate path)."""
-
-    def __init__(self, n_fidelities: int, gmlp: GatedMLP):
-        super().__init__()
-        hidden = _first_linear(gmlp.mlp_core)[1].out_features
-        self.core = FidelityBias(n_fidelities, hidden)
-        self.gate = FidelityBias(n_fidelities, hidden)
+from mf_calc.model.fidelity import FidelityGate, FidelityRows
 
 
 def _first_linear(mlp: MLP) -> tuple[int, nn.Linear]:
@@ -34,10 +24,14 @@ def _first_linear(mlp: MLP) -> tuple[int, nn.Linear]:
     raise ValueError("MLP without a linear layer")
 
 
+def _gate(n_fidelities: int, gmlp: GatedMLP) -> FidelityGate:
+    return FidelityGate(n_fidelities, _first_linear(gmlp.mlp_core)[1].out_features)
+
+
 Parts = list[tuple[Tensor, Tensor | None]]
 
 
-def gated_mlp(gmlp: GatedMLP, parts: Parts, fgate: FidelityGate | None, fidelity) -> Tensor:
+def gated_mlp(gmlp: GatedMLP, parts: Parts, fgate: FidelityGate | None, fidelity: FidelityRows) -> Tensor:
     """chgnet's GatedMLP applied to the row-wise concatenation of ``parts``, fidelity-dependent
     when ``fgate`` is given.
 
@@ -86,11 +80,11 @@ def _finish(layer, new: Tensor, old: Tensor, norm) -> Tensor:
 
 
 class MFAtomConv(AtomConv):
-    """Atom update; ``fidelity`` is an int or a per-directed-bond index tensor."""
+    """Atom update; ``fidelity``: the ``FidelityRows`` of the directed bonds."""
 
     def __init__(self, *, n_fidelities: int = 1, fidelity_messages: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.fidelity_gate = FidelityGate(n_fidelities, self.twoBody_atom) if fidelity_messages else None
+        self.fidelity_gate = _gate(n_fidelities, self.twoBody_atom) if fidelity_messages else None
 
     def forward(self, atom_feas, bond_feas, bond_weights, edges, dir2und, fidelity) -> Tensor:
         parts = [(atom_feas, edges[:, 0]), (bond_feas, dir2und), (atom_feas, edges[:, 1])]
@@ -110,7 +104,7 @@ class MFBondConv(BondConv):
 
     def __init__(self, *, n_fidelities: int = 1, fidelity_messages: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.fidelity_gate = FidelityGate(n_fidelities, self.twoBody_bond) if fidelity_messages else None
+        self.fidelity_gate = _gate(n_fidelities, self.twoBody_bond) if fidelity_messages else None
 
     def forward(self, atom_feas, bond_feas, bond_weights, angle_feas, bond_graph, fidelity) -> Tensor:
         inputs = _angle_inputs(atom_feas, bond_feas, angle_feas, bond_graph)
@@ -125,7 +119,7 @@ class MFAngleUpdate(AngleUpdate):
 
     def __init__(self, *, n_fidelities: int = 1, fidelity_messages: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.fidelity_gate = FidelityGate(n_fidelities, self.twoBody_bond) if fidelity_messages else None
+        self.fidelity_gate = _gate(n_fidelities, self.twoBody_bond) if fidelity_messages else None
 
     def forward(self, atom_feas, bond_feas, angle_feas, bond_graph, fidelity) -> Tensor:
         inputs = _angle_inputs(atom_feas, bond_feas, angle_feas, bond_graph)

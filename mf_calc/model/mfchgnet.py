@@ -19,7 +19,7 @@ from chgnet.model.functions import MLP, find_normalization
 from torch import Tensor, nn
 
 from mf_calc.model.composition import CompositionModel
-from mf_calc.model.fidelity import Fidelities, FidelityBias, copy_index, n_copies, parse_modules
+from mf_calc.model.fidelity import Fidelities, FidelityBias, FidelityRows, Switches, parse_modules
 from mf_calc.model.graph import Batch, collate, graph_from_atoms
 from mf_calc.model.layers import MFAngleUpdate, MFAtomConv, MFBondConv
 
@@ -86,10 +86,11 @@ class MFCHGNet(nn.Module):
         self.config = config
         self.fidelities = Fidelities(config.fidelities)
         self.metadata: dict = {}
-        c, n_f, mods = config, len(self.fidelities), config.modules
+        self.switches = Switches(config.modules, len(self.fidelities))
+        c, n_f, sw = config, len(self.fidelities), self.switches
 
         self.atom_embedding = AtomEmbedding(atom_feature_dim=c.atom_fea_dim)
-        self.fidelity_embedding = FidelityBias(n_f, c.atom_fea_dim) if "E" in mods else None
+        self.fidelity_embedding = FidelityBias(n_f, c.atom_fea_dim) if sw.on("E") else None
         self.bond_basis_expansion = BondEncoder(
             atom_graph_cutoff=c.cutoff, bond_graph_cutoff=c.bond_cutoff, num_radial=c.num_radial,
             cutoff_coeff=c.cutoff_coeff, learnable=c.learnable_rbf,
@@ -100,7 +101,7 @@ class MFCHGNet(nn.Module):
         self.angle_basis_expansion = AngleEncoder(num_angular=c.num_angular, learnable=c.learnable_rbf)
         self.angle_embedding = nn.Linear(c.num_angular, c.angle_fea_dim, bias=False)
 
-        fm = {"n_fidelities": n_f, "fidelity_messages": "M" in mods}
+        fm = {"n_fidelities": n_f, "fidelity_messages": sw.on("M")}
         common = {"atom_fea_dim": c.atom_fea_dim, "bond_fea_dim": c.bond_fea_dim, "activation": c.activation,
                   "gMLP_norm": c.gmlp_norm}
         self.atom_conv_layers = nn.ModuleList(
@@ -120,15 +121,11 @@ class MFCHGNet(nn.Module):
         self.readout_norm = find_normalization(c.readout_norm, dim=c.atom_fea_dim)
         self.readouts = nn.ModuleList(
             MLP(input_dim=c.atom_fea_dim, hidden_dim=list(c.mlp_hidden_dims), output_dim=1, activation=c.activation)
-            for _ in range(n_copies(mods, "R", n_f))
+            for _ in range(sw.copies("R"))
         )
-        self.composition = CompositionModel(n_copies(mods, "C", n_f))
+        self.composition = CompositionModel(sw.copies("C"))
 
     # ------------------------------------------------------------------ properties
-    @property
-    def modules_on(self) -> str:
-        return self.config.modules
-
     @property
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -176,13 +173,13 @@ class MFCHGNet(nn.Module):
         out["energy_per_atom"] = energy / batch.n_atoms.to(dtype)
         return out
 
-    def _fidelity_rows(self, batch: Batch):
-        """Fidelity per atom, directed bond and angle (or one int when the batch is uniform)."""
+    def _fidelity_rows(self, batch: Batch) -> tuple[FidelityRows, FidelityRows, FidelityRows]:
+        """Fidelities of the atoms, directed bonds and angles of a batch."""
         if batch.uniform_fidelity is not None:
-            f = int(batch.uniform_fidelity)
+            f = FidelityRows(batch.uniform_fidelity)
             return f, f, f
-        f_atom = batch.fidelity.index_select(0, batch.atom_owner)
-        return f_atom, f_atom.index_select(0, batch.edges[:, 0]), f_atom.index_select(0, batch.angles[:, 0])
+        f_atom = FidelityRows(batch.fidelity.index_select(0, batch.atom_owner))
+        return f_atom, f_atom.of(batch.edges[:, 0]), f_atom.of(batch.angles[:, 0])
 
     def _energy(self, batch: Batch, pos: Tensor, cells: Tensor, want_magmom: bool) -> dict[str, Tensor]:
         owner, edges = batch.atom_owner, batch.edges
@@ -232,20 +229,17 @@ class MFCHGNet(nn.Module):
         site_energies = self._readout(atom_feas, f_atom)
         n_struct = batch.n_structures
         energy = site_energies.new_zeros(n_struct).index_add_(0, owner, site_energies)
-        comp_copy = copy_index(f_atom, self.composition.weight.shape[0])
+        comp_copy = f_atom.for_copies(self.switches.copies("C"))
         energy = energy + self.composition(batch.numbers, comp_copy, owner, n_struct).to(energy.dtype)
         out["energy"] = energy
         return out
 
-    def _readout(self, atom_feas: Tensor, f_atom) -> Tensor:
+    def _readout(self, atom_feas: Tensor, f_atom: FidelityRows) -> Tensor:
         """Site energies (eV) from the readout MLP of each atom's fidelity."""
-        if len(self.readouts) == 1:
-            return self.readouts[0](atom_feas).view(-1)
-        if isinstance(f_atom, int):
-            return self.readouts[f_atom](atom_feas).view(-1)
         site = atom_feas.new_zeros(len(atom_feas))
-        for f in torch.unique(f_atom).tolist():
-            rows = torch.nonzero(f_atom == f).view(-1)
+        for f, rows in f_atom.groups(len(self.readouts)):
+            if rows is None:
+                return self.readouts[f](atom_feas).view(-1)
             site = site.index_put((rows,), self.readouts[f](atom_feas.index_select(0, rows)).view(-1))
         return site
 
@@ -278,7 +272,7 @@ class MFCHGNet(nn.Module):
         structures: ase.Atoms, pymatgen Structures or atomic-number lists. Returns the weights (eV/atom by Z-1).
         """
         numbers = [_atomic_numbers(s) for s in structures]
-        copy = copy_index(self.fidelities.index(fidelity), self.composition.weight.shape[0])
+        copy = self.switches.copy_of("C", self.fidelities.index(fidelity))
         return self.composition.fit(numbers, energies, copy=copy)
 
     def select_fidelity(self, fidelity: str | int | None = None) -> MFCHGNet:

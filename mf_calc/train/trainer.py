@@ -37,7 +37,7 @@ def fit_compositions(model: MFCHGNet, train: FrameDataset) -> None:
     """Least-squares composition fit on training energies: per fidelity when the model has per-fidelity
     composition models (``C``), else one fit on all training frames."""
     frames = [f for f in train.frames if f.energy is not None]
-    per_fidelity = model.composition.weight.shape[0] == len(model.fidelities)
+    per_fidelity = model.switches.on("C")
     groups = {f.fidelity for f in frames} if per_fidelity else {None}
     for name in sorted(groups, key=lambda n: -1 if n is None else model.fidelities.index(n)):
         chosen = [f for f in frames if name is None or f.fidelity == name]
