@@ -17,11 +17,14 @@ from __future__ import annotations
 import copy
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from mf_calc.model.layers import MFAtomConv, _first_linear
-from mf_calc.model.mfchgnet import MFCHGNet
+
+if TYPE_CHECKING:  # the model class imports this module
+    from mf_calc.model.mfchgnet import MFCHGNet
 
 
 @torch.no_grad()
@@ -30,7 +33,7 @@ def select_fidelity(model: MFCHGNet, fidelity: str | int | None = None) -> MFCHG
     highest). ``model`` is not changed."""
     f = model.fidelities.index(fidelity)
     name = model.fidelities.names[f]
-    plain = MFCHGNet(replace(model.config, fidelities=(name,), modules="")).to(dtype=model.dtype, device=model.device)
+    plain = type(model)(replace(model.config, fidelities=(name,), modules="")).to(dtype=model.dtype, device=model.device)
     state = {k: v.clone() for k, v in model.state_dict().items()
              if not k.startswith(("fidelity_embedding.", "readouts.", "composition.")) and ".fidelity_gate." not in k}
     if model.fidelity_embedding is not None:

@@ -89,10 +89,9 @@ def read_config(path) -> tuple[Path, dict]:
     return folder, cfg
 
 
-def load_model_dir(path):
-    """Rebuild an MFCHGNet from a folder written by ``save_model``."""
-    from mf_calc.model.mfchgnet import MFCHGNet, MFConfig
-
+def read_model_files(path) -> tuple[Path, dict, dict]:
+    """Folder, parsed config.json and the state dict of a model folder, with the weights' checksum checked
+    before they are read (``torch.load(weights_only=True)``); ``MFCHGNet.load`` builds the model from them."""
     folder, cfg = read_config(path)
     weights = folder / cfg["weights_file"]
     if not weights.is_file():
@@ -100,17 +99,7 @@ def load_model_dir(path):
     if _sha256(weights) != cfg["weights_sha256"]:
         raise ModelFileError(f"{weights}: weights file is corrupt or truncated (checksum differs from {CONFIG_FILE})")
     try:
-        model = MFCHGNet(MFConfig.from_dict(cfg["config"]))
-    except (TypeError, ValueError) as exc:
-        raise ModelFileError(f"{folder / CONFIG_FILE}: invalid architecture config ({exc})") from exc
-    try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for bad archives
         raise ModelFileError(f"{weights}: cannot read weights ({exc})") from exc
-    try:
-        model.load_state_dict(state, strict=True)
-    except (RuntimeError, TypeError, AttributeError) as exc:
-        raise ModelFileError(f"{weights}: weights do not match the architecture in {CONFIG_FILE} ({exc})") from exc
-    model.metadata = dict(cfg.get("metadata", {}))
-    model.eval()
-    return model
+    return folder, cfg, state

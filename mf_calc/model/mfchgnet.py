@@ -18,9 +18,11 @@ from chgnet.model.encoders import AngleEncoder, AtomEmbedding, BondEncoder
 from chgnet.model.functions import MLP, find_normalization
 from torch import Tensor, nn
 
+from mf_calc.model import export
 from mf_calc.model.composition import CompositionModel
 from mf_calc.model.fidelity import Fidelities, FidelityBias, FidelityRows, Switches, parse_modules
 from mf_calc.model.graph import Batch, collate, graph_from_atoms
+from mf_calc.model.io import CONFIG_FILE, ModelFileError, read_model_files, save_model
 from mf_calc.model.layers import MFAngleUpdate, MFAtomConv, MFBondConv
 
 CHGNET_PRETRAINED = ("0.3.0", "0.2.0", "r2scan")
@@ -277,15 +279,11 @@ class MFCHGNet(nn.Module):
 
     def select_fidelity(self, fidelity: str | int | None = None) -> MFCHGNet:
         """A single-fidelity plain model equal to this one at ``fidelity`` (see ``mf_calc.model.export``)."""
-        from mf_calc.model.export import select_fidelity
-
-        return select_fidelity(self, fidelity)
+        return export.select_fidelity(self, fidelity)
 
     def to_chgnet(self, fidelity: str | int | None = None):
         """A ``chgnet.model.CHGNet`` equal to this model at ``fidelity`` (see ``mf_calc.model.export``)."""
-        from mf_calc.model.export import to_chgnet
-
-        return to_chgnet(self, fidelity)
+        return export.to_chgnet(self, fidelity)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -344,16 +342,24 @@ class MFCHGNet(nn.Module):
 
     def save(self, path) -> None:
         """Save as a folder: config.json (format version, fidelities, modules, sizes) + weights.pt."""
-        from mf_calc.model.io import save_model
-
         save_model(self, path)
 
     @classmethod
     def load(cls, path) -> MFCHGNet:
-        """Load a model folder written by ``save`` (weights read with ``weights_only=True``)."""
-        from mf_calc.model.io import load_model_dir
-
-        return load_model_dir(path)
+        """Load a model folder written by ``save`` (weights read with ``weights_only=True``); a folder that
+        does not match raises ``ModelFileError`` naming the file."""
+        folder, cfg, state = read_model_files(path)
+        try:
+            model = cls(MFConfig.from_dict(cfg["config"]))
+        except (TypeError, ValueError) as exc:
+            raise ModelFileError(f"{folder / CONFIG_FILE}: invalid architecture config ({exc})") from exc
+        try:
+            model.load_state_dict(state, strict=True)
+        except (RuntimeError, TypeError, AttributeError) as exc:
+            raise ModelFileError(f"{folder / cfg['weights_file']}: weights do not match the architecture in "
+                                 f"{CONFIG_FILE} ({exc})") from exc
+        model.metadata = dict(cfg.get("metadata", {}))
+        return model.eval()
 
 
 def split_predictions(out: dict[str, Tensor], batch: Batch) -> list[dict[str, np.ndarray]]:

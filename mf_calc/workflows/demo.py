@@ -12,6 +12,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from mf_calc import MFCalculator, lmfp, load_model
+from mf_calc.atomic import write_json
+from mf_calc.model.mfchgnet import MFCHGNet
+from mf_calc.workflows.io import GPA
+from mf_calc.workflows.md import plot_md_log, run_md
+from mf_calc.workflows.relax import format_summary, relax
+
 
 def run_demo(model=None, out="demo_output", quick: bool = False, x_li: float = 0.5, y_mn: float = 0.5,
              temperature_K: float = 300.0, md_steps: int | None = None, progress: bool = True) -> dict:
@@ -23,19 +30,10 @@ def run_demo(model=None, out="demo_output", quick: bool = False, x_li: float = 0
     import numpy as np
     from ase.io import write
 
-    from mf_calc import MFCalculator, lmfp
-    from mf_calc.atomic import write_json
-    from mf_calc.model.mfchgnet import MFCHGNet
-    from mf_calc.workflows.io import GPA
-    from mf_calc.workflows.md import plot_md_log, run_md
-    from mf_calc.workflows.relax import format_summary, relax
-
     t_all = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if not isinstance(model, MFCHGNet):
-        from mf_calc import load_model
-
         model = load_model(model)
     calc = MFCalculator(model)
     names = list(model.fidelities.names)

@@ -30,10 +30,14 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import ase.io
 import numpy as np
 from ase import units
 
+from mf_calc.atomic import write_json
 from mf_calc.workflows.io import read_frames
+from mf_calc.workflows.md import run_md
+from mf_calc.workflows.plots import new_figure, save_figure
 
 KB_EV = units.kB  # eV/K
 A2PS_TO_CM2S = 1e-4
@@ -274,7 +278,6 @@ def format_arrhenius(fit: dict) -> str:
 def plot_msd(results: dict, png_path, title: str | None = None) -> str:
     """MSD (total and x, y, z) vs time with the fitted lines; ``results`` maps a label (e.g. T) to
     :func:`msd_analysis` output. Returns the PNG path."""
-    from mf_calc.workflows.plots import new_figure, save_figure
 
     n = len(results)
     fig = new_figure(figsize=(4.2 * n, 3.6))
@@ -301,7 +304,6 @@ def plot_msd(results: dict, png_path, title: str | None = None) -> str:
 
 def plot_arrhenius(points: dict, fit: dict | None, png_path, title: str | None = None) -> str:
     """ln D vs 1000/T per component (points: {"total": (T, D, err), "y": ...}) with the fit of "total"."""
-    from mf_calc.workflows.plots import new_figure, save_figure
 
     fig = new_figure(figsize=(5.2, 4.0))
     ax = fig.subplots()
@@ -368,8 +370,6 @@ def li_diffusion(
     (friction 1/100 fs; ``ensemble``/``method`` do not apply) — the ASE run with ``method="langevin"`` is
     the same thermostat, so the two agree within MD noise.
     """
-    from mf_calc.atomic import write_json
-    from mf_calc.workflows.md import run_md
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -455,7 +455,6 @@ def li_diffusion(
 
 def _torchsim_runs(atoms, calc, temperatures_K, steps, equil_steps, timestep_fs, loginterval, seed, progress, out):
     """Every temperature as one replica of a TorchSim batch; trajectories written as ``out/md_{T}K.traj``."""
-    import ase.io
 
     from mf_calc.torchsim import MFTorchSimModel, batched_nvt
 

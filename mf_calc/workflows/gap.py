@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from mf_calc import load_model
+from mf_calc.model.mfchgnet import MFCHGNet
+
 SORT_KEYS = ("energy", "force_rms", "force_max")
 
 
@@ -23,8 +26,6 @@ def fidelity_gap(atoms_list, model=None, reference=None, sort_by: str = "force_r
     ``formula``, ``n_atoms``, ``gaps`` {fidelity: {dE_meV_per_atom, dF_rms, dF_max}} and ``score``.
     A single-fidelity model raises ValueError (there is nothing to compare).
     """
-    from mf_calc import load_model
-    from mf_calc.model.mfchgnet import MFCHGNet
 
     if sort_by not in SORT_KEYS:
         raise ValueError(f"sort_by must be one of {SORT_KEYS}, got {sort_by!r}")

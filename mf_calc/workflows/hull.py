@@ -33,7 +33,11 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
+from mf_calc import MFCalculator, load_model
 from mf_calc.atomic import write_json
+from mf_calc.hub import WARM_STARTS
+from mf_calc.workflows.plots import new_figure, save_figure
+from mf_calc.workflows.relax import relax, relax_summary
 
 ON_HULL_TOL = 1e-3  # eV / fu: an ordering this close to the hull counts as on it
 
@@ -179,8 +183,6 @@ def relax_orderings(orderings: list[Ordering], calc_factory, folder, fmax: float
     from ``calc_factory``), then evaluates each relaxed cell with the calculator for its summary."""
     from tqdm.auto import tqdm
 
-    from mf_calc.workflows.relax import relax, relax_summary
-
     if engine not in ("ase", "torchsim"):
         raise ValueError(f"unknown engine {engine!r}: 'ase' or 'torchsim'")
     folder = Path(folder)
@@ -316,8 +318,6 @@ def li_metal_chemical_potential(calc, fmax: float = 0.01) -> float:
     """Energy per atom (eV) of bcc Li relaxed (cell and positions) with ``calc``: μ_Li of a Li metal anode."""
     from ase.build import bulk
 
-    from mf_calc.workflows.relax import relax
-
     relaxed, summary = relax(bulk("Li", "bcc", a=3.44, cubic=True), calc, fmax=fmax)
     return float(summary["energy_per_atom_eV"])
 
@@ -325,8 +325,6 @@ def li_metal_chemical_potential(calc, fmax: float = 0.01) -> float:
 def li_chemical_potential(reference: str | None, fidelity: str, fmax: float = 0.01) -> float | None:
     """μ_Li (eV/atom) of bcc Li metal relaxed with ``reference`` (a model name or folder, or 'auto') at
     ``fidelity``; None when no reference is asked for or 'auto' finds no model of that fidelity."""
-    from mf_calc import MFCalculator, load_model
-    from mf_calc.hub import WARM_STARTS
 
     if reference is None:
         return None
@@ -345,7 +343,6 @@ def li_chemical_potential(reference: str | None, fidelity: str, fmax: float = 0.
 def plot_hull(results: dict, png_path) -> str:
     """Formation energies with the hull (top) and the voltage profile (bottom), one colour per fidelity.
     results: {fidelity: formation_hull(...)}."""
-    from mf_calc.workflows.plots import new_figure, save_figure
 
     fig = new_figure(figsize=(6, 7))
     ax1, ax2 = fig.subplots(2, 1, sharex=True)

@@ -13,6 +13,8 @@ from pathlib import Path
 from ase import Atoms, units
 from ase.calculators.calculator import Calculator
 
+from mf_calc import MFCalculator, lmfp, load_model
+
 GPA = 1.0 / units.GPa  # eV/Å³ -> GPa (160.2177)
 
 
@@ -69,7 +71,6 @@ def resolve_calculator(model=None, fidelity=None) -> Calculator:
                 raise ValueError(f"calculator {type(model).__name__} has no fidelities; got fidelity={fidelity!r}")
             model.fidelity = fidelity
         return model
-    from mf_calc import MFCalculator
 
     return MFCalculator(model, fidelity=fidelity)
 
@@ -88,7 +89,6 @@ def fidelity_sweep_setup(args, quick: dict):
     ``--quick`` (the ``quick`` values replace those arguments), read the structure file or build LMFP at
     x_Li = 1 from ``--y-mn --supercell --seed``, load ``--model``, resolve the repeatable ``--fidelity``
     and create ``--out`` — all before any work. Returns (atoms, model, fidelity names, output folder)."""
-    from mf_calc import lmfp, load_model
 
     if args.quick:
         for key, value in quick.items():

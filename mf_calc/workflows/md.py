@@ -35,8 +35,10 @@ import time
 import numpy as np
 from ase import Atoms, units
 
-from mf_calc.workflows.io import fidelity_of, lattice_dict
+from mf_calc.workflows.io import fidelity_of, lattice_dict, read_structure
 from mf_calc.workflows.md_observers import CsvLog, FrameWriter, Recorder, StabilityCheck, StatusLine
+from mf_calc.workflows.oxidation import oxidation_summary
+from mf_calc.workflows.plots import new_figure, save_figure
 
 #: A run stops (MDInstabilityError) when the kinetic temperature exceeds the larger of these.
 RUNAWAY_TEMPERATURE_FACTOR = 10.0  # × the target temperature
@@ -110,7 +112,6 @@ def _same_file(a, b) -> bool:
 
 def load_restart(path) -> Atoms:
     """Last frame of an earlier run, with momenta, cell, ``md_time_ps`` and ``md_step``."""
-    from mf_calc.workflows.io import read_structure
 
     atoms = read_structure(path, index=-1)
     atoms.calc = None
@@ -234,8 +235,6 @@ def run_md(
         "final_lattice": lattice_dict(atoms),
     })
     if recorder.oxidation_columns:
-        from mf_calc.workflows.oxidation import oxidation_summary
-
         summary["final_oxidation"] = oxidation_summary(atoms)
     return atoms, summary
 
@@ -274,7 +273,6 @@ def read_md_log(path) -> dict[str, np.ndarray]:
 
 def plot_md_log(log_path, png_path, title: str | None = None) -> str:
     """Temperature, pressure, a/b/c, volume, energy and Fe/Mn magmoms vs time; returns the PNG path."""
-    from mf_calc.workflows.plots import new_figure, save_figure
 
     d = read_md_log(log_path)
     t = d["time_ps"]

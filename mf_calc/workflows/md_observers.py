@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mf_calc.workflows.io import GPA, lattice_dict
+from mf_calc.workflows.oxidation import format_oxidation_record, oxidation_columns, oxidation_record
 
 #: Log columns every run has; oxidation columns follow when the calculator gives magmoms.
 THERMO_COLUMNS = ("step", "time_ps", "T_K", "P_GPa", "volume_A3", "a", "b", "c", "alpha", "beta", "gamma",
@@ -62,8 +63,6 @@ class Recorder:
 
     def __init__(self, atoms, dyn, timestep_fs: float, sinks, step0: int = 0, time0_ps: float = 0.0,
                  skip_first: bool = False, with_oxidation: bool = False):
-        from mf_calc.workflows.oxidation import oxidation_columns
-
         self.atoms, self.dyn, self.timestep_fs = atoms, dyn, timestep_fs
         self.sinks = [s for s in sinks if s is not None]
         self.step0, self.time0_ps, self.skip_first = step0, time0_ps, skip_first
@@ -79,8 +78,6 @@ class Recorder:
             return  # already logged (the final call after the run lands on the log grid)
         row = thermo_row(self.atoms, self.dyn, step, self.time0_ps + self.dyn.nsteps * self.timestep_fs / 1000.0)
         if self.oxidation_columns:
-            from mf_calc.workflows.oxidation import oxidation_record
-
             row.update(oxidation_record(self.atoms))
         self.rows.append(row)
         self.atoms.info["md_time_ps"] = row["time_ps"]
@@ -160,7 +157,6 @@ class StatusLine:
 
 def format_row(row: dict) -> str:
     """A one-line status from a log row."""
-    from mf_calc.workflows.oxidation import format_oxidation_record
 
     s = (f"t={row['time_ps']:7.3f} ps T={row['T_K']:6.1f} K P={row['P_GPa']:+6.2f} GPa "
          f"a={row['a']:.3f} b={row['b']:.3f} c={row['c']:.3f} Å V={row['volume_A3']:.1f} Å³ "

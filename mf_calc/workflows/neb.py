@@ -15,8 +15,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import ase.io
 import numpy as np
 from ase import Atoms
+
+from mf_calc.workflows.plots import new_figure, save_figure
 
 #: direction name -> hop vector in fractional coordinates of the conventional olivine cell
 HOPS = {"010": (0.0, 0.5, 0.0), "001": (0.0, 0.0, 1.0)}
@@ -138,8 +141,6 @@ def neb(initial: Atoms, final: Atoms, make_calc, n_images: int = 5, fmax: float 
                        climbing_image=top, converged=converged, steps=opt.nsteps, max_force=max_force,
                        hop_distance=float(np.linalg.norm(hop, axis=1).max()), seconds=time.perf_counter() - start)
     if trajectory is not None:
-        import ase.io
-
         ase.io.write(trajectory, [_snapshot(im) for im in images])
     return result
 
@@ -164,7 +165,6 @@ def li_barriers(atoms: Atoms, make_calc, directions=("010", "001"), **kwargs) ->
 
 def plot_profiles(results: dict[str, dict[str, NEBResult]], png_path) -> str:
     """Energy along the path (reaction coordinate = cumulative image distance, Å) per fidelity and direction."""
-    from mf_calc.workflows.plots import new_figure, save_figure
 
     fig = new_figure(figsize=(6, 4))
     ax = fig.add_subplot()

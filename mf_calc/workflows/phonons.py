@@ -22,6 +22,7 @@ from ase import Atoms
 
 from mf_calc.atomic import write_json
 from mf_calc.workflows.io import fidelity_of
+from mf_calc.workflows.plots import new_figure, save_figure
 
 ORC_POINTS = {
     "Γ": (0, 0, 0), "X": (0.5, 0, 0), "Y": (0, 0.5, 0), "Z": (0, 0, 0.5),
@@ -225,7 +226,6 @@ def phonons(
 
 def plot_bands_dos(bands: dict, labels, dos: dict, png_path, title=None) -> str:
     """Band structure (THz, with a cm⁻¹ axis) next to the total DOS."""
-    from mf_calc.workflows.plots import new_figure
 
     fig = new_figure(figsize=(8, 4.5))
     gs = fig.add_gridspec(1, 2, width_ratios=[3, 1], wspace=0.05)
@@ -262,7 +262,6 @@ def plot_bands_dos(bands: dict, labels, dos: dict, png_path, title=None) -> str:
 
 def plot_thermal(thermal: dict, png_path) -> str:
     """Helmholtz free energy, entropy and heat capacity vs temperature."""
-    from mf_calc.workflows.plots import new_figure, save_figure
 
     fig = new_figure(figsize=(5.5, 4))
     ax = fig.subplots()

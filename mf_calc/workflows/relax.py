@@ -5,16 +5,17 @@ from __future__ import annotations
 import time
 import warnings
 
+import ase.optimize
 import numpy as np
 from ase import Atoms
 
 from mf_calc.workflows.io import GPA, fidelity_of, lattice_dict
+from mf_calc.workflows.oxidation import format_oxidation, oxidation_summary
 
 OPTIMIZERS = ("FIRE", "BFGS", "LBFGS", "BFGSLineSearch", "LBFGSLineSearch", "MDMin", "GPMin")
 
 
 def _optimizer_class(name):
-    import ase.optimize
 
     if not isinstance(name, str):
         return name  # an optimizer class
@@ -73,7 +74,6 @@ def relax(
 
 def relax_summary(atoms: Atoms, **extra) -> dict:
     """Energy, lattice, forces, stress, magmoms and oxidation states of a structure with a calculator."""
-    from mf_calc.workflows.oxidation import oxidation_summary
 
     energy = float(atoms.get_potential_energy())
     forces = atoms.get_forces()
@@ -107,7 +107,6 @@ def relax_summary(atoms: Atoms, **extra) -> dict:
 
 def format_summary(s: dict) -> str:
     """Human-readable multi-line summary of :func:`relax_summary` output."""
-    from mf_calc.workflows.oxidation import format_oxidation
 
     lat = s["lattice"]
     lines = [
