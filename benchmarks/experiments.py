@@ -53,7 +53,6 @@ import csv
 import hashlib
 import json
 import math
-import os
 import platform
 import shlex
 import sys
@@ -63,6 +62,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+
+from mf_calc.atomic import write_json
 
 HERE = Path(__file__).resolve().parent
 LOW, HIGH = "pbe_u", "r2scan"  # fidelity names, lowest first
@@ -372,15 +373,6 @@ class Context:
     low_models: dict = field(default_factory=dict)
 
 
-def atomic_write_json(path: Path, obj) -> None:
-    from mf_calc.train.checkpoint import json_safe
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(json_safe(obj), indent=1, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-
-
 def has_checkpoint(run_dir: Path) -> bool:
     from mf_calc.train.checkpoint import CHECKPOINT
 
@@ -432,7 +424,7 @@ def low_fidelity_model(n_low: int | None, seed: int, scale: Scale, data: Data, c
         start = time.perf_counter()
         frames = take(data.low, pick(len(data.low), n_low, seed, "low"))
         model = train_plain(FrameDataset(frames), LOW, config, run_dir, resume=has_checkpoint(run_dir))
-        atomic_write_json(done, {"check": check, "n_low_frames": len(frames), "time_s": time.perf_counter() - start})
+        write_json(done, {"check": check, "n_low_frames": len(frames), "time_s": time.perf_counter() - start}, indent=1)
         tidy(run_dir)
     ctx.low_models[name] = model
     return model
@@ -563,7 +555,7 @@ class RunStore:
         return json.loads(path.read_text()) if path.is_file() else None
 
     def save(self, record: dict) -> None:
-        atomic_write_json(self.path(record["key"]), record)
+        write_json(self.path(record["key"]), record, indent=1)
 
     def finished(self, run: Run, scale: Scale, data: Data, device: str) -> bool:
         """True when the run's record exists and matches this configuration; a mismatch is an error."""
@@ -710,7 +702,7 @@ def write_tables(rows: list[dict], out: Path, meta: dict) -> None:
         writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
         writer.writerows({**r, "seeds": " ".join(map(str, r["seeds"]))} for r in rows)
-    atomic_write_json(out / "results.json", {**meta, "rows": rows})
+    write_json(out / "results.json", {**meta, "rows": rows}, indent=1)
 
 
 # ====================================================================== plots

@@ -39,6 +39,7 @@ except ImportError:
     from ase.md.velocitydistribution import Stationary
 
 from mf_calc import MFCalculator, MFCHGNet, lmfp
+from mf_calc.atomic import atomic_write
 from mf_calc.data import read_frames
 
 TEACHERS = {"pbe_u": "0.3.0", "r2scan": "r2scan"}  # fidelity -> pretrained CHGNet in the chgnet wheel
@@ -150,11 +151,12 @@ def spot_check(frames: dict[str, list], n: int) -> dict[str, dict[str, float]]:
 
 def _write_gz(path: Path, parts: list[Path]) -> None:
     """Concatenate extxyz chunks into one gzip file with a fixed header (mtime 0): byte-reproducible."""
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
-        for part in parts:
-            gz.write(part.read_bytes())
-    tmp.replace(path)
+    def write(raw):
+        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+            for part in parts:
+                gz.write(part.read_bytes())
+
+    atomic_write(path, write, binary=True)
 
 
 def _stats(frames: list) -> dict:
@@ -277,9 +279,8 @@ def generate(args) -> dict[str, Path]:
                 frames += structure(config_id, kind, args, teachers["pbe_u"])
                 bar.update(1 if kind == "rattle" else args.md_snapshots)
             for fid in SETS[name]:
-                tmp = path(name, i, fid).with_suffix(".tmp")
-                ase.io.write(tmp, label(frames, fid, teachers[fid]), format="extxyz")
-                tmp.replace(path(name, i, fid))
+                labelled = label(frames, fid, teachers[fid])
+                atomic_write(path(name, i, fid), lambda fh, labelled=labelled: ase.io.write(fh, labelled, format="extxyz"))
     print(f"generated in {time.time() - t0:.0f} s; merging")
     outputs = {}
     for name, files in SETS.items():

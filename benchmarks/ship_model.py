@@ -34,6 +34,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from mf_calc.atomic import write_json
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DATA = HERE / "data"
@@ -230,8 +232,8 @@ it within a stage only.
 
 def install(best: Path, results: dict, stages: list[tuple[dict, list[dict]]]) -> Path:
     """Copy the best model into the package with its errors in the metadata and a model card."""
+    from mf_calc.atomic import json_safe
     from mf_calc.model.mfchgnet import MFCHGNet
-    from mf_calc.train.checkpoint import json_safe
 
     model = MFCHGNet.load(best)
     model.metadata.update({
@@ -279,7 +281,7 @@ def main(argv=None) -> int:
     stages = [(json.loads((stage_dir(run_dir, k) / "train_config.json").read_text()),
                json.loads((stage_dir(run_dir, k) / "history.json").read_text())) for k in range(1, args.stages + 1)]
     results = evaluate_all(model)
-    (run_dir / "test_errors.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_json(run_dir / "test_errors.json", results)
     print(TEACHERS.strip("*"))
     print(table(results))
     print("\n".join(target_lines(results[EVAL_SETS[0][0]])))

@@ -4,6 +4,7 @@ target, so an interrupted write (a killed job, a full disk) never leaves a half-
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO], Any], binary: bo
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb" if binary else "w") as fh:
+        with open(tmp, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
@@ -27,17 +28,25 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO], Any], binary: bo
         tmp.unlink(missing_ok=True)
 
 
-def json_default(obj: Any) -> Any:
-    """JSON form of numpy arrays and scalars and of paths."""
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+def json_safe(value: Any) -> Any:
+    """A strict-JSON copy of ``value``: numpy arrays and scalars become lists and numbers, paths strings,
+    tuples lists, and NaN / infinity None (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {str(k) if isinstance(k, Path) else k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
+    if isinstance(value, np.generic):
+        return json_safe(value.item())
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def write_json(path: str | os.PathLike, data: Any, indent: int | None = 2) -> None:
-    """Write ``data`` as JSON atomically (numpy arrays and scalars converted)."""
-    atomic_write(path, lambda fh: json.dump(data, fh, indent=indent, default=json_default))
+    """Write ``data`` atomically as strict JSON (see :func:`json_safe`), ending with a newline."""
+    text = json.dumps(json_safe(data), indent=indent, ensure_ascii=False, allow_nan=False) + "\n"
+    atomic_write(path, lambda fh: fh.write(text))

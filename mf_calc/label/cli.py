@@ -47,7 +47,7 @@ def register(sub) -> None:
 
 
 def cmd_label(args) -> int:
-    from mf_calc.atomic import json_default
+    from mf_calc.atomic import json_safe
     from mf_calc.label.spec import LabelSpec
     from mf_calc.workflows.io import read_frames
 
@@ -57,7 +57,7 @@ def cmd_label(args) -> int:
         from mf_calc.label.checks import finite_difference_check
 
         result = finite_difference_check(frames[0], spec, stress=spec.stress)
-        print(json.dumps(result, indent=1, default=json_default))
+        print(json.dumps(json_safe(result), indent=1))
         return 0
     from mf_calc.label.run import label_frames
 

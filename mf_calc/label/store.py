@@ -29,7 +29,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from mf_calc.atomic import atomic_write, json_default, write_json
+from mf_calc.atomic import atomic_write, json_safe, write_json
 from mf_calc.label.spec import LabelSpec
 
 RECORD_FORMAT = "mf_calc.label.record/1"
@@ -88,7 +88,7 @@ class LabelStore:
 
     def write(self, record: dict) -> None:
         path = self.path(record["index"])
-        atomic_write(path, lambda fh: json.dump({"format": RECORD_FORMAT} | record, fh, default=json_default))
+        atomic_write(path, lambda fh: json.dump(json_safe({"format": RECORD_FORMAT} | record), fh, allow_nan=False))
         path.with_suffix(".running").unlink(missing_ok=True)
 
     def claim(self, index: int) -> bool:

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import math
 from pathlib import Path
 
 import torch
 
-from mf_calc.atomic import atomic_write
+from mf_calc.atomic import atomic_write, write_json
 
 CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.json"
@@ -24,13 +22,9 @@ FORMAT = "mf_calc.train.checkpoint"
 FORMAT_VERSION = 1
 
 
-def _atomic_write(path: Path, write) -> None:
-    atomic_write(path, write, binary=True)
-
-
 def save_checkpoint(out_dir: Path, state: dict) -> None:
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **state}
-    _atomic_write(Path(out_dir) / CHECKPOINT, lambda fh: torch.save(payload, fh))
+    atomic_write(Path(out_dir) / CHECKPOINT, lambda fh: torch.save(payload, fh), binary=True)
 
 
 def load_checkpoint(out_dir: Path) -> dict | None:
@@ -54,25 +48,14 @@ def _flat(row: dict, prefix: str = "") -> dict:
     return flat
 
 
-def json_safe(value):
-    """NaN/inf → None, so history.json is strict JSON."""
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [json_safe(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def write_history(out_dir: Path, history: list[dict]) -> None:
     """history.json (one dict per epoch) and metrics.csv (the same, flattened: ``val/<fidelity>/e_mae``)."""
     out_dir = Path(out_dir)
-    _atomic_write(out_dir / HISTORY, lambda fh: fh.write((json.dumps(json_safe(history), indent=1) + "\n").encode()))
+    write_json(out_dir / HISTORY, history, indent=1)
     rows = [_flat(r) for r in history]
     columns = list(dict.fromkeys(k for r in rows for k in r))
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=columns)
     writer.writeheader()
     writer.writerows(rows)
-    _atomic_write(out_dir / METRICS_CSV, lambda fh: fh.write(text.getvalue().encode()))
+    atomic_write(out_dir / METRICS_CSV, lambda fh: fh.write(text.getvalue()))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from mf_calc.train.config import INITS, TrainConfig, read_mapping
@@ -126,9 +125,9 @@ def _train(args, cfg, data, fidelities, world) -> int:
 
 
 def run_evaluate(args) -> int:
+    from mf_calc.atomic import write_json
     from mf_calc.data import read_frames
     from mf_calc.hub import load_model
-    from mf_calc.train.checkpoint import json_safe
     from mf_calc.train.dataset import FrameDataset
     from mf_calc.train.metrics import evaluate, format_report
 
@@ -141,5 +140,5 @@ def run_evaluate(args) -> int:
     if args.json:
         result = {"model": str(args.model), "fidelity": name, "data": str(args.data), "frames": len(data),
                   "errors": report.get(name, {})}
-        Path(args.json).write_text(json.dumps(json_safe(result), indent=2) + "\n")
+        write_json(args.json, result)
     return 0

@@ -8,7 +8,6 @@ Files in ``out_dir`` (rank 0 only): ``train_config.json``, ``checkpoint.pt``, ``
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from pathlib import Path
@@ -17,11 +16,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from mf_calc.atomic import json_safe, write_json
 from mf_calc.model.contacts import METADATA_KEY as CONTACTS_KEY
 from mf_calc.model.contacts import shortest_distances
 from mf_calc.model.io import is_model_folder
 from mf_calc.model.mfchgnet import MFCHGNet
-from mf_calc.train.checkpoint import json_safe, load_checkpoint, save_checkpoint, write_history
+from mf_calc.train.checkpoint import load_checkpoint, save_checkpoint, write_history
 from mf_calc.train.config import TrainConfig
 from mf_calc.train.dataset import TARGETS, FrameDataset, GraphSet
 from mf_calc.train.distributed import World, global_batches
@@ -90,7 +90,7 @@ class Trainer:
             world.broadcast_module(self.model)
             if self._writes:
                 self.out_dir.mkdir(parents=True, exist_ok=True)
-                (self.out_dir / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+                write_json(self.out_dir / "train_config.json", cfg.to_dict())
         for p in self.params:  # gradients exist (zero) for every trainable part, used in a batch or not
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
