@@ -279,6 +279,7 @@ def _ddp_worker(rank, world_size, init_file, frames, cfg, out):
         train, val = data.subset(range(9)), data.subset(range(9, len(data)))
         trainer = Trainer(build_model(cfg, FIDS), cfg, world=World(rank, world_size))
         history = trainer.fit(train, val)
+        assert isinstance(trainer.parallel_model, torch.nn.parallel.DistributedDataParallel)
         torch.save({"state": trainer.model.state_dict(), "history": history}, f"{out}.{rank}")
     finally:
         dist.destroy_process_group()

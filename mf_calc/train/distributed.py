@@ -1,16 +1,21 @@
 """Data-parallel training with torch.distributed (torchrun; gloo on CPU, nccl on GPU).
 
-Every process holds the whole dataset and draws the same global batch order from (seed, epoch);
-process r takes every size-th frame of each global batch (``global_batch[r::size]``). Gradients are
-summed over processes with one all-reduce per step; with the loss normalised by global label counts
-(see ``loss.py``) N processes with per-process batch b take exactly the step of one process with
-batch N·b. A single process needs no process group: every collective is then a no-op.
+The model is wrapped in ``torch.nn.parallel.DistributedDataParallel``, which broadcasts rank 0's weights
+when it is built and all-reduces (averages) the gradients during ``backward``. Every process holds the whole
+dataset and draws the same global batch order from (seed, epoch); process r takes every size-th frame of
+each global batch (``global_batch[r::size]``). The loss is normalised by the global batch's label counts
+(see ``loss.py``) and multiplied by the number of processes before the averaging all-reduce, so N processes
+with per-process batch b take exactly the step of one process with batch N·b.
+
+Batches are drawn here rather than by ``torch.utils.data.DistributedSampler``: the sampler pads the last
+batch with repeated frames when the frame count does not divide evenly, which would weight those frames
+twice and break the equality with one process. A single process needs no process group: the model is then
+not wrapped and every collective is a no-op.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,25 +75,16 @@ class World:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
 
-    def sum_gradients(self, params: Iterable[nn.Parameter]) -> None:
-        """Sum the gradients of ``params`` over processes (one flat all-reduce)."""
-        if self.size == 1:
-            return
-        grads = [p.grad for p in params]
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-        offset = 0
-        for g in grads:
-            g.copy_(flat[offset : offset + g.numel()].view_as(g))
-            offset += g.numel()
+    def data_parallel(self, module: nn.Module) -> nn.Module:
+        """``module`` wrapped in DistributedDataParallel (rank 0's weights and buffers copied to every
+        process now, gradients averaged in ``backward``); ``module`` itself with one process.
 
-    def broadcast_module(self, module: nn.Module) -> None:
-        """Copy rank 0's parameters and buffers to every process."""
+        ``find_unused_parameters``: a batch of one fidelity leaves the other fidelities' readouts and biases
+        without gradient, and training without magmom labels the magmom head."""
         if self.size == 1:
-            return
-        with torch.no_grad():
-            for tensor in list(module.parameters()) + list(module.buffers()):
-                dist.broadcast(tensor.data, src=0)
+            return module
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)
 
     def barrier(self) -> None:
         if self.size > 1:

@@ -87,13 +87,13 @@ class Trainer:
         else:
             if cfg.fit_composition and not is_model_folder(cfg.init):  # a trained model keeps its own
                 fit_compositions(self.model, train)
-            world.broadcast_module(self.model)
             if self._writes:
                 self.out_dir.mkdir(parents=True, exist_ok=True)
                 write_json(self.out_dir / "train_config.json", cfg.to_dict())
         for p in self.params:  # gradients exist (zero) for every trainable part, used in a batch or not
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
+        self.parallel_model = world.data_parallel(self.model)  # after the composition fit or the resume
 
         for epoch in range(len(self.history), cfg.epochs):
             start = time.perf_counter()
@@ -153,17 +153,16 @@ class Trainer:
     def _step(self, graphs: GraphSet, global_idx: np.ndarray) -> torch.Tensor:
         """One optimiser step on a global batch; returns this process's share of (loss, e, f, s, m)."""
         cfg, world = self.config, self.world
-        local = world.shard(global_idx)
+        local, weight = world.shard(global_idx), 1.0
+        if not len(local):  # fewer frames than processes in this batch: a zero-weight frame keeps the all-reduce in step
+            local, weight = global_idx[:1], 0.0
         self.optimizer.zero_grad(set_to_none=False)
-        record = torch.zeros(1 + len(TARGETS), dtype=torch.float64, device=world.device)
-        if len(local):
-            batch, labels = graphs.batch(local, self.model.dtype)
-            batch, labels = batch.to(world.device), labels.to(world.device)
-            out = self.model(batch, task=model_task(cfg.targets, labels), create_graph=True)
-            loss, terms = loss_terms(in_label_units(out), labels, graphs.counts(global_idx), cfg.weights, cfg.huber_delta)
-            loss.backward()
-            record = torch.stack([loss.detach(), *(terms[t].detach() for t in TARGETS)]).double()
-        world.sum_gradients(self.params)
+        batch, labels = graphs.batch(local, self.model.dtype)
+        batch, labels = batch.to(world.device), labels.to(world.device)
+        out = self.parallel_model(batch, task=model_task(cfg.targets, labels), create_graph=True)
+        loss, terms = loss_terms(in_label_units(out), labels, graphs.counts(global_idx), cfg.weights, cfg.huber_delta)
+        (loss * (weight * world.size)).backward()  # DDP averages over processes: the sum of the shares is wanted
+        record = weight * torch.stack([loss.detach(), *(terms[t].detach() for t in TARGETS)]).double()
         if cfg.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
         self.optimizer.step()
