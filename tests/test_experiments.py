@@ -1,4 +1,5 @@
-"""benchmarks/experiments.py: the paper's experiments at a micro scale on synthetic data.
+"""benchmarks/experiments.py (the package benchmarks/paper_experiments): the paper's experiments at a micro
+scale on synthetic data.
 
 One sweep of all four experiments (1 epoch, tiny model, N ∈ {2, 4}) on frames labelled by a random tiny
 MF-CHGNet (not the benchmark teachers) runs once per module; the tests check its outputs, that a rerun
@@ -18,7 +19,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load():
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from paper_experiments import data as exp_data  # noqa: E402
+from paper_experiments import plan as exp_plan  # noqa: E402
+from paper_experiments import report as exp_report  # noqa: E402
+from paper_experiments import runs as exp_runs  # noqa: E402
+
+
+def _load_cli():
     spec = importlib.util.spec_from_file_location("experiments", ROOT / "benchmarks" / "experiments.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules.setdefault("experiments", module)
@@ -26,11 +34,11 @@ def _load():
     return module
 
 
-exp = _load()
+cli = _load_cli()
 
 MICRO_MODEL = dict(atom_fea_dim=8, bond_fea_dim=8, angle_fea_dim=8, num_radial=5, num_angular=5, n_conv=2,
                    atom_conv_hidden_dim=8, bond_conv_hidden_dim=8, mlp_hidden_dims=(8,))
-MICRO = exp.Scale(name="micro", model=MICRO_MODEL, epochs=1, seeds=(0,), experiments=tuple(exp.EXPERIMENTS),
+MICRO = exp_plan.Scale(name="micro", model=MICRO_MODEL, epochs=1, seeds=(0,), experiments=tuple(exp_plan.EXPERIMENTS),
                   lc_n=(2, 4), lf_n_high=(2,), lf_n_low=(0, 3, None), ablation_n=2, tl_n=(2, 4), n_low=None,
                   max_test=3, speed={"cpu": 20.0, "cuda": 20.0}, about="test scale")
 
@@ -40,14 +48,14 @@ def sweep(tmp_path_factory):
     """Synthetic data + one full micro sweep; yields (data dir, out dir, argv, summary)."""
     old_threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    exp.SCALES["micro"] = MICRO
+    exp_plan.SCALES["micro"] = MICRO
     tmp = tmp_path_factory.mktemp("experiments")
-    data = exp.write_synthetic_data(tmp / "data", n_high=6, n_low=6, n_test=3, n_paired=4)
+    data = exp_data.write_synthetic_data(tmp / "data", n_high=6, n_low=6, n_test=3, n_paired=4)
     out = tmp / "out"
     argv = ["--scale", "micro", "--data", str(data), "--out", str(out), "--device", "cpu"]
-    summary = exp.main(argv)
+    summary = cli.main(argv)
     yield data, out, argv, summary
-    exp.SCALES.pop("micro", None)
+    exp_plan.SCALES.pop("micro", None)
     torch.set_num_threads(old_threads)
 
 
@@ -61,7 +69,7 @@ def test_sweep_writes_runs_tables_plots_and_readme(sweep):
                  "ablation_mae.png", "tl_mae.png"):
         assert (out / name).stat().st_size > 0, name
     readme = (out / "README.md").read_text()
-    assert exp.TEACHER_SENTENCE in readme
+    assert exp_plan.TEACHER_SENTENCE in readme
     assert "## What we see" in readme and "synthetic development data" in readme
     assert "python benchmarks/experiments.py " + " ".join(argv) in readme
     rows = json.loads((out / "results.json").read_text())["rows"]
@@ -73,7 +81,7 @@ def test_sweep_writes_runs_tables_plots_and_readme(sweep):
 def test_ablation_table_has_all_ten_variants(sweep):
     _, out, _, _ = sweep
     rows = [r for r in json.loads((out / "results.json").read_text())["rows"] if r["experiment"] == "ablation"]
-    assert [r["label"] for r in rows] == ["N", "F", "C", "E", "M", "R"] + [v + exp.BAR for v in "CEMR"]
+    assert [r["label"] for r in rows] == ["N", "F", "C", "E", "M", "R"] + [v + exp_plan.BAR for v in "CEMR"]
     assert [r["modules"] for r in rows] == ["", "EMRC", "C", "E", "M", "R", "EMR", "MRC", "ERC", "EMC"]
     readme = (out / "README.md").read_text()
     table = readme.split("## Ablation")[1].split("##")[0]
@@ -96,8 +104,8 @@ def test_rerun_skips_finished_runs(sweep, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(exp, "run_one", no_training)
-    summary = exp.main(argv)
+    monkeypatch.setattr(exp_runs, "run_one", no_training)
+    summary = cli.main(argv)
     assert summary["trained"] == 0 and summary["skipped"] == len(mtimes)
     assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")} == mtimes
     assert (out / "README.md").is_file()
@@ -106,66 +114,50 @@ def test_rerun_skips_finished_runs(sweep, monkeypatch):
 def test_changed_settings_do_not_reuse_runs(sweep):
     _, out, argv, _ = sweep
     with pytest.raises(ValueError, match="another configuration"):
-        exp.main(argv + ["--epochs", "2", "--dry-run"])
-
-
-def test_delta_metrics_match_evaluate(sweep):
-    """The prediction-based errors used for Δ-learning equal metrics.evaluate on the same model."""
-    from mf_calc.model.mfchgnet import MFCHGNet
-    from mf_calc.train import evaluate
-
-    data_dir, out, _, _ = sweep
-    data = exp.load_data(data_dir, MICRO, paired=False)
-    model = MFCHGNet.load(out / "work" / "single-plain-nh4-nl0-s0" / "best")
-    ref = evaluate(model, data.test.graphs(model))["r2scan"]
-    frames = data.test.frames
-    got = exp.prediction_errors(model.predict([f.atoms for f in frames]), frames)
-    for key in ("e_mae", "e_rmse", "f_mae", "f_rmse", "s_mae", "s_rmse", "m_mae", "m_rmse"):
-        assert got[key] == pytest.approx(ref[key], rel=1e-4, abs=1e-6), key
-    assert (got["e_n"], got["f_n"], got["m_n"]) == (ref["e_n"], ref["f_n"], ref["m_n"])
+        cli.main(argv + ["--epochs", "2", "--dry-run"])
 
 
 def test_plan_shares_identical_runs_between_experiments():
     sizes = {"high": 1720, "low": 1736, "test": 191, "paired": 200}
-    plan = exp.build_plan(list(exp.EXPERIMENTS), exp.SCALES["paper"], (0, 1, 2), sizes)
+    plan = exp_plan.build_plan(list(exp_plan.EXPERIMENTS), exp_plan.SCALES["paper"], (0, 1, 2), sizes)
     keys = {(r.experiment, r.label, r.n_high, r.n_low, r.seed): r.key for r in plan}
     assert keys[("lc", "mf", 100, None, 0)] == keys[("ablation", "F", 100, None, 0)] == keys[("tl", "mf", 100, None, 0)]
     assert keys[("lf", "single", 50, 0, 1)] == keys[("lc", "single", 50, 0, 1)]
     assert keys[("lc", "mf", None, None, 2)] == "mf-EMRC-nhall-nlall-s2"  # N=all resolved
-    unique = exp.unique_runs(plan)
+    unique = exp_plan.unique_runs(plan)
     assert len(unique) == len({r.key for r in plan}) < len(plan)
-    assert len(exp.build_plan(["ablation"], exp.SCALES["paper"], (0,), sizes)) == 10
+    assert len(exp_plan.build_plan(["ablation"], exp_plan.SCALES["paper"], (0,), sizes)) == 10
 
 
 def test_n_high_keeps_a_subset_of_the_sweeps():
-    cpu = exp.SCALES["cpu"]
-    kept = exp.restrict_n(cpu, (50, 100))
+    cpu = exp_plan.SCALES["cpu"]
+    kept = exp_plan.restrict_n(cpu, (50, 100))
     assert kept.lc_n == (50, 100) and kept.tl_n == (50, 100) and kept.lf_n_high == (50,)
     assert kept.ablation_n == cpu.ablation_n and kept.epochs == cpu.epochs
     with pytest.raises(SystemExit, match="keeps none"):
-        exp.restrict_n(cpu, (7,))
-    assert exp.parse_args(["--scale", "cpu", "--n-high", "50,100"]).n_high == (50, 100)
+        exp_plan.restrict_n(cpu, (7,))
+    assert cli.parse_args(["--scale", "cpu", "--n-high", "50,100"]).n_high == (50, 100)
 
 
 def test_subsets_are_seeded_and_nested():
-    a, b = exp.pick(100, 10, seed=0, stream="high"), exp.pick(100, 20, seed=0, stream="high")
+    a, b = exp_data.pick(100, 10, seed=0, stream="high"), exp_data.pick(100, 20, seed=0, stream="high")
     assert set(a) < set(b) and a == sorted(a) and len(set(a)) == 10
-    assert exp.pick(100, 10, seed=1, stream="high") != a
-    assert exp.pick(100, 10, seed=0, stream="low") != a
-    assert exp.pick(5, None, seed=0, stream="high") == list(range(5))
-    assert exp.resolve(400, 300) is None and exp.resolve(50, 300) == 50
+    assert exp_data.pick(100, 10, seed=1, stream="high") != a
+    assert exp_data.pick(100, 10, seed=0, stream="low") != a
+    assert exp_data.pick(5, None, seed=0, stream="high") == list(range(5))
+    assert exp_plan.resolve(400, 300) is None and exp_plan.resolve(50, 300) == 50
 
 
 def test_findings_are_computed_from_the_numbers():
     def row(label, n, f, std=1.0):
         base = {"experiment": "lc", "label": label, "n_high": n, "n_seeds": 3}
-        for t in exp.TARGETS:
+        for t in "efsm":
             base.update({f"{t}_mae_mean": f, f"{t}_mae_std": std})
         return base
 
     rows = [row("single", "50", 90.0), row("mf", "50", 45.0), row("single", "all", 20.0), row("mf", "all", 21.0)]
-    text = " ".join(exp.lc_findings(rows))
+    text = " ".join(exp_report.lc_findings(rows))
     assert "MF beats single-fidelity on forces at N=50 by 2.00×" in text
     assert "MF does not beat single-fidelity on forces at N=all: 21 vs 20 meV/Å, 0.95× (within the seed scatter)" in text
-    ablation = [dict(row(v, "100", 10.0 if v == "F" else 20.0), experiment="ablation") for v in exp.ABLATION]
-    assert "best: F" in " ".join(exp.ablation_findings(ablation))
+    ablation = [dict(row(v, "100", 10.0 if v == "F" else 20.0), experiment="ablation") for v in exp_plan.ABLATION]
+    assert "best: F" in " ".join(exp_report.ablation_findings(ablation))

@@ -114,3 +114,10 @@ def test_delta_learning_predicts_low_plus_delta(tmp_path):
     assert pred[0]["stress"].shape == (3, 3)
     again = DeltaModel.load(tmp_path / "model").predict(atoms)
     np.testing.assert_allclose(again[0]["energy"], pred[0]["energy"], rtol=1e-6)
+    # train.metrics measures the Δ model like any other: the errors of low + Δ against the "hi" labels
+    from mf_calc.train import evaluate
+
+    errors = evaluate(model, FrameDataset(hi[:2]).graphs(model))["hi"]
+    f_err = np.concatenate([(p["forces"] - f.forces).ravel() for p, f in zip(pred, hi[:2])])
+    assert errors["f_mae"] == pytest.approx(1000 * np.abs(f_err).mean(), rel=1e-5)
+    assert errors["m_n"] == 0 and errors["e_n"] == 2

@@ -18,8 +18,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from mf_calc.data import Frame
+from mf_calc.model.fidelity import Fidelities
 from mf_calc.model.mfchgnet import MFCHGNet
 from mf_calc.train.config import TrainConfig
 from mf_calc.train.dataset import FrameDataset, structure_key
@@ -93,11 +95,39 @@ def delta_frames(data: FrameDataset, low: str, high: str) -> list[Frame]:
     return out
 
 
-class DeltaModel:
-    """High-fidelity prediction = low-fidelity model + Δ model (energy, forces, stress)."""
+class DeltaModel(torch.nn.Module):
+    """High-fidelity prediction = low-fidelity model + Δ model (energy, forces, stress; no magmoms).
 
-    def __init__(self, low: MFCHGNet, delta: MFCHGNet):
+    Called on a batch like an ``MFCHGNet`` of the one fidelity ``high``, so ``train.metrics.evaluate``
+    measures it as it measures every other model (the two plain models share cutoffs and read fidelity
+    index 0 of the batch).
+    """
+
+    def __init__(self, low: MFCHGNet, delta: MFCHGNet, high: str):
+        super().__init__()
         self.low, self.delta = low, delta
+        self.fidelities = Fidelities([high])
+        self.config = low.config
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.low.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.low.device
+
+    def graph(self, atoms, fidelity: str | int | None = None):
+        """The graph both models read (fidelity index 0: each has one fidelity)."""
+        self.fidelities.index(fidelity)  # an unknown fidelity raises
+        return self.low.graph(atoms)
+
+    def forward(self, batch, task: str = "efs", create_graph: bool | None = None) -> dict[str, torch.Tensor]:
+        """Sum of the two models' energy (per atom too), forces and stress on ``batch`` (``m`` is ignored)."""
+        task = task.replace("m", "")
+        low = self.low(batch, task=task, create_graph=create_graph)
+        delta = self.delta(batch, task=task, create_graph=create_graph)
+        return {k: low[k] + delta[k] for k in low}
 
     def predict(self, atoms_list: Sequence, batch_size: int = 16) -> list[dict[str, np.ndarray]]:
         """Per structure: energy (eV), energy_per_atom (eV/atom), forces (eV/Å), stress (3×3 eV/Å³, ASE sign)."""
@@ -107,11 +137,13 @@ class DeltaModel:
 
     def save(self, path) -> None:
         self.low.save(Path(path) / "low")
+        self.delta.metadata["delta_of"] = self.fidelities.names[0]
         self.delta.save(Path(path) / "delta")
 
     @classmethod
     def load(cls, path) -> DeltaModel:
-        return cls(MFCHGNet.load(Path(path) / "low"), MFCHGNet.load(Path(path) / "delta"))
+        delta = MFCHGNet.load(Path(path) / "delta")
+        return cls(MFCHGNet.load(Path(path) / "low"), delta, delta.metadata.get("delta_of", "high"))
 
 
 def train_delta(frames: Iterable[Frame], config: TrainConfig, out_dir, low: str | None = None,
@@ -124,6 +156,6 @@ def train_delta(frames: Iterable[Frame], config: TrainConfig, out_dir, low: str 
     delta_cfg = replace(config, targets=config.targets.replace("m", ""))
     delta_model = train_plain(FrameDataset(delta_frames(data, low, high)), DELTA, delta_cfg, out_dir / "delta",
                               resume=resume)
-    model = DeltaModel(low_model, delta_model)
+    model = DeltaModel(low_model, delta_model, high)
     model.save(out_dir / "model")
     return model

@@ -1,0 +1,193 @@
+"""What to train: the scales, the four experiments as lists of training runs, and the shared runs.
+
+Experiments (every configuration once per seed; the seed picks the frame subsets, the initial weights,
+the validation split and the batch order):
+
+- ``lc``  learning curves (Fig. 2): single-fidelity "N" (plain CHGNet on N r2scan frames) vs MF-CHGNet
+  (modules EMRC, fidelities pbe_u → r2scan, the low-fidelity frames + N r2scan frames).
+- ``lf``  low-fidelity size sweep (Fig. 3): MF at fixed N with n_low low-fidelity frames
+  (n_low = 0 is the single-fidelity model: no low-fidelity data).
+- ``ablation`` (Fig. 4) at one N: N, F (=EMRC), C, E, M, R, C̄ (=EMR), Ē (=MRC), M̄ (=ERC), R̄ (=EMC).
+- ``tl``  MF vs transfer learning (Fig. 5) vs Δ-learning across N.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+
+LOW, HIGH = "pbe_u", "r2scan"  # fidelity names, lowest first
+STATS = ("mae", "rmse")
+TEACHER_SENTENCE = ("**Labels come from teacher models (CHGNet 0.3.0 = pbe_u, CHGNet r2scan = r2scan), "
+                    "not from DFT.**")
+
+
+ALL = None  # "all frames" in n_high / n_low
+
+
+# ====================================================================== scales
+
+@dataclass(frozen=True)
+class Scale:
+    """How big every experiment is. ``None`` in an N list means "all frames"."""
+
+    name: str
+    model: dict  # MFConfig size overrides ({} = paper sizes)
+    epochs: int
+    seeds: tuple[int, ...]
+    experiments: tuple[str, ...]  # run by default
+    lc_n: tuple  # learning-curve N values
+    lf_n_high: tuple  # N of the low-fidelity sweep
+    lf_n_low: tuple  # n_low values of the sweep (0 = single-fidelity)
+    ablation_n: int
+    tl_n: tuple
+    n_low: int | None  # low-fidelity frames in lc / ablation / tl runs (None = all)
+    max_test: int | None = None  # first test frames used (None = all)
+    max_paired: int = 200  # Δ-learning uses min(N, max_paired) paired structures
+    speed: dict = field(default_factory=dict)  # reference training speed, structures/s, by device type
+    about: str = ""
+
+
+TINY_MODEL = dict(atom_fea_dim=16, bond_fea_dim=16, angle_fea_dim=16, num_radial=7, num_angular=7, n_conv=2,
+                  atom_conv_hidden_dim=16, bond_conv_hidden_dim=16, mlp_hidden_dims=(16,))
+
+
+CPU_MODEL = dict(atom_fea_dim=32, bond_fea_dim=32, angle_fea_dim=32, n_conv=3, atom_conv_hidden_dim=32,
+                 bond_conv_hidden_dim=32, mlp_hidden_dims=(32, 32))
+
+
+SCALES = {
+    "smoke": Scale(
+        name="smoke", model=TINY_MODEL, epochs=2, seeds=(0,), experiments=("lc", "lf", "ablation", "tl"),
+        lc_n=(4, 8), lf_n_high=(4, 8), lf_n_low=(0, 6, 12), ablation_n=4, tl_n=(4, 8), n_low=12, max_test=16,
+        speed={"cpu": 15.0, "cuda": 40.0},
+        about="every code path on a handful of frames with a tiny model; the numbers mean nothing"),
+    "cpu": Scale(
+        name="cpu", model=CPU_MODEL, epochs=6, seeds=(0, 1, 2), experiments=("lc", "ablation"),
+        lc_n=(50, 100, 400), lf_n_high=(50, 400), lf_n_low=(0, 100, 200, 400), ablation_n=100, tl_n=(50, 100, 400),
+        n_low=200, speed={"cpu": 3.8, "cuda": 60.0},
+        about=("the headline learning curve and the ablation with a reduced model (32 features, 3 convolutions), "
+               "6 epochs and 200 low-fidelity frames: a few hours on 2 CPU cores")),
+    "paper": Scale(
+        name="paper", model={}, epochs=60, seeds=(0, 1, 2), experiments=("lc", "lf", "ablation", "tl"),
+        lc_n=(50, 100, 200, 400, 800, ALL), lf_n_high=(50, 400), lf_n_low=(0, 200, 400, 800, ALL), ablation_n=100,
+        tl_n=(50, 100, 200, 400, 800, ALL), n_low=ALL, speed={"cpu": 1.5, "cuda": 60.0},
+        about="the paper's settings (64 features, 4 convolutions, 60 epochs, all N, 3 seeds): for a GPU"),
+}
+
+
+METHODS = ("single", "mf", "transfer", "delta")
+
+
+METHOD_NAMES = {"single": "single-fidelity (N)", "mf": "MF-CHGNet", "transfer": "transfer learning",
+                "delta": "Δ-learning"}
+
+
+BAR = "\u0304"  # combining overline: "C̄" = C without its fidelity dependence
+
+
+ABLATION = {  # variant -> (method, modules), paper Fig. 4
+    "N": ("single", ""), "F": ("mf", "EMRC"), "C": ("mf", "C"), "E": ("mf", "E"), "M": ("mf", "M"),
+    "R": ("mf", "R"), "C" + BAR: ("mf", "EMR"), "E" + BAR: ("mf", "MRC"), "M" + BAR: ("mf", "ERC"),
+    "R" + BAR: ("mf", "EMC"),
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run of one experiment. ``n_high``/``n_low``: frame counts (None = all).
+
+    Runs with equal ``key`` are the same training and are done once for all experiments that use them.
+    """
+
+    experiment: str
+    method: str
+    n_high: int | None
+    n_low: int | None = 0
+    modules: str = ""
+    seed: int = 0
+    variant: str = ""  # ablation label, e.g. "C̄"
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; choose from {METHODS}")
+        if self.method != "mf":  # plain CHGNet everywhere else
+            object.__setattr__(self, "modules", "")
+        if self.method == "single":  # no low-fidelity data
+            object.__setattr__(self, "n_low", 0)
+
+    @property
+    def label(self) -> str:
+        return self.variant or self.method
+
+    @property
+    def key(self) -> str:
+        """Identity of the training (experiment and label left out)."""
+        return (f"{self.method}-{self.modules or 'plain'}-nh{count_text(self.n_high)}-nl{count_text(self.n_low)}"
+                f"-s{self.seed}")
+
+
+def count_text(n: int | None) -> str:
+    return "all" if n is None else str(n)
+
+
+def lc_runs(scale: Scale, seed: int) -> Iterator[Run]:
+    for n in scale.lc_n:
+        yield Run("lc", "single", n, seed=seed)
+        yield Run("lc", "mf", n, scale.n_low, "EMRC", seed)
+
+
+def lf_runs(scale: Scale, seed: int) -> Iterator[Run]:
+    for n in scale.lf_n_high:
+        for n_low in scale.lf_n_low:
+            method = "single" if n_low == 0 else "mf"
+            yield Run("lf", method, n, n_low, "EMRC", seed)
+
+
+def ablation_runs(scale: Scale, seed: int) -> Iterator[Run]:
+    for variant, (method, modules) in ABLATION.items():
+        yield Run("ablation", method, scale.ablation_n, scale.n_low, modules, seed, variant)
+
+
+def tl_runs(scale: Scale, seed: int) -> Iterator[Run]:
+    for n in scale.tl_n:
+        for method in ("mf", "transfer", "delta"):
+            yield Run("tl", method, n, scale.n_low, "EMRC", seed)
+
+
+EXPERIMENTS: dict[str, Callable[[Scale, int], Iterator[Run]]] = {
+    "lc": lc_runs, "lf": lf_runs, "ablation": ablation_runs, "tl": tl_runs}
+
+
+def resolve(n: int | None, available: int) -> int | None:
+    """A requested frame count, or None (= all) when it asks for all the available frames or more."""
+    return None if n is None or n >= available else int(n)
+
+
+def build_plan(experiments: Sequence[str], scale: Scale, seeds: Sequence[int], sizes: dict[str, int]) -> list[Run]:
+    """Every (experiment, run) pair, counts resolved against the data sizes (frames per role)."""
+    plan = []
+    for name in experiments:
+        for seed in seeds:
+            for run in EXPERIMENTS[name](scale, seed):
+                n_low = run.n_low if run.n_low == 0 else resolve(run.n_low, sizes["low"])
+                plan.append(replace(run, n_high=resolve(run.n_high, sizes["high"]), n_low=n_low))
+    return plan
+
+
+def unique_runs(plan: Iterable[Run]) -> list[Run]:
+    """One run per training key, first occurrence first."""
+    first: dict[str, Run] = {}
+    for run in plan:
+        first.setdefault(run.key, run)
+    return list(first.values())
+
+
+def restrict_n(scale: Scale, keep: tuple) -> Scale:
+    """The scale with only the N values in ``keep`` in its lc, lf and tl sweeps (ablation N unchanged)."""
+    def pick(values):
+        return tuple(n for n in values if n in keep)
+    if not (set(keep) & (set(scale.lc_n) | set(scale.lf_n_high) | set(scale.tl_n))):
+        raise SystemExit(f"--n-high {list(keep)} keeps none of scale {scale.name}'s N values "
+                         f"{sorted(set(scale.lc_n) | set(scale.tl_n), key=str)}")
+    return replace(scale, lc_n=pick(scale.lc_n), lf_n_high=pick(scale.lf_n_high), tl_n=pick(scale.tl_n))
