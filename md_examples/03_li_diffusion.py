@@ -11,7 +11,8 @@ the MD time scale; short runs give D to a factor ~2 — quick mode shows the mec
 from _common import parser, setup
 
 from mf_calc import lmfp
-from mf_calc.workflows.diffusion import format_arrhenius, li_diffusion
+from mf_calc.workflows.diffusion import li_diffusion
+from mf_calc.workflows.msd import format_arrhenius
 from mf_calc.workflows.relax import relax
 
 

@@ -160,7 +160,8 @@ def _add_md(sub):
 
 # ----------------------------------------------------------------------------- diffusion
 def cmd_diffusion(args) -> int:
-    from mf_calc.workflows.diffusion import format_arrhenius, li_diffusion
+    from mf_calc.workflows.diffusion import li_diffusion
+    from mf_calc.workflows.msd import format_arrhenius
 
     out = Path(args.out)
     if args.trajectories:

@@ -1,278 +1,22 @@
-"""Li diffusion: mean squared displacement (MSD), diffusion coefficients per axis, Arrhenius fit.
-
-Conventions
------------
-- Positions are **unwrapped** frame to frame from fractional displacements (minimum image), so the
-  analysis works on wrapped trajectories from any code too, provided no atom moves more than half a
-  cell between two frames (write frames every ≤ 50 fs). With a changing cell (NPT) each increment is
-  converted with the cell of the later frame.
-- **Drift removal** (``drift``): ``"framework"`` (default) subtracts the mass-weighted centre-of-mass
-  displacement of every atom that is *not* the diffusing species (the P-O-TM host lattice): Li
-  displacements are then measured relative to the host, which also removes the spurious lattice
-  drift stochastic thermostats give. ``"all"`` subtracts the centre of mass of the whole cell (zero
-  anyway for momentum-conserving integrators); ``None`` keeps raw displacements.
-- MSD(τ) is averaged over all atoms of the species and all time origins (τ up to
-  ``max_lag_fraction`` of the run, default 0.5). Per axis: MSD_x = ⟨Δx²⟩ etc. (x, y, z Cartesian; for the
-  Pnma cells built by ``mf_calc.lmfp`` x ∥ a, y ∥ b = [010], the Li channel, z ∥ c).
-- ``resolved[axis]`` is True when D > 2σ; unresolved values still enter the Arrhenius fit if D > 0, with
-  their (large) error as weight.
-- D from a linear fit MSD = 2 d D τ + c over τ ∈ [skip·τ_max, τ_max] (``skip`` = 0.2 drops the ballistic /
-  cage part): d = 3 for the total, d = 1 per axis. Error: the run is cut into ``n_blocks`` contiguous
-  blocks, D is fitted in each block over the same relative window, error = std/√n_blocks; when the run
-  is too short for blocks, the standard error of the regression slope is used (an under-estimate,
-  because MSD points are correlated). Units: Å²/ps and cm²/s (1 Å²/ps = 1e-4 cm²/s).
-- Arrhenius: ln D = ln D0 − Ea / (k_B T), weighted least squares in ln D (weights from D errors),
-  Ea in eV, D extrapolated to 300 K with a 1-σ interval. Temperatures where D ≤ 0 are excluded.
-"""
+"""Li diffusion workflow: NVT runs at several temperatures (ASE one after another, or TorchSim as one
+batch), then the MSD analysis and Arrhenius fit of :mod:`mf_calc.workflows.msd` (its docstring has the
+conventions), plots and ``diffusion.json``."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import ase.io
 import numpy as np
-from ase import units
+from ase.units import kB
 
 from mf_calc.atomic import write_json
 from mf_calc.workflows.io import read_frames
 from mf_calc.workflows.md import run_md
+from mf_calc.workflows.msd import arrhenius_fit, msd_analysis
 from mf_calc.workflows.plots import new_figure, save_figure
 
-KB_EV = units.kB  # eV/K
-A2PS_TO_CM2S = 1e-4
-AXES = ("x", "y", "z")
-
-
-# ----------------------------------------------------------------------------- positions and times
-def unwrapped_positions(frames) -> np.ndarray:
-    """(n_frames, n_atoms, 3) Cartesian positions unwrapped through periodic boundaries (Å)."""
-    if len(frames) == 0:
-        raise ValueError("no frames")
-    n = len(frames[0])
-    out = np.empty((len(frames), n, 3))
-    out[0] = frames[0].get_positions()
-    prev = frames[0].get_scaled_positions(wrap=False)
-    for k in range(1, len(frames)):
-        if len(frames[k]) != n:
-            raise ValueError(f"frame {k} has {len(frames[k])} atoms, frame 0 has {n}")
-        s = frames[k].get_scaled_positions(wrap=False)
-        ds = s - prev
-        ds -= np.round(ds)
-        out[k] = out[k - 1] + ds @ np.asarray(frames[k].cell)
-        prev = s
-    return out
-
-
-def frame_times(frames, frame_interval_ps: float | None = None) -> np.ndarray:
-    """Times (ps) from ``info['md_time_ps']`` (written by ``run_md``) or a given frame interval."""
-    if frame_interval_ps is not None:
-        return np.arange(len(frames)) * float(frame_interval_ps)
-    if all("md_time_ps" in f.info for f in frames):
-        return np.array([float(f.info["md_time_ps"]) for f in frames])
-    raise ValueError("frames carry no 'md_time_ps'; give frame_interval_ps (time between frames, ps)")
-
-
-def _drift(positions, masses, mask_species, drift):
-    if drift is None or drift == "none":
-        return np.zeros((positions.shape[0], 1, 3))
-    if drift == "framework":
-        sel = ~mask_species
-        if not sel.any():
-            raise ValueError("drift='framework' needs atoms other than the diffusing species")
-    elif drift == "all":
-        sel = np.ones_like(mask_species)
-    else:
-        raise ValueError(f"drift must be 'framework', 'all' or None, got {drift!r}")
-    w = masses[sel] / masses[sel].sum()
-    com = np.einsum("fni,n->fi", positions[:, sel], w)
-    return (com - com[0])[:, None, :]
-
-
-def _msd_curve(r: np.ndarray, max_lag: int) -> np.ndarray:
-    """(max_lag+1, 3) per-axis MSD averaged over atoms and time origins; r: (F, N, 3)."""
-    out = np.zeros((max_lag + 1, 3))
-    for lag in range(1, max_lag + 1):
-        d = r[lag:] - r[:-lag]
-        out[lag] = (d * d).mean(axis=(0, 1))
-    return out
-
-
-def _fit_slope(t, y, with_error=False):
-    """Least-squares slope of y(t) (``scipy.stats.linregress``), with its standard error when asked."""
-    from scipy.stats import linregress
-
-    fit = linregress(t, y)
-    return (float(fit.slope), float(fit.stderr)) if with_error else float(fit.slope)
-
-
-# ----------------------------------------------------------------------------- MSD and D
-def msd_analysis(
-    frames=None,
-    species: str = "Li",
-    frame_interval_ps: float | None = None,
-    drift: str | None = "framework",
-    skip: float = 0.2,
-    max_lag_fraction: float = 0.5,
-    n_blocks: int = 4,
-    positions: np.ndarray | None = None,
-    times_ps: np.ndarray | None = None,
-    symbols=None,
-    masses=None,
-) -> dict:
-    """MSD and diffusion coefficients of ``species`` (total and per axis).
-
-    frames: list of ase.Atoms (or a trajectory path). Alternatively give ``positions`` (F, N, 3,
-    already unwrapped, Å), ``times_ps`` and ``symbols`` (+ ``masses`` for drift removal).
-    Returns a dict with t_ps, msd / msd_x / msd_y / msd_z (Å²), D_A2_per_ps / D_cm2_per_s / D_err_*
-    dicts keyed "total", "x", "y", "z", the fit window, the error method and counts.
-    """
-    if isinstance(frames, (str, Path)):
-        frames = read_frames(frames)
-    if frames is not None:
-        positions = unwrapped_positions(frames)
-        times_ps = frame_times(frames, frame_interval_ps)
-        symbols = frames[0].get_chemical_symbols()
-        masses = frames[0].get_masses()
-    elif positions is None or symbols is None:
-        raise ValueError("give frames, or positions + times_ps + symbols")
-    elif times_ps is None:
-        if frame_interval_ps is None:
-            raise ValueError("give times_ps or frame_interval_ps")
-        times_ps = np.arange(len(positions)) * frame_interval_ps
-    positions = np.asarray(positions, dtype=float)
-    times_ps = np.asarray(times_ps, dtype=float)
-    symbols = np.asarray(symbols)
-    mask = symbols == species
-    if not mask.any():
-        raise ValueError(f"no {species} atoms in the trajectory")
-    n_frames = len(positions)
-    if n_frames < 8:
-        raise ValueError(f"need at least 8 frames for an MSD fit, got {n_frames}")
-    dt = np.diff(times_ps)
-    if not np.allclose(dt, dt[0], rtol=1e-3, atol=1e-9) or dt[0] <= 0:
-        raise ValueError("frames must be equally spaced in time (check for duplicated or missing frames)")
-    dt = float(dt[0])
-    if masses is None:
-        masses = np.ones(len(symbols))
-    r = positions - _drift(positions, np.asarray(masses, dtype=float), mask, drift)
-    r = r[:, mask]
-
-    max_lag = max(int((n_frames - 1) * max_lag_fraction), 4)
-    msd_xyz = _msd_curve(r, max_lag)
-    t = np.arange(max_lag + 1) * dt
-    lo = max(int(round(skip * max_lag)), 1)
-    window = slice(lo, max_lag + 1)
-
-    curves = {"total": msd_xyz.sum(axis=1), **{ax: msd_xyz[:, i] for i, ax in enumerate(AXES)}}
-    dims = {"total": 3, "x": 1, "y": 1, "z": 1}
-    D, D_err_reg = {}, {}
-    for key, y in curves.items():
-        slope, err = _fit_slope(t[window], y[window], with_error=True)
-        D[key] = slope / (2 * dims[key])
-        D_err_reg[key] = err / (2 * dims[key])
-
-    # block error estimate
-    block_len = n_frames // n_blocks if n_blocks > 1 else 0
-    blocks = []
-    if n_blocks > 1 and block_len >= 16:
-        b_lag = max(int((block_len - 1) * max_lag_fraction), 4)
-        b_lo = max(int(round(skip * b_lag)), 1)
-        tb = np.arange(b_lag + 1) * dt
-        for k in range(n_blocks):
-            seg = _msd_curve(r[k * block_len:(k + 1) * block_len], b_lag)
-            segc = {"total": seg.sum(axis=1), **{ax: seg[:, i] for i, ax in enumerate(AXES)}}
-            blocks.append({key: _fit_slope(tb[b_lo:], y[b_lo:]) / (2 * dims[key]) for key, y in segc.items()})
-        D_err = {key: float(np.std([b[key] for b in blocks], ddof=1) / math.sqrt(n_blocks)) for key in D}
-        err_method = f"std of {n_blocks} blocks / sqrt({n_blocks})"
-    else:
-        D_err = D_err_reg
-        err_method = "regression standard error (run too short for blocks)"
-
-    resolved = {k: bool(D[k] > 0 and D[k] > 2 * D_err[k]) for k in D}
-    return {
-        "species": species,
-        "n_atoms": int(mask.sum()),
-        "n_frames": n_frames,
-        "frame_interval_ps": dt,
-        "duration_ps": float(times_ps[-1] - times_ps[0]),
-        "drift": drift,
-        "t_ps": t,
-        "msd": curves["total"],
-        **{f"msd_{ax}": curves[ax] for ax in AXES},
-        "fit_window_ps": (float(t[lo]), float(t[max_lag])),
-        "D_A2_per_ps": {k: float(v) for k, v in D.items()},
-        "D_err_A2_per_ps": {k: float(v) for k, v in D_err.items()},
-        "D_cm2_per_s": {k: float(v) * A2PS_TO_CM2S for k, v in D.items()},
-        "D_err_cm2_per_s": {k: float(v) * A2PS_TO_CM2S for k, v in D_err.items()},
-        "D_blocks_A2_per_ps": blocks,
-        "resolved": resolved,
-        "error_method": err_method,
-    }
-
-
-# ----------------------------------------------------------------------------- Arrhenius
-def arrhenius_fit(temperatures_K, D_cm2_per_s, D_err=None, T_target_K: float = 300.0) -> dict:
-    """Fit ln D = ln D0 − Ea/(k_B T); returns Ea (eV) ± error, D0, D(T_target) (cm²/s) with 1-σ bounds.
-
-    Points with D ≤ 0 (no measurable diffusion) are excluded and listed. Weighted by 1/σ(ln D)² when
-    errors are given (σ(ln D) = D_err / D, floored at 5 %), else unweighted.
-    """
-    T = np.asarray(temperatures_K, dtype=float)
-    D = np.asarray(D_cm2_per_s, dtype=float)
-    keep = np.isfinite(D) & (D > 0)
-    excluded = [float(x) for x in T[~keep]]
-    T, D = T[keep], D[keep]
-    if len(T) < 2:
-        raise ValueError(f"Arrhenius fit needs >= 2 temperatures with D > 0; have {len(T)} (excluded: {excluded})")
-    x = 1.0 / (KB_EV * T)
-    y = np.log(D)
-    if D_err is not None:
-        err = np.asarray(D_err, dtype=float)[keep]
-        sig = np.maximum(np.where(np.isfinite(err), err, 0.0) / D, 0.05)
-    else:
-        sig = np.ones_like(D)
-    # y = slope x + ln D0 with slope = -Ea; numpy's weights are 1/σ
-    (slope, ln_d0), cov = np.polyfit(x, y, 1, w=1.0 / sig, cov="unscaled")
-    resid = y - (slope * x + ln_d0)
-    dof = len(T) - 2
-    if D_err is None or dof > 0:
-        # unweighted: scale by residual variance; weighted with dof>0: inflate if the scatter is larger
-        chi2 = float((resid**2 / sig**2).sum() / dof) if dof > 0 else 0.0
-        scale = chi2 if D_err is None else max(chi2, 1.0)
-        cov = cov * scale
-    ea = -slope
-    xt = 1.0 / (KB_EV * T_target_K)
-    ln_dt = ln_d0 - ea * xt
-    # var(ln D0 - Ea xt) with var(Ea) = cov[0, 0], cov(ln D0, Ea) = -cov[0, 1]
-    var_t = cov[1, 1] + xt**2 * cov[0, 0] + 2 * xt * cov[0, 1]
-    s_t = math.sqrt(max(var_t, 0.0))
-    def _exp(v):  # no OverflowError for absurd extrapolations of noisy data
-        return float(np.exp(np.clip(v, -700.0, 700.0)))
-
-    return {
-        "temperatures_K": T.tolist(),
-        "D_cm2_per_s": D.tolist(),
-        "excluded_T_K": excluded,
-        "Ea_eV": float(ea),
-        "Ea_err_eV": float(math.sqrt(max(cov[0, 0], 0.0))),
-        "D0_cm2_per_s": _exp(ln_d0),
-        "T_target_K": float(T_target_K),
-        "D_target_cm2_per_s": _exp(ln_dt),
-        "D_target_range_cm2_per_s": (_exp(ln_dt - s_t), _exp(ln_dt + s_t)),
-        "n_points": int(len(T)),
-        "weighted": D_err is not None,
-    }
-
-
 # ----------------------------------------------------------------------------- plots
-def format_arrhenius(fit: dict) -> str:
-    """One line: Ea ± err (eV) and D at the target temperature (cm²/s) with its 1σ range, or the fit's error."""
-    if "error" in fit:
-        return fit["error"]
-    lo, hi = fit["D_target_range_cm2_per_s"]
-    return (f"Ea = {fit['Ea_eV']:.3f} ± {fit['Ea_err_eV']:.3f} eV, D({fit['T_target_K']:.0f} K) = "
-            f"{fit['D_target_cm2_per_s']:.2e} cm²/s (1σ {lo:.1e} .. {hi:.1e})")
 
 
 def plot_msd(results: dict, png_path, title: str | None = None) -> str:
@@ -315,7 +59,7 @@ def plot_arrhenius(points: dict, fit: dict | None, png_path, title: str | None =
     if fit is not None:
         T_all = np.array(fit["temperatures_K"] + [fit["T_target_K"]])
         tt = np.linspace(T_all.min(), T_all.max(), 100)
-        ax.plot(1000 / tt, fit["D0_cm2_per_s"] * np.exp(-fit["Ea_eV"] / (KB_EV * tt)), "k--", lw=1,
+        ax.plot(1000 / tt, fit["D0_cm2_per_s"] * np.exp(-fit["Ea_eV"] / (kB * tt)), "k--", lw=1,
                 label=f"fit: Ea = {fit['Ea_eV']:.3f} ± {fit['Ea_err_eV']:.3f} eV")
         lo, hi = fit["D_target_range_cm2_per_s"]
         ax.errorbar([1000 / fit["T_target_K"]], [fit["D_target_cm2_per_s"]],
