@@ -58,14 +58,28 @@ def shortest_distances(graphs: Iterable) -> dict[str, float]:
 
 class ContactCheck:
     """Warn (:class:`ExtrapolationWarning`, once per element pair) about contacts closer than the model's
-    training data had; ``reference`` is the metadata record (None: nothing is checked)."""
+    training data had; ``reference`` is the metadata record (None: nothing is checked).
+
+    Per call this is one table look-up and comparison per edge (the shortest allowed distance of each
+    (Z_i, Z_j), +inf for pairs the training data never had, -inf once a pair has been warned about);
+    only a structure with a flagged edge is looked at more closely."""
 
     def __init__(self, reference: dict[str, float] | None):
         self.reference = dict(reference) if reference else None
         self.warned: set[str] = set()
+        self.allowed = None
+        if self.reference is not None:
+            self.allowed = np.full((len(chemical_symbols), len(chemical_symbols)), np.inf)
+            index = {s: z for z, s in enumerate(chemical_symbols)}
+            for name, d in self.reference.items():
+                a, b = (index[s] for s in name.split("-"))
+                self.allowed[a, b] = self.allowed[b, a] = d
 
     def __call__(self, graph) -> None:
-        if self.reference is None:
+        if self.allowed is None or len(graph.edges) == 0:
+            return
+        z = np.asarray(graph.numbers)[graph.edges]
+        if not (edge_distances(graph) < self.allowed[z[:, 0], z[:, 1]]).any():
             return
         for key, d in _pair_minima(graph).items():
             name = pair_name(*key)
@@ -79,5 +93,6 @@ class ContactCheck:
             else:
                 continue
             self.warned.add(name)
+            self.allowed[key] = self.allowed[key[::-1]] = -np.inf  # warned once is enough
             warnings.warn(f"a {name} contact of {d:.3f} Å: {problem}, so the model is extrapolating here "
                           "(energies and forces may be unphysical)", ExtrapolationWarning, stacklevel=4)
