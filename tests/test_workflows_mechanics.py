@@ -33,6 +33,9 @@ def test_nve_energy_drift_emt(tmp_path):
     assert abs(s["conserved_drift_meV_per_atom_per_ps"]) < 1.0
     assert 50 < log["T_K"][1:].mean() < 400  # equipartition: ~150 K after starting at 300 K
     assert s["model_calls_per_step"] is None  # EMT does not count its calls (MFCalculator does)
+    from mf_calc.workflows.md import MDSummary
+
+    assert set(s) == set(MDSummary.__annotations__) - {"final_oxidation"}  # the declared keys, no more, no less
 
 
 def test_npt_anisotropic_cell_response(tmp_path):

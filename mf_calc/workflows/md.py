@@ -31,6 +31,7 @@ import csv
 import math
 import os
 import time
+from typing import TypedDict
 
 import numpy as np
 from ase import Atoms, units
@@ -139,8 +140,8 @@ def run_md(
     progress: bool = True,
     print_interval: int = 0,
     callback=None,
-) -> tuple[Atoms, dict]:
-    """Run MD and return (final Atoms, summary).
+) -> tuple[Atoms, MDSummary]:
+    """Run MD and return (final Atoms, summary: :class:`MDSummary`).
 
     ensemble: "nve", "nvt" or "npt"; method picks the thermostat/barostat (module table; default
     Nose-Hoover chain for NVT, anisotropic MTK for NPT). temperature_K also sets the initial
@@ -239,13 +240,65 @@ def run_md(
     return atoms, summary
 
 
-def md_summary(rows: list[dict], n_atoms: int) -> dict:
+AVERAGED = ("T_K", "P_GPa", "volume_A3", "a", "b", "c", "alpha", "beta", "gamma", "epot_eV")  # log columns
+RELATIVE_CHANGE = ("a", "b", "c", "volume_A3")
+
+
+class MDSummary(TypedDict, total=False):
+    """What ``run_md`` returns besides the final atoms (JSON-ready). ``<column>_mean`` / ``_std``: over the
+    second half of the logged rows (units of the log column); ``<x>_change_pct``: last row vs first."""
+
+    n_rows: int
+    time_ps: float
+    T_K_mean: float
+    T_K_std: float
+    P_GPa_mean: float
+    P_GPa_std: float
+    volume_A3_mean: float
+    volume_A3_std: float
+    a_mean: float
+    a_std: float
+    b_mean: float
+    b_std: float
+    c_mean: float
+    c_std: float
+    alpha_mean: float
+    alpha_std: float
+    beta_mean: float
+    beta_std: float
+    gamma_mean: float
+    gamma_std: float
+    epot_eV_mean: float
+    epot_eV_std: float
+    conserved_drift_meV_per_atom_per_ps: float  # only with a conserved quantity and > 2 rows
+    conserved_max_dev_meV_per_atom: float
+    a_change_pct: float
+    b_change_pct: float
+    c_change_pct: float
+    volume_A3_change_pct: float
+    ensemble: str
+    method: str
+    temperature_K: float
+    pressure_GPa: float
+    timestep_fs: float
+    steps: int
+    fidelity: str | None
+    wall_s: float
+    s_per_step: float
+    model_calls_per_step: float | None  # None for calculators that do not count their calls
+    trajectory: str | None
+    log: str | None
+    final_lattice: dict
+    final_oxidation: dict  # only with magmoms (see oxidation.oxidation_summary)
+
+
+def md_summary(rows: list[dict], n_atoms: int) -> MDSummary:
     """Averages over the second half of the logged rows, and the conserved-energy drift."""
     if not rows:
         return {"n_rows": 0}
     half = rows[len(rows) // 2:]
-    out = {"n_rows": len(rows), "time_ps": rows[-1]["time_ps"]}
-    for key in ("T_K", "P_GPa", "volume_A3", "a", "b", "c", "alpha", "beta", "gamma", "epot_eV"):
+    out: MDSummary = {"n_rows": len(rows), "time_ps": rows[-1]["time_ps"]}
+    for key in AVERAGED:
         vals = np.array([r[key] for r in half], dtype=float)
         out[f"{key}_mean"] = float(np.nanmean(vals)) if np.isfinite(vals).any() else math.nan
         out[f"{key}_std"] = float(np.nanstd(vals)) if np.isfinite(vals).any() else math.nan
@@ -255,7 +308,7 @@ def md_summary(rows: list[dict], n_atoms: int) -> dict:
         slope = np.polyfit(t, cons, 1)[0]
         out["conserved_drift_meV_per_atom_per_ps"] = float(slope / n_atoms * 1000)
         out["conserved_max_dev_meV_per_atom"] = float(np.abs(cons - cons[0]).max() / n_atoms * 1000)
-    for key in ("a", "b", "c", "volume_A3"):
+    for key in RELATIVE_CHANGE:
         out[f"{key}_change_pct"] = float((rows[-1][key] / rows[0][key] - 1) * 100)
     return out
 
