@@ -190,6 +190,9 @@ def test_resume_after_interrupted_epoch_matches_uninterrupted_run(tmp_path):
     best = MFCHGNet.load(tmp_path / "resumed" / "best")
     assert best.metadata["trained"]["epochs"] == full.best_epoch
     assert best.metadata["trained"]["device"] == "cpu"
+    from mf_calc.train.metrics import Errors
+
+    assert all(set(errors) == set(Errors.__annotations__) for errors in history[-1]["val"].values())
     from mf_calc.model.contacts import METADATA_KEY, shortest_distances
 
     assert best.metadata[METADATA_KEY] == shortest_distances(train.graphs(best).graphs)  # what the model has seen

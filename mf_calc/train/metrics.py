@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TypedDict
 
 import torch
 from torch import Tensor
@@ -18,6 +19,24 @@ from mf_calc.train.loss import in_label_units
 
 REPORT = {"e": ("energy", "meV/atom", 1000.0), "f": ("forces", "meV/Å", 1000.0), "s": ("stress", "GPa", 1.0),
           "m": ("magmoms", "μB", 1.0)}
+
+
+class Errors(TypedDict):
+    """Errors of one fidelity: ``<t>_mae`` / ``<t>_rmse`` in the ``REPORT`` units (NaN without labels) and
+    ``<t>_n`` labelled frames (e, s) or atoms (f, m), for t in e (energy), f (forces), s (stress), m (magmoms)."""
+
+    e_mae: float
+    e_rmse: float
+    e_n: int
+    f_mae: float
+    f_rmse: float
+    f_n: int
+    s_mae: float
+    s_rmse: float
+    s_n: int
+    m_mae: float
+    m_rmse: float
+    m_n: int
 
 
 class ErrorSums:
@@ -39,14 +58,14 @@ class ErrorSums:
                                    torch.ones_like(err[:, 0])], 1)
             self.sums[:, k].index_add_(0, rows, per_row)
 
-    def report(self, names: Sequence[str]) -> dict[str, dict[str, float]]:
+    def report(self, names: Sequence[str]) -> dict[str, Errors]:
         """{fidelity: {"e_mae", "e_rmse", "e_n", ...}} for fidelities with any label; NaN where a label is absent."""
         sums = self.sums.cpu().numpy()
         out = {}
         for f, name in enumerate(names):
             if sums[f, :, 3].sum() == 0:
                 continue
-            row = {}
+            row: Errors = {}  # type: ignore[typeddict-item]  # filled below, every key
             for k, t in enumerate(TARGETS):
                 abs_sum, sq_sum, n, rows = sums[f, k].tolist()
                 row[f"{t}_mae"] = abs_sum / n if n else float("nan")
@@ -72,7 +91,7 @@ def accumulate_errors(model, graphs: GraphSet, indices: Sequence[int], targets: 
     return sums
 
 
-def evaluate(model, graphs: GraphSet, targets: str = "efsm", batch_size: int = 16) -> dict[str, dict[str, float]]:
+def evaluate(model, graphs: GraphSet, targets: str = "efsm", batch_size: int = 16) -> dict[str, Errors]:
     """MAE/RMSE per fidelity of ``model`` on all frames of ``graphs`` (single process)."""
     sums = accumulate_errors(model, graphs, list(range(len(graphs))), targets, batch_size,
                              ErrorSums(len(model.fidelities), model.device))
