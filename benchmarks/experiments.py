@@ -1,7 +1,7 @@
 """The paper's training experiments (sections 3.1-3.3) in one resumable command.
 
-    python benchmarks/experiments.py --scale smoke|cpu|paper [--experiments lc,lf,ablation,tl]
-        [--seeds 0 1 2] [--data benchmarks/data] [--out benchmarks/results/experiments_<scale>]
+    python benchmarks/experiments.py --scale smoke|cpu|paper|dft [--experiments lc,lf,ablation,tl]
+        [--seeds 0 1 2] [--data benchmarks/data or benchmarks/data/dft] [--out benchmarks/results/experiments_<scale>]
         [--device auto] [--epochs E] [--n-high 50,100] [--threads T] [--dry-run] [--report-only] [--verbose]
 
 Experiments (every configuration once per seed; the seed picks the frame subsets, the initial weights,
@@ -45,8 +45,13 @@ the full data (1720 r2scan / 1736 pbe_u / 191 test / 200 paired frames):
   experiments (114 runs + 3 low-fidelity models): ≈ 37 h on one H200 at ≈ 60 structures/s, hence the
   seed-parallel processes above.
 
-Data (``--data``): the teacher-labelled LMFP benchmark files written by ``benchmarks/make_data.py``.
-Labels come from teacher models (CHGNet 0.3.0 = pbe_u, CHGNet r2scan = r2scan), not from DFT.
+Data (``--data``): scales smoke, cpu and paper read the teacher-labelled LMFP benchmark files written by
+``benchmarks/make_data.py`` (labels from CHGNet 0.3.0 = pbe_u and CHGNet r2scan = r2scan, not from DFT).
+Scale ``dft`` reads the real-DFT files of ``benchmarks/make_dft_data.py --collect`` in ``benchmarks/data/dft``
+(low fidelity gpaw_nonmag, high fidelity gpaw_afm, its fixed 30-frame test split; the paired structures
+are those labelled at both). It adds two learning-curve series, plain fine-tuning of pretrained CHGNet
+0.3.0 on gpaw_afm ("finetune") and MF-CHGNet warm-started from CHGNet 0.3.0 ("mf-warm"), and runs its
+ablation warm-started at N = 50 (issue 13).
 """
 
 from __future__ import annotations
@@ -61,7 +66,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from paper_experiments.data import load_data
-from paper_experiments.plan import EXPERIMENTS, SCALES, TEACHER_SENTENCE, build_plan, restrict_n, unique_runs
+from paper_experiments.plan import EXPERIMENTS, SCALES, build_plan, restrict_n, unique_runs
 from paper_experiments.report import report
 from paper_experiments.runs import Context, RunStore, describe_plan, fmt_duration, resolved_device, run_pending
 
@@ -78,7 +83,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--scale", required=True, choices=list(SCALES))
     p.add_argument("--experiments", help=f"comma-separated of {','.join(EXPERIMENTS)} (default: the scale's)")
     p.add_argument("--seeds", type=int, nargs="+", help="default: the scale's (smoke 0; cpu, paper 0 1 2)")
-    p.add_argument("--data", default=str(HERE / "data"), help="folder of the benchmark files (default benchmarks/data)")
+    p.add_argument("--data", help="folder of the data files (default: the scale's, benchmarks/data or benchmarks/data/dft)")
     p.add_argument("--out", help="output folder (default benchmarks/results/experiments_<scale>)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--epochs", type=int, help="override the scale's epochs (use a new --out)")
@@ -118,7 +123,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     experiments = args.experiments or list(scale.experiments)
     seeds = tuple(args.seeds) if args.seeds else scale.seeds
     out = Path(args.out) if args.out else HERE / "results" / f"experiments_{scale.name}"
-    data = load_data(args.data, scale, paired="tl" in experiments)
+    try:
+        data = load_data(args.data or HERE / scale.data, scale, paired="tl" in experiments)
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
     plan = build_plan(experiments, scale, seeds, data.sizes)
     store = RunStore(out)
     ctx = Context(work_dir=out / "work", device=args.device, progress=args.verbose)
@@ -137,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "synthetic_data": data.synthetic, "device": resolved_device(args.device),
             "written": time.strftime("%Y-%m-%d %H:%M"), "python": platform.python_version(),
             "commands": (out / "commands.txt").read_text().splitlines(),
-            "units": {t: unit for t, (_, unit, _) in REPORT.items()}, "labels": TEACHER_SENTENCE.strip("*")}
+            "units": {t: unit for t, (_, unit, _) in REPORT.items()}, "labels": scale.labels.strip("*")}
     rows = report(plan, out, scale, meta, data.synthetic)
     print(f"{trained} run(s) trained in {fmt_duration(time.perf_counter() - start)}, "
           f"{len(unique_runs(plan)) - len(pending)} skipped (finished before); results in {out}", flush=True)

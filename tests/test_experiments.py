@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,49 @@ def test_findings_are_computed_from_the_numbers():
     assert "MF does not beat single-fidelity on forces at N=all: 21 vs 20 meV/Å, 0.95× (within the seed scatter)" in text
     ablation = [dict(row(v, "100", 10.0 if v == "F" else 20.0), experiment="ablation") for v in exp_plan.ABLATION]
     assert "best: F" in " ".join(exp_report.ablation_findings(ablation))
+
+
+def test_dft_scale_plans_warm_starts_and_shares_them_with_the_ablation():
+    """Scale dft (issue 13): four learning-curve series, two of them warm-started from CHGNet 0.3.0; the
+    warm-started ablation's F and N are the learning curves' mf-warm and finetune runs at N = 50."""
+    dft = exp_plan.SCALES["dft"]
+    plan = exp_plan.build_plan(["lc", "ablation"], dft, (0,), {"high": 90, "low": 300, "test": 30})
+    lc = {(r.label, r.n_high): r for r in plan if r.experiment == "lc"}
+    assert {label for label, _ in lc} == {"single", "mf", "finetune", "mf-warm"}
+    assert lc[("finetune", 10)].key == "single-plain-chgnet-0.3.0-nh10-nl0-s0"
+    assert lc[("mf-warm", None)].key == "mf-EMRC-chgnet-0.3.0-nhall-nlall-s0"  # N = all: the 90 gpaw_afm frames
+    ablation = {r.label: r for r in plan if r.experiment == "ablation"}
+    assert ablation["F"].key == lc[("mf-warm", 50)].key and ablation["N"].key == lc[("finetune", 50)].key
+    assert all(r.init == "chgnet-0.3.0" for r in ablation.values())
+    assert lc[("mf", 10)].key == "mf-EMRC-nh10-nlall-s0"  # scratch keys as before: finished runs stay valid
+
+
+def test_dft_layout_pairs_structures_found_in_both_files_and_warm_starts(tmp_path):
+    """DFT-like data (no paired files; the paired structures sit in both the high and the low file): Δ-learning
+    finds its pairs by structure, warm-started runs train, and the report speaks of DFT, not teachers."""
+    names = {"high": "afm_train.extxyz", "low": "nonmag.extxyz", "test": "afm_test.extxyz"}
+    data_dir = exp_data.write_synthetic_data(tmp_path / "data", n_high=3, n_low=4, n_test=2, n_paired=3,
+                                             low="nm", high="afm", files=names)
+    scale = replace(MICRO, name="micro_dft", experiments=("lc", "tl"), lc_n=(2,), tl_n=(2,), low="nm", high="afm",
+                    files=names, labels="**Labels are real DFT (test).**", labels_short="DFT (test)",
+                    lc_variants=("single", "mf", "finetune", "mf-warm"))
+    data = exp_data.load_data(data_dir, scale, paired=True)
+    assert len(data.high) == 6 and len(data.low) == 7 and len(data.paired_high) == len(data.paired_low) == 3
+    assert data.files["paired_high"] == data.files["high"]
+    exp_plan.SCALES["micro_dft"] = scale
+    try:
+        summary = cli.main(["--scale", "micro_dft", "--data", str(data_dir), "--out", str(tmp_path / "out"),
+                            "--device", "cpu", "--threads", "1"])
+    finally:
+        exp_plan.SCALES.pop("micro_dft")
+    rows = {(r["experiment"], r["label"]): r for r in summary["rows"]}
+    assert set(rows) == {("lc", v) for v in ("single", "mf", "finetune", "mf-warm")} | {
+        ("tl", v) for v in ("mf", "transfer", "delta")}
+    assert all(r["n_seeds"] == 1 and r["f_mae_mean"] > 0 for r in rows.values())
+    record = json.loads((tmp_path / "out" / "runs" / "mf-EMRC-chgnet-0.3.0-nh2-nlall-s0.json").read_text())
+    assert record["check"]["train_config"]["init"] == "chgnet-0.3.0" and record["check"]["train_config"]["model"] == {}
+    delta = json.loads((tmp_path / "out" / "runs" / "delta-plain-nh2-nlall-s0.json").read_text())
+    assert delta["n_paired_frames"] == 2
+    readme = (tmp_path / "out" / "README.md").read_text()
+    assert "Labels are real DFT (test)." in readme and "teacher" not in readme.split("## What we see")[0]
+    assert "MF from CHGNet 0.3.0" in readme  # the warm comparison in the findings

@@ -16,11 +16,21 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
-LOW, HIGH = "pbe_u", "r2scan"  # fidelity names, lowest first
+LOW, HIGH = "pbe_u", "r2scan"  # fidelity names of the teacher-labelled benchmark, lowest first
 STATS = ("mae", "rmse")
 TEACHER_SENTENCE = ("**Labels come from teacher models (CHGNet 0.3.0 = pbe_u, CHGNet r2scan = r2scan), "
                     "not from DFT.**")
-
+DFT_SENTENCE = ("**Labels are real DFT (GPAW, PBE+U): gpaw_nonmag non-spin-polarised at 350 eV, gpaw_afm "
+                "spin-polarised from the antiferromagnetic start at 600 eV; see benchmarks/data/dft/DATA_CARD.md.**")
+#: role -> file in --data, teacher benchmark (benchmarks/make_data.py)
+TEACHER_FILES = {"high": "lmfp_r2scan_train.extxyz.gz", "low": "lmfp_pbe_u_train.extxyz.gz",
+                 "test": "lmfp_r2scan_test.extxyz.gz", "paired_high": "lmfp_paired_r2scan.extxyz.gz",
+                 "paired_low": "lmfp_paired_pbe_u.extxyz.gz"}
+#: role -> file, real DFT (benchmarks/make_dft_data.py --collect); the paired structures are those in both
+#: the high and the low file
+DFT_FILES = {"high": "lmfp_gpaw_afm_train.extxyz.gz", "low": "lmfp_gpaw_nonmag.extxyz.gz",
+             "test": "lmfp_gpaw_afm_test.extxyz.gz"}
+WARM = "chgnet-0.3.0"  # the pretrained model warm-started runs begin from
 
 ALL = None  # "all frames" in n_high / n_low
 
@@ -46,6 +56,14 @@ class Scale:
     max_paired: int = 200  # Δ-learning uses min(N, max_paired) paired structures
     speed: dict = field(default_factory=dict)  # reference training speed, structures/s, by device type
     about: str = ""
+    low: str = LOW  # fidelity names of the data
+    high: str = HIGH
+    data: str = "data"  # default --data, relative to benchmarks/
+    files: dict = field(default_factory=lambda: dict(TEACHER_FILES))  # role -> file in --data
+    labels: str = TEACHER_SENTENCE
+    labels_short: str = "teacher labels, not DFT"  # on every plot
+    lc_variants: tuple = ("single", "mf")  # series of the learning curves (LC_VARIANTS)
+    ablation_init: str = "scratch"  # where the ablation's models start
 
 
 TINY_MODEL = dict(atom_fea_dim=16, bond_fea_dim=16, angle_fea_dim=16, num_radial=7, num_angular=7, n_conv=2,
@@ -68,6 +86,15 @@ SCALES = {
         n_low=200, speed={"cpu": 3.8, "cuda": 60.0},
         about=("the headline learning curve and the ablation with a reduced model (32 features, 3 convolutions), "
                "6 epochs and 200 low-fidelity frames: a few hours on 2 CPU cores")),
+    "dft": Scale(
+        name="dft", model={}, epochs=60, seeds=(0, 1, 2), experiments=("lc", "lf", "ablation", "tl"),
+        lc_n=(10, 25, 50, 100, ALL), lf_n_high=(25,), lf_n_low=(0, 100, 200, ALL), ablation_n=50,
+        tl_n=(10, 25, 50, 100, ALL), n_low=ALL, speed={"cpu": 3.0, "cuda": 60.0},
+        low="gpaw_nonmag", high="gpaw_afm", data="data/dft", files=dict(DFT_FILES), labels=DFT_SENTENCE,
+        labels_short="real DFT labels (GPAW PBE+U)",
+        lc_variants=("single", "mf", "finetune", "mf-warm"), ablation_init=WARM,
+        about=("real DFT (issue 13): non-magnetic gpaw_nonmag helping magnetic gpaw_afm, from scratch and from "
+               "pretrained CHGNet 0.3.0 (paper sizes, 60 epochs, 3 seeds): for a GPU")),
     "paper": Scale(
         name="paper", model={}, epochs=60, seeds=(0, 1, 2), experiments=("lc", "lf", "ablation", "tl"),
         lc_n=(50, 100, 200, 400, 800, ALL), lf_n_high=(50, 400), lf_n_low=(0, 200, 400, 800, ALL), ablation_n=100,
@@ -80,7 +107,7 @@ METHODS = ("single", "mf", "transfer", "delta")
 
 
 METHOD_NAMES = {"single": "single-fidelity (N)", "mf": "MF-CHGNet", "transfer": "transfer learning",
-                "delta": "Δ-learning"}
+                "delta": "Δ-learning", "finetune": "fine-tuned CHGNet 0.3.0", "mf-warm": "MF-CHGNet from CHGNet 0.3.0"}
 
 
 BAR = "\u0304"  # combining overline: "C̄" = C without its fidelity dependence
@@ -106,7 +133,8 @@ class Run:
     n_low: int | None = 0
     modules: str = ""
     seed: int = 0
-    variant: str = ""  # ablation label, e.g. "C̄"
+    variant: str = ""  # ablation or learning-curve label, e.g. "C̄" or "finetune"
+    init: str = "scratch"  # "scratch" or a pretrained model name (warm start)
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -123,7 +151,8 @@ class Run:
     @property
     def key(self) -> str:
         """Identity of the training (experiment and label left out)."""
-        return (f"{self.method}-{self.modules or 'plain'}-nh{count_text(self.n_high)}-nl{count_text(self.n_low)}"
+        warm = "" if self.init == "scratch" else f"-{self.init}"
+        return (f"{self.method}-{self.modules or 'plain'}{warm}-nh{count_text(self.n_high)}-nl{count_text(self.n_low)}"
                 f"-s{self.seed}")
 
 
@@ -131,10 +160,19 @@ def count_text(n: int | None) -> str:
     return "all" if n is None else str(n)
 
 
+LC_VARIANTS = {  # learning-curve series -> (method, modules, init)
+    "single": ("single", "", "scratch"), "mf": ("mf", "EMRC", "scratch"),
+    "finetune": ("single", "", WARM),  # what a user does today: fine-tune pretrained CHGNet on the high fidelity
+    "mf-warm": ("mf", "EMRC", WARM),
+}
+
+
 def lc_runs(scale: Scale, seed: int) -> Iterator[Run]:
     for n in scale.lc_n:
-        yield Run("lc", "single", n, seed=seed)
-        yield Run("lc", "mf", n, scale.n_low, "EMRC", seed)
+        for name in scale.lc_variants:
+            method, modules, init = LC_VARIANTS[name]
+            variant = "" if name == method else name
+            yield Run("lc", method, n, scale.n_low, modules, seed, variant, init)
 
 
 def lf_runs(scale: Scale, seed: int) -> Iterator[Run]:
@@ -146,7 +184,7 @@ def lf_runs(scale: Scale, seed: int) -> Iterator[Run]:
 
 def ablation_runs(scale: Scale, seed: int) -> Iterator[Run]:
     for variant, (method, modules) in ABLATION.items():
-        yield Run("ablation", method, scale.ablation_n, scale.n_low, modules, seed, variant)
+        yield Run("ablation", method, scale.ablation_n, scale.n_low, modules, seed, variant, scale.ablation_init)
 
 
 def tl_runs(scale: Scale, seed: int) -> Iterator[Run]:

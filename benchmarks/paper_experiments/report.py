@@ -12,7 +12,7 @@ from mf_calc.train.dataset import TARGETS
 from mf_calc.train.metrics import REPORT
 
 from .aggregate import aggregate, find, write_tables
-from .plan import BAR, METHOD_NAMES, STATS, TEACHER_SENTENCE, Run, Scale, count_text
+from .plan import BAR, METHOD_NAMES, STATS, Run, Scale, count_text
 from .runs import RunStore
 
 
@@ -32,7 +32,7 @@ def _panels(title: str):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
-    fig.suptitle(title + "  (teacher labels, not DFT)", fontsize=10)
+    fig.suptitle(title, fontsize=10)
     return plt, fig, axes
 
 
@@ -86,9 +86,10 @@ def plot_ablation(rows: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def make_plots(rows: list[dict], out: Path) -> list[str]:
+def make_plots(rows: list[dict], out: Path, scale: Scale) -> list[str]:
     """The PNGs of the experiments present in ``rows``; returns their file names."""
     written = []
+    lo, hi, tag = scale.low, scale.high, f"  ({scale.labels_short})"
 
     def of(experiment):
         return [r for r in rows if r["experiment"] == experiment and r["n_seeds"]]
@@ -96,22 +97,21 @@ def make_plots(rows: list[dict], out: Path) -> list[str]:
     if of("lc"):
         for stat in STATS:
             plot_curves(of("lc"), "n_high_frames", "label", out / f"lc_{stat}.png",
-                        f"Learning curves: single-fidelity vs MF-CHGNet, test {stat.upper()} at r2scan",
-                        "r2scan training frames N", stat)
+                        f"Learning curves, test {stat.upper()} at {hi}{tag}", f"{hi} training frames N", stat)
             written.append(f"lc_{stat}.png")
     if of("lf"):
         lf = [{**r, "series": f"N = {r['n_high']}"} for r in of("lf")]
         plot_curves(lf, "n_low_frames", "series", out / "lf_mae.png",
-                    "MF-CHGNet vs number of low-fidelity (pbe_u) frames, test MAE at r2scan",
-                    "pbe_u training frames (0 = single-fidelity)", logx=False)
+                    f"MF-CHGNet vs number of low-fidelity ({lo}) frames, test MAE at {hi}{tag}",
+                    f"{lo} training frames (0 = single-fidelity)", logx=False)
         written.append("lf_mae.png")
     if of("ablation"):
         plot_ablation(of("ablation"), out / "ablation_mae.png",
-                      f"Ablation of the fidelity-dependent modules at N = {of('ablation')[0]['n_high']}, test MAE")
+                      f"Ablation of the fidelity-dependent modules at N = {of('ablation')[0]['n_high']}, test MAE{tag}")
         written.append("ablation_mae.png")
     if of("tl"):
         plot_curves(of("tl"), "n_high_frames", "label", out / "tl_mae.png",
-                    "MF-CHGNet vs transfer learning vs Δ-learning, test MAE at r2scan", "r2scan training frames N")
+                    f"MF-CHGNet vs transfer learning vs Δ-learning, test MAE at {hi}{tag}", f"{hi} training frames N")
         written.append("tl_mae.png")
     return written
 
@@ -127,7 +127,7 @@ def cell(row: dict, t: str, stat: str) -> str:
 
 def markdown_table(rows: list[dict], first: Sequence[tuple[str, str]]) -> str:
     """One markdown table: the ``first`` (key, header) columns, then MAE and RMSE of e, f, s, m."""
-    head = [h for _, h in first] + [f"{REPORT[t][:2][0]} {stat.upper()} ({REPORT[t][:2][1]})"
+    head = [h for _, h in first] + [f"{REPORT[t][0]} {stat.upper()} ({REPORT[t][:2][1]})"
                                     for t in TARGETS for stat in STATS] + ["seeds"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -188,7 +188,7 @@ def lc_findings(rows: list[dict]) -> list[str]:
     out = []
     for n in dict.fromkeys((ns[0], ns[-1])):
         s, m = find(single, n_high=n), find(mf, n_high=n)
-        wins = [REPORT[t][:2][0] for t in TARGETS if mae(m, t) < mae(s, t)]
+        wins = [REPORT[t][0] for t in TARGETS if mae(m, t) < mae(s, t)]
         out.append(compare("MF", m, "single-fidelity", s, "f", f"at N={n}") + "; MF has the lower MAE on "
                    + (", ".join(wins) if wins else "none") + " of the four targets there.")
     for label, series in (("single-fidelity", single), ("MF", mf)):
@@ -196,6 +196,21 @@ def lc_findings(rows: list[dict]) -> list[str]:
         if first is not last:
             out.append(f"{label}: force MAE {mae(first, 'f'):.3g} → {mae(last, 'f'):.3g} meV/Å from N={first['n_high']} "
                        f"to N={last['n_high']} ({'falls' if mae(last, 'f') < mae(first, 'f') else 'does not fall'}).")
+    return out + warm_findings(rows)
+
+
+def warm_findings(rows: list[dict]) -> list[str]:
+    """MF warm-started from CHGNet 0.3.0 vs plain fine-tuning of CHGNet 0.3.0 on the high fidelity, per N:
+    what multi-fidelity data buy a user who would otherwise fine-tune the pretrained model."""
+    tuned = [r for r in rows if r["label"] == "finetune" and r["n_seeds"]]
+    warm = [r for r in rows if r["label"] == "mf-warm" and r["n_seeds"]]
+    out = []
+    for ft in tuned:
+        mw = find(warm, n_high=ft["n_high"])
+        if mw is not None:
+            wins = [REPORT[t][0] for t in TARGETS if mae(mw, t) < mae(ft, t)]
+            out.append(compare("MF from CHGNet 0.3.0", mw, "fine-tuned CHGNet 0.3.0", ft, "f", f"at N={ft['n_high']}")
+                       + "; lower MAE on " + (", ".join(wins) if wins else "none") + " of the four targets.")
     return out
 
 
@@ -253,7 +268,7 @@ def tl_findings(rows: list[dict]) -> list[str]:
                 best.append((n, min(cand, key=lambda r: mae(r, t))["label"]))
         if best:
             wins = [n for n, lab in best if lab == "mf"]
-            out.append(f"Lowest {REPORT[t][:2][0]} MAE: " + ", ".join(f"N={n}: {METHOD_NAMES[lab]}" for n, lab in best)
+            out.append(f"Lowest {REPORT[t][0]} MAE: " + ", ".join(f"N={n}: {METHOD_NAMES[lab]}" for n, lab in best)
                        + f" (MF best at {len(wins)} of {len(best)} N).")
     if ns:
         mf, tr = find(rows, n_high=ns[0], label="mf"), find(rows, n_high=ns[0], label="transfer")
@@ -287,7 +302,7 @@ def readme_text(rows: list[dict], scale: Scale, meta: dict, plots: list[str], sy
     model = ", ".join(f"{k}={v}" for k, v in scale.model.items()) or "paper sizes (64 features, 4 convolutions, 31+31 bases)"
     parts = [
         f"# MF-CHGNet training experiments — scale `{scale.name}`", "",
-        TEACHER_SENTENCE, "",
+        scale.labels, "",
         f"Written by `benchmarks/experiments.py` on {meta['written']}. Exact command of this report:", "",
         f"    {meta['command']}", "",
         "All commands that wrote into this folder (`commands.txt`; training runs are resumed and shared, "
@@ -301,8 +316,8 @@ def readme_text(rows: list[dict], scale: Scale, meta: dict, plots: list[str], sy
                     if name in meta["experiments"]) + "; "
         f"low-fidelity frames in lc/ablation/tl runs: {count_text(scale.n_low)}; 10 % of each fidelity's frames "
         f"held out for best-epoch selection. Data: `{meta['data']}` "
-        f"({', '.join(f'{k} {v}' for k, v in meta['sizes'].items())} frames). Test: the r2scan test split "
-        f"({meta['sizes'].get('test')} frames) at fidelity r2scan. Device: {meta['device']}.", "",
+        f"({', '.join(f'{k} {v}' for k, v in meta['sizes'].items())} frames). Test: the {scale.high} test split "
+        f"({meta['sizes'].get('test')} frames) at fidelity {scale.high}. Device: {meta['device']}.", "",
         "Errors are mean ± sample std over seeds (one seed: mean only). Units: energy meV/atom, forces meV/Å "
         "(per component), stress GPa (per 3×3 component), magmoms μB. Δ-learning predicts no magmoms (–). "
         "In the lf sweep n_low = 0 is the single-fidelity model.", "",
@@ -328,6 +343,6 @@ def report(plan: list[Run], out: Path, scale: Scale, meta: dict, synthetic: bool
     """results.csv / results.json, the plots and README.md from the finished runs of ``plan``."""
     rows = aggregate(plan, RunStore(out))
     write_tables(rows, out, meta)
-    plots = make_plots(rows, out)
+    plots = make_plots(rows, out, scale)
     (out / "README.md").write_text(readme_text(rows, scale, meta, plots, synthetic))
     return rows

@@ -1,6 +1,6 @@
 """Training one run (single, MF, transfer, Δ), reusing finished runs, and the sweep with its time estimate.
 
-Errors on the r2scan test split come from ``mf_calc.train.metrics.evaluate`` for every method (the Δ model
+Errors on the test split (at the high fidelity) come from ``mf_calc.train.metrics.evaluate`` for every method (the Δ model
 included); MAE and RMSE of energy (meV/atom), forces (meV/Å, per component), stress (GPa, per 3×3
 component) and magmoms (μB).
 """
@@ -18,24 +18,26 @@ from mf_calc.atomic import write_json
 from mf_calc.train.dataset import TARGETS
 
 from .data import Data, pick, take
-from .plan import HIGH, LOW, Run, Scale, count_text, resolve, unique_runs
+from .plan import Run, Scale, count_text, resolve, unique_runs
 
 FILES_USED = {"single": ("high", "test"), "mf": ("high", "low", "test"), "transfer": ("high", "low", "test"),
               "delta": ("low", "paired_high", "paired_low", "test")}
 
 
 def base_config(scale: Scale, seed: int, fidelities: tuple[str, ...], modules: str = "", device: str = "auto",
-                progress: bool = False):
-    """TrainConfig: paper Table 1 defaults, from scratch, the scale's model size and epochs."""
+                progress: bool = False, init: str = "scratch"):
+    """TrainConfig: paper Table 1 defaults, from ``init`` (scratch or a pretrained model), the scale's model
+    size and epochs."""
     from mf_calc.train import TrainConfig
 
-    return TrainConfig(init="scratch", modules=modules, fidelities=fidelities, model=dict(scale.model),
+    model = dict(scale.model) if init == "scratch" else {}  # a warm start has the pretrained model's sizes
+    return TrainConfig(init=init, modules=modules, fidelities=fidelities, model=model,
                        epochs=scale.epochs, seed=seed, device=device, progress=progress)
 
 
 def train_config(scale: Scale, run: Run, device: str = "auto", progress: bool = False):
-    fidelities = (LOW, HIGH) if run.method == "mf" else (HIGH,)
-    return base_config(scale, run.seed, fidelities, run.modules, device, progress)
+    fidelities = (scale.low, scale.high) if run.method == "mf" else (scale.high,)
+    return base_config(scale, run.seed, fidelities, run.modules, device, progress, run.init)
 
 
 def as_json(obj):
@@ -120,7 +122,7 @@ def low_fidelity_model(n_low: int | None, seed: int, scale: Scale, data: Data, c
     if name in ctx.low_models:
         return ctx.low_models[name]
     run_dir = ctx.work_dir / name
-    config = base_config(scale, seed, (LOW,), device=ctx.device, progress=ctx.progress)
+    config = base_config(scale, seed, (scale.low,), device=ctx.device, progress=ctx.progress)
     check = as_json({"train_config": config_dict(config), "files": {"low": data.files["low"]}})
     done = run_dir / "done.json"
     if done.is_file():
@@ -131,7 +133,7 @@ def low_fidelity_model(n_low: int | None, seed: int, scale: Scale, data: Data, c
     else:
         start = time.perf_counter()
         frames = take(data.low, pick(len(data.low), n_low, seed, "low"))
-        model = train_plain(FrameDataset(frames), LOW, config, run_dir, resume=has_checkpoint(run_dir))
+        model = train_plain(FrameDataset(frames), scale.low, config, run_dir, resume=has_checkpoint(run_dir))
         write_json(done, {"check": check, "n_low_frames": len(frames), "time_s": time.perf_counter() - start}, indent=1)
         tidy(run_dir)
     ctx.low_models[name] = model
@@ -142,7 +144,7 @@ def fit_single(run: Run, data: Data, config, run_dir: Path, ctx: Context, scale:
     from mf_calc.train import train_single_fidelity
 
     frames = take(data.high, pick(len(data.high), run.n_high, run.seed, "high"))
-    model = train_single_fidelity(frames, config, run_dir, high=HIGH, resume=has_checkpoint(run_dir))
+    model = train_single_fidelity(frames, config, run_dir, high=scale.high, resume=has_checkpoint(run_dir))
     return model, {"n_high_frames": len(frames), "n_low_frames": 0}
 
 
@@ -153,13 +155,13 @@ def fit_mf(run: Run, data: Data, config, run_dir: Path, ctx: Context, scale: Sca
 
 
 def fit_transfer(run: Run, data: Data, config, run_dir: Path, ctx: Context, scale: Scale):
-    """Fine-tune the shared low-fidelity model on N r2scan frames, embeddings and convolutions frozen (paper 3.3)."""
+    """Fine-tune the shared low-fidelity model on N high-fidelity frames, embeddings and convolutions frozen (paper 3.3)."""
     from mf_calc.train import TRANSFER_FROZEN, FrameDataset
     from mf_calc.train.baselines import train_plain
 
     pretrained = low_fidelity_model(run.n_low, run.seed, scale, data, ctx)
     high = take(data.high, pick(len(data.high), run.n_high, run.seed, "high"))
-    model = train_plain(FrameDataset(high), HIGH, config, run_dir, init_state=pretrained.state_dict(),
+    model = train_plain(FrameDataset(high), scale.high, config, run_dir, init_state=pretrained.state_dict(),
                         freeze=TRANSFER_FROZEN, resume=has_checkpoint(run_dir))
     return model, {"n_high_frames": len(high), "n_low_frames": len(data.low) if run.n_low is None else run.n_low,
                    "low_model": f"low-nl{count_text(run.n_low)}-s{run.seed}"}
@@ -176,9 +178,9 @@ def fit_delta(run: Run, data: Data, config, run_dir: Path, ctx: Context, scale: 
     idx = pick(n_pairs, resolve(n, n_pairs), run.seed, "paired")
     pairs = FrameDataset(take(data.paired_low, idx) + take(data.paired_high, idx))
     delta_config = replace(config, targets=config.targets.replace("m", ""))
-    delta = train_plain(FrameDataset(delta_frames(pairs, LOW, HIGH)), DELTA, delta_config, run_dir,
+    delta = train_plain(FrameDataset(delta_frames(pairs, scale.low, scale.high)), DELTA, delta_config, run_dir,
                         resume=has_checkpoint(run_dir))
-    return DeltaModel(low_model.to(delta.device), delta, HIGH), {
+    return DeltaModel(low_model.to(delta.device), delta, scale.high), {
         "n_high_frames": len(data.high) if run.n_high is None else run.n_high, "n_paired_frames": len(idx),
         "n_low_frames": len(data.low) if run.n_low is None else run.n_low,
         "low_model": f"low-nl{count_text(run.n_low)}-s{run.seed}"}
@@ -187,11 +189,11 @@ def fit_delta(run: Run, data: Data, config, run_dir: Path, ctx: Context, scale: 
 FITTERS = {"single": fit_single, "mf": fit_mf, "transfer": fit_transfer, "delta": fit_delta}
 
 
-def test_set_errors(model, data: Data) -> dict[str, float]:
-    """Errors on the r2scan test split at fidelity r2scan (``train.metrics.evaluate``, Δ model included)."""
+def test_set_errors(model, data: Data, scale: Scale) -> dict[str, float]:
+    """Errors on the test split at the high fidelity (``train.metrics.evaluate``, Δ model included)."""
     from mf_calc.train import evaluate
 
-    return evaluate(model, data.test.graphs(model))[HIGH]
+    return evaluate(model, data.test.graphs(model))[scale.high]
 
 
 def run_one(spec: Run, data: Data, scale: Scale, ctx: Context) -> dict:
@@ -202,7 +204,7 @@ def run_one(spec: Run, data: Data, scale: Scale, ctx: Context) -> dict:
     start = time.perf_counter()
     model, counts = FITTERS[spec.method](spec, data, config, run_dir, ctx, scale)
     train_s = time.perf_counter() - start
-    metrics = test_set_errors(model, data)
+    metrics = test_set_errors(model, data, scale)
     tidy(run_dir)
     return {
         "key": spec.key, "method": spec.method, "modules": spec.modules, "n_high": count_text(spec.n_high),
