@@ -13,6 +13,7 @@ import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
+from mf_calc.hub import load_model
 from mf_calc.model.contacts import METADATA_KEY, ContactCheck
 from mf_calc.model.graph import collate
 from mf_calc.model.mfchgnet import MFCHGNet
@@ -43,8 +44,6 @@ class MFCalculator(Calculator):
                  skin: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(model, MFCHGNet):
-            from mf_calc.hub import load_model
-
             model = load_model(model)
         self.model = model.to(device).eval()  # the caller's model: no other state of it is changed
         self._fidelity = self.model.fidelities.index(fidelity)

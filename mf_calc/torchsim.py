@@ -33,6 +33,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the opti
                       "(pip install torch-sim-atomistic)") from exc
 
 from mf_calc.calculator import _parameters_frozen
+from mf_calc.hub import load_model
 from mf_calc.model.graph import collate
 from mf_calc.model.mfchgnet import MFCHGNet
 from mf_calc.model.neighbors import NeighborCache
@@ -52,8 +53,6 @@ class MFTorchSimModel(ModelInterface):
                  compute_magmoms: bool = True, skin: float = 1.0):
         super().__init__()
         if not isinstance(model, MFCHGNet):
-            from mf_calc.hub import load_model
-
             model = load_model(model)
         self.model = model.to(device).eval()
         self._device = torch.device(device)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from mf_calc.atomic import atomic_write
 from mf_calc.model.layers import MFAtomConv, _first_linear
 
 if TYPE_CHECKING:  # the model class imports this module
@@ -93,8 +94,6 @@ def to_chgnet(model: MFCHGNet, fidelity: str | int | None = None):
 def save_chgnet(model: MFCHGNet, fidelity: str | int | None, path: str | Path) -> Path:
     """Write ``model`` at ``fidelity`` as a chgnet model file (float32 weights, as chgnet loads them), readable
     with ``CHGNet.from_file(path)``."""
-    from mf_calc.atomic import atomic_write
-
     chgnet = to_chgnet(model, fidelity).float()
     path = Path(path)
     atomic_write(path, lambda fh: torch.save({"model": chgnet.as_dict()}, fh), binary=True)
