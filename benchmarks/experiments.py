@@ -44,6 +44,9 @@ the full data (1720 r2scan / 1736 pbe_u / 191 test / 200 paired frames):
 - ``paper``: 64 features / 4 convolutions, 60 epochs, all N and all low-fidelity frames, 3 seeds, all four
   experiments (114 runs + 3 low-fidelity models): ≈ 37 h on one H200 at ≈ 60 structures/s, hence the
   seed-parallel processes above.
+- ``dft``: the real-DFT data of issue 13, paper sizes, 60 epochs, N ∈ {10, 25, 50, 100, all}, 3 seeds, all four
+  experiments with the warm-started series (102 runs for 90 gpaw_afm / 300 gpaw_nonmag training frames):
+  ≈ 6 h on one H200 at ≈ 60 structures/s, ≈ 120 h on 2 CPU cores.
 
 Data (``--data``): scales smoke, cpu and paper read the teacher-labelled LMFP benchmark files written by
 ``benchmarks/make_data.py`` (labels from CHGNet 0.3.0 = pbe_u and CHGNet r2scan = r2scan, not from DFT).
