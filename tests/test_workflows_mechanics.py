@@ -279,6 +279,17 @@ def test_relax_and_phonons_emt_cu(tmp_path):
         assert (tmp_path / f).is_file()
 
 
+def test_phonopy_keeps_the_axes_of_a_primitive_cell():
+    """Phonopy's "auto" would relabel a Pnma cell's axes (b and c swapped); a cell that is already primitive is
+    used as given, a conventional cell is still reduced, and an explicit choice passes through."""
+    from mf_calc import lmfp
+    from mf_calc.workflows.phonons import resolve_primitive_matrix
+
+    assert resolve_primitive_matrix(lmfp(supercell=(1, 1, 1))) == "P"
+    assert resolve_primitive_matrix(cu_cell((1, 1, 1))) == "auto"  # 4-atom conventional fcc -> 1-atom primitive
+    assert resolve_primitive_matrix(cu_cell((1, 1, 1)), "F") == "F"
+
+
 def test_phonons_detect_instability():
     """Cu squeezed far below its equilibrium volume with a Lennard-Jones fluid-like potential → the
     check must flag imaginary modes (guards against a check that always says 'stable')."""

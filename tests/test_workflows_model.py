@@ -87,7 +87,8 @@ def test_phonons_lfp_gamma_stable(lfp_relaxed, calc):
     left imaginary with an earlier lmfp-mf, so phonons start from a tight one."""
     atoms, s = relax(lfp_relaxed[0], calc, fmax=0.001, steps=600)
     assert s["converged"]
-    _, s = phonons(atoms, calc, supercell=(1, 1, 1), mesh=(1, 1, 1), plot=False, progress=False)
+    ph, s = phonons(atoms, calc, supercell=(1, 1, 1), mesh=(1, 1, 1), plot=False, progress=False)
+    assert np.allclose(ph.primitive.cell, atoms.cell)  # axes as given: the band path's Y is along b
     assert s["n_imaginary_gamma"] == 0
     assert s["gamma_acoustic_max_abs_THz"] < 0.05
     gamma = np.array(s["gamma_frequencies_THz"])

@@ -48,6 +48,24 @@ def _is_orthorhombic(cell, tol_deg=0.5) -> bool:
     return bool(np.allclose(Cell(cell).cellpar()[3:], 90.0, atol=tol_deg))
 
 
+def resolve_primitive_matrix(atoms: Atoms, primitive_matrix="auto", symprec: float = 1e-3):
+    """The primitive matrix to give phonopy: ``"P"`` (the cell as given) when ``"auto"`` finds that the cell is
+    already primitive, else what was asked for. Phonopy's ``"auto"`` would otherwise relabel the axes of a
+    primitive cell into spglib's standard setting (a Pnma olivine cell a, b, c becomes a, c, -b), and the band
+    path labels would then refer to other axes than the user's (Y no longer along b, the Li channel)."""
+    if not (isinstance(primitive_matrix, str) and primitive_matrix == "auto"):
+        return primitive_matrix
+    import warnings
+
+    from phonopy import Phonopy
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # phonopy warns exactly when "auto" changes the cell
+        probe = Phonopy(_to_phonopy(atoms), supercell_matrix=np.eye(3, dtype=int), primitive_matrix="auto",
+                        symprec=symprec)
+    return "P" if np.isclose(abs(np.linalg.det(probe.primitive_matrix)), 1.0) else "auto"
+
+
 def default_band_path(primitive_cell):
     """(list of q-point segments, labels) for a primitive cell: the ORC path on the axes as given when
     orthorhombic, else the path of the cell's Bravais lattice from ASE (``Cell.bandpath``)."""
@@ -112,8 +130,8 @@ def phonons(
     t0 = time.perf_counter()
     sc = np.asarray(supercell)
     sc_matrix = np.diag(sc) if sc.shape == (3,) else sc
-    phonon = Phonopy(_to_phonopy(atoms), supercell_matrix=sc_matrix, primitive_matrix=primitive_matrix,
-                     symprec=symprec)
+    phonon = Phonopy(_to_phonopy(atoms), supercell_matrix=sc_matrix, symprec=symprec,
+                     primitive_matrix=resolve_primitive_matrix(atoms, primitive_matrix, symprec))
     phonon.generate_displacements(distance=displacement)
     cells = phonon.supercells_with_displacements
 
