@@ -163,6 +163,33 @@ def fd_check(fidelity: str) -> dict:
     return result
 
 
+def fresh_check(fidelity: str, n: int = 3) -> dict:
+    """Wave-function reuse along MD, A/B on the same frames: the first ``n`` production MD snapshots of the
+    paired set that started from the previous snapshot's converged state are labelled again from scratch into
+    ``convergence/fresh_FIDELITY/``; SCF iterations, seconds and the label differences (energy meV/atom,
+    forces MAE / max meV/Å) go to ``fresh_FIDELITY.json``."""
+    production = LabelStore(DATA / "raw" / f"paired_{fidelity}")
+    reused = [r for r in production.all_records() if r["status"] == "ok" and r.get("restarted_from_previous")][:n]
+    if not reused:
+        raise SystemExit(f"no {fidelity} production frame started from a previous snapshot yet")
+    inputs = ase.io.read(DATA / "inputs" / "paired.extxyz", ":")
+    picked = [inputs[r["index"]] for r in reused]
+    label_frames(picked, fidelity, fidelity, OUT / f"fresh_{fidelity}", sources=[r["source"] for r in reused],
+                 progress=False)
+    rows = []
+    for old, new in zip(reused, LabelStore(OUT / f"fresh_{fidelity}").all_records()):
+        row = {"source": old["source"], "iterations_reused": old["scf_iterations"], "seconds_reused": old["seconds"],
+               "iterations_fresh": new["scf_iterations"], "seconds_fresh": new["seconds"], "status_fresh": new["status"]}
+        if new["status"] == "ok":
+            df = 1000 * np.abs(np.array(old["labels"]["forces"]) - np.array(new["labels"]["forces"]))
+            row |= {"energy_diff_meV_per_atom": 1000 * (new["labels"]["energy"] - old["labels"]["energy"]) / len(df),
+                    "forces_mae_meV_A": float(df.mean()), "forces_max_meV_A": float(df.max())}
+        rows.append(row)
+    write_json(OUT / f"fresh_{fidelity}.json", rows)
+    print(json.dumps(rows, indent=1))
+    return {"rows": rows}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", default="", help=f"comma-separated, of: {', '.join(VARIANTS)}")
@@ -170,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
                     "rattled, 1: MD snapshot), comma-separated")
     ap.add_argument("--fd", action="append", default=[], choices=list(BASE.values()),
                     help="finite-difference label check of this fidelity (repeatable)")
+    ap.add_argument("--fresh", action="append", default=[], choices=list(BASE.values()),
+                    help="A/B of wave-function reuse along MD: relabel 3 reused production snapshots from scratch")
     ap.add_argument("--report", action="store_true", help="compare finished variants with their references")
     args = ap.parse_args(argv)
     names = [n for n in args.variants.split(",") if n]
@@ -179,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     run(names, [int(i) for i in args.frames.split(",")])
     for fidelity in args.fd:
         fd_check(fidelity)
+    for fidelity in args.fresh:
+        fresh_check(fidelity)
     if args.report:
         report()
     return 0
