@@ -14,7 +14,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from mf_calc.hub import load_model
-from mf_calc.model.contacts import METADATA_KEY, ContactCheck
+from mf_calc.model.contacts import contact_check_for
 from mf_calc.model.graph import collate
 from mf_calc.model.mfchgnet import MFCHGNet
 from mf_calc.model.neighbors import NeighborCache
@@ -35,7 +35,7 @@ class MFCalculator(Calculator):
     for the two separately and would otherwise run the model twice.
 
     A contact closer than any of its element pair in the model's training data (model metadata, see
-    ``mf_calc.model.contacts``) raises an ``ExtrapolationWarning`` once per pair.
+    ``mf_calc.model.contacts``) raises an ``ExtrapolationWarning`` once per pair and model.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress", "magmoms"]
@@ -48,7 +48,7 @@ class MFCalculator(Calculator):
         self.model = model.to(device).eval()  # the caller's model: no other state of it is changed
         self._fidelity = self.model.fidelities.index(fidelity)
         self.neighbors = NeighborCache(self.model.config.cutoff, self.model.config.bond_cutoff, skin)
-        self.contacts = ContactCheck(self.model.metadata.get(METADATA_KEY))
+        self.contacts = contact_check_for(self.model)
         self._stress_wanted = False
         self.n_calls = 0  # model evaluations so far (workflows report calls per MD step)
 

@@ -113,6 +113,12 @@ def test_a_contact_closer_than_the_training_data_warns_once_per_pair():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the same pair again: warned once is enough
         squeezed.get_potential_energy()
+    other = seen.copy()
+    other.positions[i_li] = squeezed.positions[i_li]
+    other.calc = MFCalculator(model)  # another calculator of the same model (a NEB image): already warned
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        other.get_potential_energy()
     co = seen.copy()
     co[4].symbol = "Co"  # no Co pair in the training data at all
     co.calc = MFCalculator(model)

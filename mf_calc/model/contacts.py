@@ -10,6 +10,7 @@ cutoff. A model without the record (a pretrained CHGNet warm start) is not check
 from __future__ import annotations
 
 import warnings
+import weakref
 from collections.abc import Iterable
 
 import numpy as np
@@ -96,3 +97,16 @@ class ContactCheck:
             self.allowed[key] = self.allowed[key[::-1]] = -np.inf  # warned once is enough
             warnings.warn(f"a {name} contact of {d:.3f} Å: {problem}, so the model is extrapolating here "
                           "(energies and forces may be unphysical)", ExtrapolationWarning, stacklevel=4)
+
+
+_CHECKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def contact_check_for(model) -> ContactCheck:
+    """The one :class:`ContactCheck` of ``model`` (its metadata record), shared by every calculator of that
+    model, so that a NEB band or a hull's many relaxations warn once per element pair, not once per image."""
+    reference = model.metadata.get(METADATA_KEY)
+    check = _CHECKS.get(model)
+    if check is None or check.reference != (dict(reference) if reference else None):  # new or retrained
+        check = _CHECKS[model] = ContactCheck(reference)
+    return check
