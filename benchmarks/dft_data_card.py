@@ -149,6 +149,20 @@ def _checks() -> list[str]:
                          f"{stress}; {r['seconds'] / 60:.0f} min.")
         else:
             lines.append(f"- {fid}: not run yet.")
+    lines += ["", "## Starting MD snapshots from the previous snapshot's SCF state, A/B on the same frames "
+              "(`benchmarks/dft_convergence.py --fresh FIDELITY`)", ""]
+    for fid in FIDELITIES:
+        path = CONVERGENCE / f"fresh_{fid}.json"
+        if not path.is_file():
+            lines.append(f"- {fid}: not run yet.")
+            continue
+        rows = [r for r in json.loads(path.read_text()) if r["status_fresh"] == "ok"]
+        reused, fresh = [r["iterations_reused"] for r in rows], [r["iterations_fresh"] for r in rows]
+        lines.append(f"- {fid}, {len(rows)} frames: SCF iterations reused {reused} vs fresh {fresh}; labels apart by "
+                     f"forces MAE ≤ {max(r['forces_mae_meV_A'] for r in rows):.1f} meV/Å (max "
+                     f"{max(r['forces_max_meV_A'] for r in rows):.1f}), energy ≤ "
+                     f"{max(abs(r['energy_diff_meV_per_atom']) for r in rows):.4f} meV/atom. Production now starts "
+                     "every frame fresh (`make_dft_data.py --reuse-scf` to change).")
     return lines
 
 
