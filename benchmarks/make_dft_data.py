@@ -147,7 +147,7 @@ def label(frames: dict[str, list[Atoms]], fidelities: list[str], chunk: int, hou
             upto[(name, fid)] = min(upto[(name, fid)] + chunk, len(frames[name]))
             part = frames[name][: upto[(name, fid)]]
             # one call per round and set: labels what is missing up to `upto` (finished frames are skipped)
-            summary = label_frames(part, fid, fid, RAW / f"{name}_{fid}", workers=workers,
+            summary = label_frames(part, fid, fid, RAW / f"{name}_{fid}", workers=workers, deadline=deadline,
                                    group_key="trajectory" if reuse_scf else None,
                                    sources=[f"inputs/{name}.extxyz:{i}" for i in range(len(part))], progress=False)
             print(f"{time.strftime('%H:%M')} {name} {fid}: {summary['n_ok']} ok, {summary['n_failed']} failed "

@@ -135,6 +135,17 @@ def test_rerun_skips_finished_frames_and_refuses_other_settings_or_inputs(tmp_pa
         label_frames(changed, "lj", lj_spec(), tmp_path, progress=False)
 
 
+def test_no_frame_starts_after_the_deadline(tmp_path):
+    """A sitting with a time limit stops between frames: past the deadline nothing new starts, the rest stays
+    pending and a later call labels it."""
+    import time
+
+    frames = cells(3)
+    summary = label_frames(frames, "lj", lj_spec(), tmp_path, progress=False, deadline=time.time() - 1)
+    assert summary["n_ok"] == 0 and not list((tmp_path / "records").glob("*.json"))
+    assert label_frames(frames, "lj", lj_spec(), tmp_path, progress=False, deadline=time.time() + 600)["n_ok"] == 3
+
+
 def test_failed_frames_are_retried_once_then_recorded_never_hidden(tmp_path):
     frames = [lmfp(x_li=x, supercell=(1, 1, 1), seed=0) for x in (1.0, 0.75, 0.5)]  # 28, 27, 26 atoms
     spec = lj_spec(settings=LJ | {"fail_sizes": [26, 27]}, retry={"fail_sizes": [26]})

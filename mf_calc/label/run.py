@@ -37,9 +37,10 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THRE
 
 def label_frames(frames: Sequence[Atoms], fidelity: str, spec: LabelSpec | str | Path, out: str | Path,
                  workers: int = 1, group_key: str | None = None, retry_failed: bool = False,
-                 sources: Sequence[str] | None = None, progress: bool = True) -> dict:
+                 sources: Sequence[str] | None = None, progress: bool = True, deadline: float | None = None) -> dict:
     """Label ``frames`` at ``fidelity`` with ``spec`` (a LabelSpec, a spec file or a shipped spec name) into
-    ``out``; return the summary (counts of ok, failed and pending frames, timings)."""
+    ``out``; return the summary (counts of ok, failed and pending frames, timings). ``deadline`` (a
+    ``time.time()`` value): no frame group is started after it; the frames left stay pending."""
     spec = spec if isinstance(spec, LabelSpec) else LabelSpec.load(spec)
     if not isinstance(fidelity, str) or not fidelity:
         raise ValueError(f"fidelity must be a non-empty name, got {fidelity!r}")
@@ -67,13 +68,15 @@ def label_frames(frames: Sequence[Atoms], fidelity: str, spec: LabelSpec | str |
     bar = tqdm(total=len(todo), desc=f"label {fidelity}", unit="frame", disable=not progress or not todo)
     if workers == 1 or len(jobs) <= 1:
         for job in jobs:
+            if deadline is not None and time.time() >= deadline:
+                break
             for _ in label_group(job, fidelity, spec, store.out):
                 bar.update()
     else:
         broken = False
         with _env(ONE_THREAD), cf.ProcessPoolExecutor(min(workers, len(jobs)),
                                                        mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(_label_group_all, job, fidelity, spec, store.out) for job in jobs]
+            futures = [pool.submit(_label_group_all, job, fidelity, spec, store.out, deadline) for job in jobs]
             try:
                 for future in cf.as_completed(futures):
                     bar.update(future.result())
@@ -101,7 +104,9 @@ def _groups(indices: list[int], frames: Sequence[Atoms], group_key: str | None) 
     return groups
 
 
-def _label_group_all(job, fidelity, spec, out) -> int:
+def _label_group_all(job, fidelity, spec, out, deadline=None) -> int:
+    if deadline is not None and time.time() >= deadline:
+        return 0
     return sum(1 for _ in label_group(job, fidelity, spec, out))
 
 
