@@ -1,15 +1,5 @@
-"""What to train: the scales, the four experiments as lists of training runs, and the shared runs.
-
-Experiments (every configuration once per seed; the seed picks the frame subsets, the initial weights,
-the validation split and the batch order):
-
-- ``lc``  learning curves (Fig. 2): single-fidelity "N" (plain CHGNet on N r2scan frames) vs MF-CHGNet
-  (modules EMRC, fidelities pbe_u → r2scan, the low-fidelity frames + N r2scan frames).
-- ``lf``  low-fidelity size sweep (Fig. 3): MF at fixed N with n_low low-fidelity frames
-  (n_low = 0 is the single-fidelity model: no low-fidelity data).
-- ``ablation`` (Fig. 4) at one N: N, F (=EMRC), C, E, M, R, C̄ (=EMR), Ē (=MRC), M̄ (=ERC), R̄ (=EMC).
-- ``tl``  MF vs transfer learning (Fig. 5) vs Δ-learning across N.
-"""
+"""What to train: the scales, the four experiments (lc, lf, ablation, tl; described in the docstring of
+``benchmarks/experiments.py``, the command) as lists of training runs, and the runs they share."""
 
 from __future__ import annotations
 
