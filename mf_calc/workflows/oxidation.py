@@ -146,22 +146,16 @@ def oxidation_columns(symbols) -> list[str]:
 
 
 def oxidation_record(atoms, magmoms=None, scale: str | None = None) -> dict:
-    """One flat record per frame (for MD logs): mean |magmom| (μB) and the count of each oxidation state per
-    Fe/Mn element present, and the formal-charge excess (None when an atom has no assigned state)."""
-    if magmoms is None:
-        magmoms = atoms.get_magnetic_moments()
-    mag = np.abs(np.asarray(magmoms, dtype=float).reshape(-1))
-    ox_list = oxidation_states(atoms, mag, scale)
-    ox = np.array([0 if o is None else o for o in ox_list])
-    symbols = np.array(atoms.get_chemical_symbols())
+    """One flat record per frame (for MD logs), the fixed columns of :func:`oxidation_columns` taken from
+    :func:`oxidation_summary`: mean |magmom| (μB) and the count of each oxidation state per Fe/Mn element
+    present, and the formal-charge excess (None when an atom has no assigned state); {} without Fe/Mn."""
+    summary = oxidation_summary(atoms, magmoms, scale)
     rec = {}
-    for el, states in STATES.items():
-        sel = symbols == el
-        if sel.any():
-            rec[f"magmom_{el}"] = float(mag[sel].mean())
-            rec.update({f"n_{el}{q}": int((ox[sel] == q).sum()) for q in states})
+    for el, stats in summary["magmoms"].items():
+        rec[f"magmom_{el}"] = stats["mean"]
+        rec.update({f"n_{el}{q}": summary["counts"].get(f"{el}{q}+", 0) for q in STATES[el]})
     if rec:
-        rec["charge_excess"] = charge_balance(atoms, ox_list)
+        rec["charge_excess"] = summary["charge_excess"]
     return rec
 
 
