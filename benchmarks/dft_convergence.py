@@ -163,17 +163,23 @@ def fd_check(fidelity: str) -> dict:
     return result
 
 
+def input_frame(source: str):
+    """The unlabelled input frame a record's ``source`` (``inputs/SET.extxyz:INDEX``) names."""
+    path, index = source.rsplit(":", 1)
+    return ase.io.read(DATA / path, int(index))
+
+
 def fresh_check(fidelity: str, n: int = 3) -> dict:
-    """Wave-function reuse along MD, A/B on the same frames: the first ``n`` production MD snapshots of the
-    paired set that started from the previous snapshot's converged state are labelled again from scratch into
-    ``convergence/fresh_FIDELITY/``; SCF iterations, seconds and the label differences (energy meV/atom,
-    forces MAE / max meV/Å) go to ``fresh_FIDELITY.json``."""
-    production = LabelStore(DATA / "raw" / f"paired_{fidelity}")
-    reused = [r for r in production.all_records() if r["status"] == "ok" and r.get("restarted_from_previous")][:n]
+    """Wave-function reuse along MD, A/B on the same frames: the first ``n`` production MD snapshots (paired set
+    first, then the others that have this fidelity) that started from the previous snapshot's converged state are
+    labelled again from scratch into ``convergence/fresh_FIDELITY/``; SCF iterations, seconds and the label
+    differences (energy meV/atom, forces MAE / max meV/Å) go to ``fresh_FIDELITY.json``."""
+    stores = sorted((DATA / "raw").glob(f"*_{fidelity}"), key=lambda d: not d.name.startswith("paired_"))
+    reused = [r for store in stores for r in LabelStore(store).all_records()
+              if r["status"] == "ok" and r.get("restarted_from_previous")][:n]
     if not reused:
         raise SystemExit(f"no {fidelity} production frame started from a previous snapshot yet")
-    inputs = ase.io.read(DATA / "inputs" / "paired.extxyz", ":")
-    picked = [inputs[r["index"]] for r in reused]
+    picked = [input_frame(r["source"]) for r in reused]
     label_frames(picked, fidelity, fidelity, OUT / f"fresh_{fidelity}", sources=[r["source"] for r in reused],
                  progress=False)
     rows = []
