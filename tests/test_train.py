@@ -216,8 +216,10 @@ def test_continue_training_from_a_model_folder(tmp_path):
         assert torch.equal(value, model.state_dict()[key]), key
     Trainer(model, cfg).fit(frames)
     assert torch.allclose(model.composition.weight, first.composition.weight, atol=1e-6)  # not refitted
-    with pytest.raises(ValueError, match="has fidelities"):
+    with pytest.raises(ValueError, match="has modules"):
         build_model(tiny_config(init=str(tmp_path / "stage1"), model={}, modules="EM"), FIDS)
+    with pytest.raises(ValueError, match=r"has fidelities \['lo', 'hi'\].*need a start"):
+        build_model(tiny_config(init=str(tmp_path / "stage1"), model={}), ("lo", "hi", "dft"))
     with pytest.raises(ValueError, match="unknown init"):
         tiny_config(init=str(tmp_path / "nothing"), model={})
 

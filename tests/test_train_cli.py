@@ -57,6 +57,14 @@ def test_train_and_evaluate_cli(tmp_path, capsys):
     assert main(["train", "--data", f"{lo}:pbe", "--out", str(tmp_path / "x"), "--fidelities", "lo,hi"]) == 2
     assert "fidelity 'pbe' is not one of the model's fidelities" in capsys.readouterr().err
 
+    grown = tmp_path / "grown"  # a new level of theory on top of the trained model, starting from its hi
+    assert main(["train", "--data", f"{hi}:dft", "--out", str(grown), "--init", str(out / "best"), "--fidelities",
+                 "lo,hi,dft", "--new-fidelity", "dft=hi", "--epochs", "1", "--no-progress", "--device", "cpu"]) == 0
+    assert MFCHGNet.load(grown / "best").metadata["fidelities_from"] == {"lo": "lo", "hi": "hi", "dft": "hi"}
+    assert main(["train", "--data", f"{hi}:dft", "--out", str(tmp_path / "y"), "--init", str(out / "best"),
+                 "--new-fidelity", "dft"]) == 2
+    assert "--new-fidelity takes NEW=EXISTING, got 'dft'" in capsys.readouterr().err
+
     report = tmp_path / "errors.json"
     assert main(["evaluate", str(out / "final"), "--data", str(hi), "--fidelity", "hi", "--json", str(report)]) == 0
     printed = capsys.readouterr().out

@@ -18,7 +18,7 @@ from chgnet.model.encoders import AngleEncoder, AtomEmbedding, BondEncoder
 from chgnet.model.functions import MLP, find_normalization
 from torch import Tensor, nn
 
-from mf_calc.model import export
+from mf_calc.model import export, new_fidelities
 from mf_calc.model.composition import CompositionModel
 from mf_calc.model.fidelity import Fidelities, FidelityBias, FidelityRows, Switches, parse_modules
 from mf_calc.model.graph import Batch, collate, graph_from_atoms
@@ -284,6 +284,11 @@ class MFCHGNet(nn.Module):
     def to_chgnet(self, fidelity: str | int | None = None):
         """A ``chgnet.model.CHGNet`` equal to this model at ``fidelity`` (see ``mf_calc.model.export``)."""
         return export.to_chgnet(self, fidelity)
+
+    def with_fidelities(self, names: Sequence[str], start_from: dict[str, str] | None = None) -> MFCHGNet:
+        """This model with fidelities ``names``; each new one starts as an exact copy of the existing fidelity
+        ``start_from[name]`` (see ``mf_calc.model.new_fidelities``)."""
+        return new_fidelities.with_fidelities(self, names, start_from)
 
     # ------------------------------------------------------------------ construction
     @classmethod

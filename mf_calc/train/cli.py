@@ -19,6 +19,9 @@ TRAIN_EPILOG = DATA_HELP + """
 
 Fidelity order of the model (lowest first, highest last): --fidelities if given, else the order in
 which fidelities first appear in the --data arguments; list the low-fidelity data first.
+From a trained model folder (--init MODEL_DIR) the model may gain fidelities: --new-fidelity NEW=EXISTING
+starts NEW as an exact copy of EXISTING (e.g. --new-fidelity gpaw_afm=pbe_u); list every fidelity to keep in
+--fidelities.
 Files written to --out: train_config.json, checkpoint.pt (each epoch), history.json, metrics.csv,
 best/ (best validation score on the highest fidelity) and final/ (model folders for MFCHGNet.load).
 Several processes: torchrun --nproc_per_node N -m mf_calc.cli train ... (--batch-size is per process)."""
@@ -37,6 +40,9 @@ def register(sub) -> None:
                    help="start from random weights, a pretrained CHGNet, or a trained model folder (default scratch)")
     p.add_argument("--modules", help="fidelity-dependent modules, letters of EMRC; '' = plain CHGNet (default EMRC)")
     p.add_argument("--fidelities", help="comma-separated model fidelities, lowest first")
+    p.add_argument("--new-fidelity", action="append", metavar="NEW=EXISTING",
+                   help="with --init MODEL_DIR: add fidelity NEW to that model as an exact copy of its fidelity "
+                        "EXISTING before training (its composition model is refitted); repeatable")
     p.add_argument("--freeze", help=f"comma-separated model parts not trained, of: {', '.join(PARTS)}")
     p.add_argument("--targets", help="trained targets, letters of efsm (default efsm)")
     p.add_argument("--epochs", type=int, help="default 60")
@@ -62,6 +68,17 @@ def _split_list(text: str | None):
     return None if text is None else tuple(x.strip() for x in text.split(",") if x.strip())
 
 
+def _pairs(items: list[str], flag: str) -> dict[str, str]:
+    """{"A": "B"} from ["A=B", ...]; a malformed item raises ValueError naming the flag."""
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(f"{flag} takes NEW=EXISTING, got {item!r}")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
 def train_config(args) -> TrainConfig:
     """TrainConfig from defaults < --config file < flags given on the command line."""
     values = read_mapping(args.config) if args.config else {}
@@ -70,6 +87,8 @@ def train_config(args) -> TrainConfig:
              "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "val_fraction": args.val_fraction,
              "device": args.device}
     values.update({k: v for k, v in flags.items() if v is not None})
+    if args.new_fidelity:
+        values["new_fidelities"] = values.get("new_fidelities", {}) | _pairs(args.new_fidelity, "--new-fidelity")
     if args.no_progress:
         values["progress"] = False
     return TrainConfig.from_dict(values)

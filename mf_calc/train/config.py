@@ -25,10 +25,12 @@ class TrainConfig:
     init: str = "scratch"  # scratch | chgnet-0.3.0 | chgnet-r2scan (warm start) | a trained model folder
     modules: str = "EMRC"  # fidelity-dependent modules, "" = plain CHGNet
     fidelities: tuple[str, ...] | None = None  # model fidelity order, lowest first; None = order in the data
+    new_fidelities: dict = field(default_factory=dict)  # init = a trained model folder: {NEW: EXISTING}, each
+    # fidelity the folder's model lacks starts as an exact copy of its fidelity EXISTING (composition refitted)
     model: dict = field(default_factory=dict)  # MFConfig size overrides (scratch only), e.g. {"n_conv": 3}
     freeze: tuple[str, ...] = ()  # model parts kept fixed, e.g. ("atom_embedding", "atom_conv_layers")
-    fit_composition: bool = True  # least-squares per-fidelity composition fit on training energies (not when
-    # continuing from a trained model folder, which keeps the composition model it was trained with)
+    fit_composition: bool = True  # least-squares per-fidelity composition fit on training energies (from a trained
+    # model folder only for the fidelities new_fidelities adds; the others keep the composition they were trained with)
     # optimisation (paper Table 1)
     epochs: int = 60
     batch_size: int = 4
@@ -61,6 +63,10 @@ class TrainConfig:
         if self.fidelities is not None:
             self.fidelities = tuple(str(f) for f in self.fidelities)
         self.freeze = tuple(self.freeze)
+        self.new_fidelities = {str(k): str(v) for k, v in self.new_fidelities.items()}
+        if self.new_fidelities and not is_model_folder(self.init):
+            raise ValueError("new_fidelities needs init = a trained model folder (a pretrained CHGNet or "
+                             "'scratch' starts every fidelity alike)")
         if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
             raise ValueError("epochs, batch_size and eval_batch_size must be >= 1")
         if not 0.0 <= self.val_fraction < 1.0:

@@ -26,14 +26,21 @@ TRANSFER_FROZEN = (
 def build_model(config: TrainConfig, fidelities: Sequence[str]) -> MFCHGNet:
     """A fresh model for ``config.init`` with ``fidelities`` (lowest first) and ``config.modules``;
     the random initialisation is seeded with ``config.seed``. A trained model folder as ``init`` is
-    loaded as it is (continued training); its fidelities and modules must match."""
+    loaded as it is (continued training): its modules must match, and so must its fidelities, except those
+    ``config.new_fidelities`` adds (each an exact copy of an existing one; ``MFCHGNet.with_fidelities``)."""
     torch.manual_seed(config.seed)
     fidelities = tuple(fidelities)
     if is_model_folder(config.init):
         model = MFCHGNet.load(config.init)
-        if tuple(model.fidelities.names) != fidelities or model.config.modules != config.modules:
-            raise ValueError(f"init model {config.init} has fidelities {list(model.fidelities.names)} and modules "
-                             f"{model.config.modules!r}; this run asks for {list(fidelities)} and {config.modules!r}")
+        if model.config.modules != config.modules:
+            raise ValueError(f"init model {config.init} has modules {model.config.modules!r}; this run asks for "
+                             f"{config.modules!r}")
+        if config.new_fidelities or tuple(model.fidelities.names) != fidelities:
+            try:
+                model = model.with_fidelities(fidelities, config.new_fidelities)
+            except ValueError as exc:
+                raise ValueError(f"init model {config.init} has fidelities {list(model.fidelities.names)}; this run "
+                                 f"asks for {list(fidelities)}: {exc}") from None
         model.metadata = {**model.metadata, "init": str(config.init)}
         return model.train()
     if config.init == "scratch":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -33,15 +34,24 @@ from mf_calc.train.model_setup import freeze
 RESUME_FREE_KEYS = {"progress", "device", "eval_batch_size"}
 
 
-def fit_compositions(model: MFCHGNet, train: FrameDataset) -> None:
+def fit_compositions(model: MFCHGNet, train: FrameDataset, only: Sequence[str] | None = None) -> None:
     """Least-squares composition fit on training energies: per fidelity when the model has per-fidelity
-    composition models (``C``), else one fit on all training frames."""
+    composition models (``C``), else one fit on all training frames. ``only``: fit just these fidelities
+    (per-fidelity composition models only; the others keep theirs)."""
     frames = [f for f in train.frames if f.energy is not None]
     per_fidelity = model.switches.on("C")
     groups = {f.fidelity for f in frames} if per_fidelity else {None}
+    if only is not None:
+        groups = groups & set(only) if per_fidelity else set()
     for name in sorted(groups, key=lambda n: -1 if n is None else model.fidelities.index(n)):
         chosen = [f for f in frames if name is None or f.fidelity == name]
         model.fit_composition([f.atoms for f in chosen], [f.energy for f in chosen], name)
+
+
+def composition_fit_fidelities(config: TrainConfig) -> list[str] | None:
+    """Fidelities whose composition model a new run fits: all (None) from scratch or a pretrained CHGNet;
+    from a trained model folder only those it adds (``new_fidelities``), the others keep their own."""
+    return list(config.new_fidelities) if is_model_folder(config.init) else None
 
 
 class Trainer:
@@ -85,8 +95,8 @@ class Trainer:
         if state is not None:
             self._restore(state, data_id)
         else:
-            if cfg.fit_composition and not is_model_folder(cfg.init):  # a trained model keeps its own
-                fit_compositions(self.model, train)
+            if cfg.fit_composition:
+                fit_compositions(self.model, train, only=composition_fit_fidelities(cfg))
             if self._writes:
                 self.out_dir.mkdir(parents=True, exist_ok=True)
                 write_json(self.out_dir / "train_config.json", cfg.to_dict())
