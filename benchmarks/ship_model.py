@@ -28,11 +28,11 @@ Labels come from teacher models (CHGNet 0.3.0 = pbe_u, CHGNet r2scan = r2scan), 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
+
+from shipping import errors, finished_stages, stage_dir, stage_recipes, table, target_lines, train_stages
 
 from mf_calc.atomic import write_json
 
@@ -54,42 +54,19 @@ STAGES = ({"epochs": 2, "lr": 1e-3}, {"epochs": 6, "lr": 1e-3}, {"epochs": 5, "l
 SHIPPED_STAGES = 4  # the shipped model is stage 4's best
 #: The issue's targets on the r2scan test split at fidelity r2scan (MAE; meV/atom, meV/Å, GPa, μB).
 TARGETS = {"e": 5.0, "f": 40.0, "s": 0.2, "m": 0.05}
-LABELS = {"e": ("energy", "meV/atom"), "f": ("forces", "meV/Å"), "s": ("stress", "GPa"), "m": ("magmoms", "μB")}
 TEACHERS = "**Labels come from teacher models (CHGNet 0.3.0 = `pbe_u`, CHGNet r2scan = `r2scan`), not from DFT.**"
-
-
-def stage_dir(run_dir: Path, k: int) -> Path:
-    return run_dir / f"stage{k}"
 
 
 def stage_recipe(run_dir: Path, k: int, device: str, epochs: int | None = None) -> dict:
     """TrainConfig fields of stage ``k`` (1-based): stage 1 starts from CHGNet 0.3.0, later ones from
     the previous stage's best model. ``epochs`` overrides the stage's epochs."""
-    init = RECIPE["init"] if k == 1 else str(stage_dir(run_dir, k - 1) / "best")
-    return {**RECIPE, **STAGES[k - 1], "init": init, "device": device, **({"epochs": epochs} if epochs else {})}
+    return stage_recipes(RECIPE, STAGES, run_dir, device, epochs)[k - 1]
 
 
 def train(run_dir: Path, n_stages: int, device: str, epochs: int | None = None) -> None:
     """Run (or resume) ``mf-calc train`` stage by stage; every stage folder keeps its finished epochs."""
-    from mf_calc.cli import main as cli
-    from mf_calc.model.io import is_model_folder
-
-    for k in range(1, n_stages + 1):
-        out = stage_dir(run_dir, k)
-        if is_model_folder(out / "final"):
-            print(f"stage {k}: finished before ({out})")
-            continue
-        out.mkdir(parents=True, exist_ok=True)
-        config = out / "recipe.json"
-        config.write_text(json.dumps(stage_recipe(run_dir, k, device, epochs), indent=2) + "\n")
-        args = ["train", "--config", str(config), "--out", str(out)]
-        for fidelity, name in TRAIN_FILES.items():
-            args += ["--data", f"{DATA / name}:{fidelity}"]
-        if (out / "checkpoint.pt").is_file():
-            args.append("--resume")
-        code = cli(args)
-        if code:
-            raise SystemExit(code)
+    recipes = stage_recipes(RECIPE, STAGES[:n_stages], run_dir, device, epochs)
+    train_stages(run_dir, recipes, [f"{DATA / name}:{fidelity}" for fidelity, name in TRAIN_FILES.items()])
 
 
 def read(file: str, fidelity: str) -> list:
@@ -97,15 +74,6 @@ def read(file: str, fidelity: str) -> list:
     from mf_calc.data import read_frames
 
     return read_frames(DATA / file, fidelity=fidelity)
-
-
-def errors(model, frames: list, fidelity: str) -> dict:
-    """MAE/RMSE of ``model`` at ``fidelity`` on ``frames`` whose labels are at that fidelity."""
-    from mf_calc.train.dataset import FrameDataset
-    from mf_calc.train.metrics import evaluate
-
-    data = FrameDataset([replace(f, fidelity=fidelity) for f in frames])
-    return {"frames": len(data), **evaluate(model, data.graphs(model))[fidelity]}
 
 
 def reference_chgnet(test_frames: list) -> dict:
@@ -133,26 +101,6 @@ def evaluate_all(model) -> dict:
     results["CHGNet 0.3.0 on the r2scan test split (composition refitted)"] = {
         "file": test_file, "fidelity": "pbe_u (CHGNet 0.3.0)", **reference_chgnet(test)}
     return results
-
-
-def table(results: dict) -> str:
-    """Markdown table of MAE (RMSE) per evaluation set."""
-    head = "| frames | model fidelity | n | " + " | ".join(f"{n} MAE (RMSE), {u}" for n, u in LABELS.values()) + " |"
-    lines = [head, "|" + "---|" * (3 + len(LABELS))]
-    for label, r in results.items():
-        cells = [f"{r[f'{t}_mae']:.4g} ({r[f'{t}_rmse']:.4g})" if r.get(f"{t}_n") else "–" for t in LABELS]
-        lines.append(f"| {label} | {r['fidelity']} | {r['frames']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def target_lines(test: dict) -> list[str]:
-    """One line per target: measured MAE, target, met or not."""
-    out = []
-    for t, limit in TARGETS.items():
-        name, unit = LABELS[t]
-        value = test[f"{t}_mae"]
-        out.append(f"- {name}: {value:.4g} {unit} (target ≤ {limit:g}) — {'met' if value <= limit else '**not met**'}")
-    return out
 
 
 def model_card(model, results: dict, stages: list[tuple[dict, list[dict]]]) -> str:
@@ -202,7 +150,7 @@ Forces per Cartesian component; stress per 3×3 component. The `pbe_u` row measu
 fidelity has moved from CHGNet 0.3.0 (its labels are CHGNet 0.3.0's).
 
 Targets of the issue (r2scan test split, fidelity r2scan):
-{chr(10).join(target_lines(test))}
+{chr(10).join(target_lines(test, TARGETS))}
 
 ## Validation errors per epoch (MAE: meV/atom, meV/Å, GPa)
 The train loss is each stage's own (weighted Huber); a stage with a smaller δ has smaller values, so compare
@@ -278,13 +226,12 @@ def main(argv=None) -> int:
     if not is_model_folder(best):
         raise SystemExit(f"no trained model in {best}: run without --skip-train first")
     model = MFCHGNet.load(best).eval()
-    stages = [(json.loads((stage_dir(run_dir, k) / "train_config.json").read_text()),
-               json.loads((stage_dir(run_dir, k) / "history.json").read_text())) for k in range(1, args.stages + 1)]
+    stages = finished_stages(run_dir, args.stages)
     results = evaluate_all(model)
     write_json(run_dir / "test_errors.json", results)
     print(TEACHERS.strip("*"))
     print(table(results))
-    print("\n".join(target_lines(results[EVAL_SETS[0][0]])))
+    print("\n".join(target_lines(results[EVAL_SETS[0][0]], TARGETS)))
     if args.install:
         print(f"installed {install(best, results, stages)}")
     return 0
