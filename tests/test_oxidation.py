@@ -99,3 +99,24 @@ def test_oxidation_record_for_md_logs():
     assert rec == {"magmom_Fe": pytest.approx(4.35), "n_Fe2": 0, "n_Fe3": 4, "magmom_Mn": pytest.approx(3.9),
                    "n_Mn2": 0, "n_Mn3": 4, "n_Mn4": 0, "charge_excess": 4}
     assert oxidation_columns(["Li", "P", "O"]) == [] and oxidation_record(lmfp(x_li=0.0, y_mn=0.0)[:0], []) == {}
+
+
+def test_gpaw_afm_scale_balances_the_single_valence_dft_frames():
+    """The gpaw_afm thresholds give every real-DFT frame whose Fe/Mn all share one valence (all 2+ in LiMPO4, all
+    3+ in MPO4) a balanced charge from its own DFT moments; mixed-valence frames are left out (shared holes)."""
+    from pathlib import Path
+
+    import ase.io
+
+    dft = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "dft"
+    frames = ase.io.read(dft / "lmfp_gpaw_afm_test.extxyz.gz", ":")
+    checked = 0
+    for atoms in frames:
+        symbols = np.array(atoms.get_chemical_symbols())
+        n_tm, n_li = np.isin(symbols, ("Fe", "Mn")).sum(), (symbols == "Li").sum()
+        if n_li not in (0, n_tm):
+            continue
+        summary = oxidation_summary(atoms, atoms.get_magnetic_moments(), scale="gpaw_afm")
+        assert summary["balanced"], (atoms.info, summary["counts"])
+        checked += 1
+    assert checked >= 5
