@@ -115,6 +115,32 @@ def _magmoms(rs: list[dict]) -> list[str]:
     total = np.array([abs(sum(r["labels"]["magmoms"])) for r in rs])
     lines += ["", f"Total moment per frame |Σm|: max {total.max():.2f} μB, mean {total.mean():.2f} μB "
               "(the antiferromagnetic start should keep it near zero)."]
+    return lines + _moments_by_valence(rs)
+
+
+def _moments_by_valence(rs: list[dict]) -> list[str]:
+    """|m| per ion in the frames whose Fe/Mn all share one valence (Li_1: all 2+, Li_0: all 3+), where the ion is
+    known from the composition alone, and the spread of the Mn moments in mixed-valence Mn frames."""
+    ions: dict[str, list[float]] = {}
+    mixed = []
+    for r in rs:
+        numbers, m = np.array(r["numbers"]), np.abs(np.array(r["labels"]["magmoms"]))
+        n_tm, n_li = np.isin(numbers, (25, 26)).sum(), (numbers == 3).sum()
+        if n_li in (0, n_tm):
+            for z, symbol in ((26, "Fe"), (25, "Mn")):
+                ions.setdefault(f"{symbol}{2 if n_li else 3}+", []).extend(m[numbers == z])
+        elif not (numbers == 26).any():
+            mixed.append(m[numbers == 25])
+    lines = ["", "| ion (single-valence frames) | atoms | moment magnitude mean / min / max (μB) |", "|---|---|---|"]
+    for ion in sorted(k for k, v in ions.items() if v):
+        v = np.array(ions[ion])
+        lines.append(f"| {ion} | {len(v)} | {v.mean():.2f} / {v.min():.2f} / {v.max():.2f} |")
+    if mixed:
+        m = np.concatenate(mixed)
+        lines += ["", f"Mixed-valence Li_xMnPO4 frames ({len(mixed)}): Mn moments {m.min():.2f}-{m.max():.2f} μB, between "
+                  "Mn3+ and Mn2+: the hole is shared over several Mn rather than localised on one (no symmetry-broken "
+                  "start; 0.1 eV Fermi smearing). Oxidation states read from these moments (scale `gpaw_afm`) are "
+                  "unreliable there."]
     return lines
 
 
