@@ -47,6 +47,10 @@ the full data (1720 r2scan / 1736 pbe_u / 191 test / 200 paired frames):
 - ``dft``: the real-DFT data of issue 13, paper sizes, 60 epochs, N ∈ {10, 25, 50, 100, all}, 3 seeds, all four
   experiments with the warm-started series (102 runs for 90 gpaw_afm / 300 gpaw_nonmag training frames):
   ≈ 6 h on one H200 at ≈ 60 structures/s, ≈ 120 h on 2 CPU cores.
+- ``dft-cpu``: the same data and series sized for this 2-core machine: scratch runs with the ``cpu`` scale's
+  reduced model for 40 epochs, warm starts of CHGNet 0.3.0 (its own size) for 15, MF runs on a fresh random 25 %
+  of the gpaw_nonmag frames each epoch (TrainConfig.fidelity_fraction), lc + ablation, 3 seeds: per seed ≈ 1.8 h
+  (lc) + 1.9 h (ablation) on one core at the reference speeds (10 / 2.7 structures/s), lf 0.3 h, tl 1.3 h.
 
 Data (``--data``): scales smoke, cpu and paper read the teacher-labelled LMFP benchmark files written by
 ``benchmarks/make_data.py`` (labels from CHGNet 0.3.0 = pbe_u and CHGNet r2scan = r2scan, not from DFT).
@@ -144,7 +148,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     start = time.perf_counter()
     trained = 0 if args.report_only else run_pending(pending, data, scale, ctx, store)
     meta = {"scale": scale.name, "command": command, "experiments": experiments, "seeds": list(seeds),
-            "epochs": scale.epochs, "model": scale.model, "data": str(data.root), "sizes": data.sizes,
+            "epochs": scale.epochs, "warm_epochs": scale.warm_epochs, "low_fraction": scale.low_fraction,
+            "model": scale.model, "data": str(data.root), "sizes": data.sizes,
             "synthetic_data": data.synthetic, "device": resolved_device(args.device),
             "written": time.strftime("%Y-%m-%d %H:%M"), "python": platform.python_version(),
             "commands": (out / "commands.txt").read_text().splitlines(),

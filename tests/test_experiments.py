@@ -179,6 +179,22 @@ def test_dft_scale_plans_warm_starts_and_shares_them_with_the_ablation():
     assert lc[("mf", 10)].key == "mf-EMRC-nh10-nlall-s0"  # scratch keys as before: finished runs stay valid
 
 
+def test_dft_cpu_scale_sizes_warm_and_scratch_runs_apart():
+    """Scale dft-cpu: warm starts keep the pretrained size and train fewer epochs, scratch runs use the reduced
+    model; MF runs draw a quarter of the low-fidelity frames per epoch, and the estimate counts only those."""
+    scale = exp_plan.SCALES["dft-cpu"]
+    sizes = {"high": 90, "low": 300, "test": 30}
+    lc = {(r.label, r.n_high): r for r in exp_plan.build_plan(["lc"], scale, (0,), sizes)}
+    warm, scratch = (exp_runs.train_config(scale, lc[(name, 10)]) for name in ("mf-warm", "mf"))
+    assert (warm.epochs, warm.model, warm.fidelity_fraction) == (15, {}, {"gpaw_nonmag": 0.25})
+    assert (scratch.epochs, scratch.model["atom_fea_dim"], scratch.fidelity_fraction) == (40, 32, {"gpaw_nonmag": 0.25})
+    assert exp_runs.train_config(scale, lc[("finetune", 10)]).fidelity_fraction == {}  # no low-fidelity frames
+    assert exp_runs.frames_of(lc[("mf", 10)], sizes, scale) == 10 + 300 * 0.25
+    one = exp_runs.estimated_seconds([lc[("mf-warm", 10)]], {**sizes, "test": 0}, scale, "cpu", lambda s: False)
+    assert one == pytest.approx(85 * 15 / 2.7 * 1.05)
+    assert exp_runs.train_config(exp_plan.SCALES["dft"], lc[("mf-warm", 10)]).fidelity_fraction == {}  # the paper's
+
+
 def test_dft_layout_pairs_structures_found_in_both_files_and_warm_starts(tmp_path):
     """DFT-like data (no paired files; the paired structures sit in both the high and the low file): Δ-learning
     finds its pairs by structure, warm-started runs train, and the report speaks of DFT, not teachers."""

@@ -54,6 +54,19 @@ class Scale:
     labels_short: str = "teacher labels, not DFT"  # on every plot
     lc_variants: tuple = ("single", "mf")  # series of the learning curves (LC_VARIANTS)
     ablation_init: str = "scratch"  # where the ablation's models start
+    warm_epochs: int | None = None  # epochs of warm-started runs (None = epochs)
+    warm_speed: dict = field(default_factory=dict)  # structures/s of the pretrained model's size ({} = speed)
+    low_fraction: float | None = None  # MF runs train each epoch on a fresh random share of their low-fidelity
+    # frames (TrainConfig.fidelity_fraction); None = all of them every epoch (the paper)
+
+    def epochs_of(self, init: str) -> int:
+        """Epochs of a run that starts from ``init``."""
+        return self.warm_epochs if init != "scratch" and self.warm_epochs else self.epochs
+
+    def speed_of(self, init: str, device: str) -> float:
+        """Reference training speed (structures/s) of a run from ``init`` on a device type."""
+        speeds = self.warm_speed if init != "scratch" and self.warm_speed else self.speed
+        return speeds.get(device, 1.0)
 
 
 TINY_MODEL = dict(atom_fea_dim=16, bond_fea_dim=16, angle_fea_dim=16, num_radial=7, num_angular=7, n_conv=2,
@@ -91,6 +104,14 @@ SCALES = {
         tl_n=(50, 100, 200, 400, 800, ALL), n_low=ALL, speed={"cpu": 1.5, "cuda": 60.0},
         about="the paper's settings (64 features, 4 convolutions, 60 epochs, all N, 3 seeds): for a GPU"),
 }
+
+
+SCALES["dft-cpu"] = replace(
+    SCALES["dft"], name="dft-cpu", model=CPU_MODEL, epochs=40, experiments=("lc", "ablation"), warm_epochs=15,
+    low_fraction=0.25, speed={"cpu": 10.0, "cuda": 60.0}, warm_speed={"cpu": 2.7, "cuda": 60.0},
+    about=("the real-DFT experiments sized for 2 CPU cores: runs from scratch with the reduced model (32 features, "
+           "3 convolutions) for 40 epochs, warm starts of CHGNet 0.3.0 (its own size) for 15, MF runs on a fresh "
+           "random 25 % of the gpaw_nonmag frames each epoch; 3 seeds"))
 
 
 METHODS = ("single", "mf", "transfer", "delta")

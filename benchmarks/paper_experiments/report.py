@@ -308,7 +308,10 @@ def readme_text(rows: list[dict], scale: Scale, meta: dict, plots: list[str], sy
         "All commands that wrote into this folder (`commands.txt`; training runs are resumed and shared, "
         "so each run was trained by one of them):", "",
         *[f"    {line}" for line in meta["commands"]], "",
-        f"Scale `{scale.name}`: {scale.about}. Model from scratch: {model}; {meta['epochs']} epochs; paper Table 1 "
+        f"Scale `{scale.name}`: {scale.about}. Model from scratch: {model}; {meta['epochs']} epochs"
+        + (f" ({scale.warm_epochs} for warm starts)" if scale.warm_epochs else "")
+        + (f"; MF runs on a fresh random {scale.low_fraction:.0%} of their {scale.low} frames per epoch"
+           if scale.low_fraction else "") + "; paper Table 1 "
         f"optimisation (Adam, lr 0.005, cosine, batch 4, Huber, efsm 1:1:0.1:0.1); seeds {meta['seeds']} (the "
         f"seeds column says how many finished); experiments {meta['experiments']}; N values: "
         + "; ".join(f"{name} {list(values)}" for name, values in (("lc", scale.lc_n), ("lf", scale.lf_n_high),

@@ -18,7 +18,7 @@ from mf_calc.atomic import write_json
 from mf_calc.train.dataset import TARGETS
 
 from .data import Data, pick, take
-from .plan import Run, Scale, count_text, resolve, unique_runs
+from .plan import WARM, Run, Scale, count_text, resolve, unique_runs
 
 FILES_USED = {"single": ("high", "test"), "mf": ("high", "low", "test"), "transfer": ("high", "low", "test"),
               "delta": ("low", "paired_high", "paired_low", "test")}
@@ -27,12 +27,13 @@ FILES_USED = {"single": ("high", "test"), "mf": ("high", "low", "test"), "transf
 def base_config(scale: Scale, seed: int, fidelities: tuple[str, ...], modules: str = "", device: str = "auto",
                 progress: bool = False, init: str = "scratch"):
     """TrainConfig: paper Table 1 defaults, from ``init`` (scratch or a pretrained model), the scale's model
-    size and epochs."""
+    size and epochs; with both fidelities, the scale's share of low-fidelity frames per epoch."""
     from mf_calc.train import TrainConfig
 
     model = dict(scale.model) if init == "scratch" else {}  # a warm start has the pretrained model's sizes
-    return TrainConfig(init=init, modules=modules, fidelities=fidelities, model=model,
-                       epochs=scale.epochs, seed=seed, device=device, progress=progress)
+    fraction = {scale.low: scale.low_fraction} if scale.low_fraction and scale.low in fidelities[:-1] else {}
+    return TrainConfig(init=init, modules=modules, fidelities=fidelities, model=model, fidelity_fraction=fraction,
+                       epochs=scale.epochs_of(init), seed=seed, device=device, progress=progress)
 
 
 def train_config(scale: Scale, run: Run, device: str = "auto", progress: bool = False):
@@ -248,25 +249,30 @@ class RunStore:
 
 # ====================================================================== the sweep: estimate and run
 
-def frames_of(run: Run, sizes: dict[str, int], scale: Scale) -> int:
-    """Training frames of a run (the Δ model's paired frames for Δ)."""
+def frames_of(run: Run, sizes: dict[str, int], scale: Scale) -> float:
+    """Training frames per epoch of a run (the Δ model's paired frames for Δ; an MF run's low-fidelity frames
+    times the scale's ``low_fraction``)."""
     n_high = sizes["high"] if run.n_high is None else run.n_high
     n_low = sizes["low"] if run.n_low is None else run.n_low
     if run.method == "delta":
         return min(n_high, scale.max_paired, sizes.get("paired", 0))
-    return n_high + (n_low if run.method == "mf" else 0)
+    return n_high + (n_low * (scale.low_fraction or 1.0) if run.method == "mf" else 0)
 
 
 def low_stages(runs: Iterable[Run]) -> set[tuple]:
     return {(r.n_low, r.seed) for r in runs if r.method in ("transfer", "delta")}
 
 
-def work_units(runs: Sequence[Run], sizes: dict[str, int], scale: Scale, low_done: Callable[[tuple], bool]) -> float:
-    """Structure-epochs of training (incl. shared low-fidelity models not yet trained) + test evaluations."""
-    units = sum(frames_of(r, sizes, scale) for r in runs) * scale.epochs
+def estimated_seconds(runs: Sequence[Run], sizes: dict[str, int], scale: Scale, device: str,
+                      low_done: Callable[[tuple], bool]) -> float:
+    """Training time at the scale's reference speeds: structure-epochs of each run (and of the shared
+    low-fidelity models not yet trained) over the speed of its model size, + test evaluations."""
+    seconds = sum(frames_of(r, sizes, scale) * scale.epochs_of(r.init) / scale.speed_of(r.init, device) for r in runs)
     n_low = lambda n: sizes["low"] if n is None else n  # noqa: E731
-    units += sum(n_low(s[0]) for s in low_stages(runs) if not low_done(s)) * scale.epochs
-    return units * 1.05 + len(runs) * sizes["test"] / 3  # validation ≈ 5 %; evaluation ≈ 1/3 of a training step
+    seconds += sum(n_low(s[0]) for s in low_stages(runs) if not low_done(s)) * scale.epochs / scale.speed_of(
+        "scratch", device)
+    evaluations = len(runs) * sizes["test"] / 3 / scale.speed_of("scratch", device)  # ≈ 1/3 of a training step
+    return seconds * 1.05 + evaluations  # validation ≈ 5 %
 
 
 def resolved_device(device: str) -> str:
@@ -284,8 +290,11 @@ def fmt_duration(seconds: float) -> str:
 
 
 def describe_plan(plan: list[Run], pending: list[Run], scale: Scale, data: Data, device: str, ctx: Context) -> str:
-    speed = scale.speed.get(resolved_device(device), 1.0)
-    units = work_units(pending, data.sizes, scale, lambda s: low_model_done(ctx, s))
+    kind = resolved_device(device)
+    seconds = estimated_seconds(pending, data.sizes, scale, kind, lambda s: low_model_done(ctx, s))
+    speeds = f"{scale.speed_of('scratch', kind):g} structures/s"
+    if any(r.init != "scratch" for r in pending) and scale.warm_speed:
+        speeds += f" (warm-started: {scale.speed_of(WARM, kind):g})"
     lows = [s for s in low_stages(pending) if not low_model_done(ctx, s)]
     per_exp = ", ".join(f"{name} {len({r.key for r in plan if r.experiment == name})}"
                         for name in dict.fromkeys(r.experiment for r in plan))
@@ -295,8 +304,8 @@ def describe_plan(plan: list[Run], pending: list[Run], scale: Scale, data: Data,
             f"plan: {len(unique_runs(plan))} distinct training runs (per experiment: {per_exp}; shared runs counted once), "
             f"{len(unique_runs(plan)) - len(pending)} already finished, {len(pending)} to train"
             f"{f' + {len(lows)} shared low-fidelity model(s)' if lows else ''}\n"
-            f"estimate: ≈{units:,.0f} structure-epochs ≈ {fmt_duration(units / speed)} at {speed:g} structures/s "
-            f"(reference speed of this scale's model on {resolved_device(device)}; refined as runs finish)")
+            f"estimate: ≈{fmt_duration(seconds)} at {speeds} (reference speeds of this scale's models on {kind}; "
+            f"refined as runs finish)")
 
 
 def low_model_done(ctx: Context, stage: tuple) -> bool:
@@ -310,16 +319,17 @@ def short_metrics(metrics: dict) -> str:
 
 def run_pending(pending: list[Run], data: Data, scale: Scale, ctx: Context, store: RunStore) -> int:
     """Train the pending runs in order, saving each record as soon as it finishes; returns how many ran."""
-    done_units, done_s = 0.0, 0.0
+    kind = resolved_device(ctx.device)
+    estimated, done_s = 0.0, 0.0
     for i, run in enumerate(pending, 1):
         remaining = pending[i - 1:]
         print(f"[{i}/{len(pending)}] {run.experiment} {run.label} N={count_text(run.n_high)} "
               f"n_low={count_text(run.n_low)} seed {run.seed} ({run.key})", flush=True)
-        units = work_units([run], data.sizes, scale, lambda s: low_model_done(ctx, s))
+        expected = estimated_seconds([run], data.sizes, scale, kind, lambda s: low_model_done(ctx, s))
         record = run_one(run, data, scale, ctx)
         store.save(record)
-        done_units, done_s = done_units + units, done_s + record["time_s"]
-        left = work_units(remaining[1:], data.sizes, scale, lambda s: low_model_done(ctx, s))
+        estimated, done_s = estimated + expected, done_s + record["time_s"]
+        left = estimated_seconds(remaining[1:], data.sizes, scale, kind, lambda s: low_model_done(ctx, s))
         print(f"    done in {fmt_duration(record['time_s'])}: test MAE {short_metrics(record['metrics'])} "
-              f"(meV/atom, meV/Å, GPa, μB); ETA {fmt_duration(left * done_s / max(done_units, 1e-9))}", flush=True)
+              f"(meV/atom, meV/Å, GPa, μB); ETA {fmt_duration(left * done_s / max(estimated, 1e-9))}", flush=True)
     return len(pending)
