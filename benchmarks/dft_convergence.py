@@ -91,9 +91,8 @@ def frames() -> list:
 
 
 def run(names: list[str], indices: list[int]) -> None:
-    picked = [frames()[i] for i in indices]
     for name in names:
-        summary = label_frames(picked, f"conv_{name}", variant_spec(name), OUT / name, progress=False)
+        summary = label_frames(frames(), f"conv_{name}", variant_spec(name), OUT / name, progress=False, only=indices)
         print(f"{name}: {summary['n_ok']} ok, {summary['n_failed']} failed, "
               f"{summary['seconds_per_frame'].get('mean', float('nan')):.0f} s/frame", flush=True)
 

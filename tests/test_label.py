@@ -146,6 +146,21 @@ def test_no_frame_starts_after_the_deadline(tmp_path):
     assert label_frames(frames, "lj", lj_spec(), tmp_path, progress=False, deadline=time.time() + 600)["n_ok"] == 3
 
 
+def test_only_some_frames_keep_their_own_indices(tmp_path):
+    """only=[1]: frame 1 is labelled under its own index (a later full call adds frames 0 and 2 and keeps it);
+    an index outside the frames is refused."""
+    frames = cells(3)
+    summary = label_frames(frames, "lj", lj_spec(), tmp_path, progress=False, only=[1])
+    assert (summary["n_ok"], summary["n_pending"]) == (1, 2)
+    store = LabelStore(tmp_path)
+    assert store.read(0) is None and store.read(1)["status"] == "ok"
+    first = store.read(1)["labels"]["energy"]
+    assert label_frames(frames, "lj", lj_spec(), tmp_path, progress=False)["n_ok"] == 3
+    assert store.read(1)["labels"]["energy"] == first and store.read(0)["labels"]["energy"] != first
+    with pytest.raises(ValueError, match=r"indices \[3\] are not among the 3 frames"):
+        label_frames(frames, "lj", lj_spec(), tmp_path, progress=False, only=[3])
+
+
 def test_failed_frames_are_retried_once_then_recorded_never_hidden(tmp_path):
     frames = [lmfp(x_li=x, supercell=(1, 1, 1), seed=0) for x in (1.0, 0.75, 0.5)]  # 28, 27, 26 atoms
     spec = lj_spec(settings=LJ | {"fail_sizes": [26, 27]}, retry={"fail_sizes": [26]})

@@ -37,10 +37,12 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THRE
 
 def label_frames(frames: Sequence[Atoms], fidelity: str, spec: LabelSpec | str | Path, out: str | Path,
                  workers: int = 1, group_key: str | None = None, retry_failed: bool = False,
-                 sources: Sequence[str] | None = None, progress: bool = True, deadline: float | None = None) -> dict:
+                 sources: Sequence[str] | None = None, progress: bool = True, deadline: float | None = None,
+                 only: Sequence[int] | None = None) -> dict:
     """Label ``frames`` at ``fidelity`` with ``spec`` (a LabelSpec, a spec file or a shipped spec name) into
     ``out``; return the summary (counts of ok, failed and pending frames, timings). ``deadline`` (a
-    ``time.time()`` value): no frame group is started after it; the frames left stay pending."""
+    ``time.time()`` value): no frame group is started after it; the frames left stay pending. ``only``: label
+    just the frames at these indices (the others stay pending; records keep each frame's own index)."""
     spec = spec if isinstance(spec, LabelSpec) else LabelSpec.load(spec)
     if not isinstance(fidelity, str) or not fidelity:
         raise ValueError(f"fidelity must be a non-empty name, got {fidelity!r}")
@@ -55,8 +57,14 @@ def label_frames(frames: Sequence[Atoms], fidelity: str, spec: LabelSpec | str |
     store.open(fidelity, spec)
     store.clear_running()  # marks left by a run that was stopped: those frames are simply labelled again
 
+    wanted = set(range(len(frames))) if only is None else {int(i) for i in only}
+    if not wanted <= set(range(len(frames))):
+        raise ValueError(f"only: indices {sorted(wanted - set(range(len(frames))))} are not among the "
+                         f"{len(frames)} frames")
     todo = []
     for i, atoms in enumerate(frames):
+        if i not in wanted:
+            continue
         record = store.read(i)
         if record is not None:
             store.check_input(i, atoms, record)
