@@ -63,11 +63,15 @@ VARIANTS |= {f"{fam}_{ecut}_retry_mixer": (fam, ecut, None, True, False)
              for fam, ecut in (("afm", 600), ("nonmag", 350))}
 VARIANTS |= {f"afm_600_fcrit{tail}": ("afm", 600, None, retry, True)
              for tail, retry in (("", False), ("_retry_mixer", True))}
-# variant compared -> reference variant
-COMPARISONS = {**{f"{fam}_{e}": f"{fam}_800" for fam in BASE for e in (350, 450, 600)},
-               "afm_450_k122": "afm_450_k234", "nonmag_450_k112": "nonmag_450_k234",
-               "afm_600_retry_mixer": "afm_600", "nonmag_350_retry_mixer": "nonmag_350",
-               "afm_600_fcrit_retry_mixer": "afm_600_fcrit", "afm_600_fcrit": "afm_600"}
+# the production settings (spec criteria and mixer) at the reference cutoff: the cutoff check with what labels
+VARIANTS["afm_800_fcrit"] = ("afm", 800, None, False, True)
+# (variant compared, reference variant); a report row is named after its variant, or "VARIANT vs REFERENCE"
+# when an earlier pair has that variant already
+COMPARISONS = [*((f"{fam}_{e}", f"{fam}_800") for fam in BASE for e in (350, 450, 600)),
+               ("afm_450_k122", "afm_450_k234"), ("nonmag_450_k112", "nonmag_450_k234"),
+               ("afm_600_retry_mixer", "afm_600"), ("nonmag_350_retry_mixer", "nonmag_350"),
+               ("afm_600_fcrit_retry_mixer", "afm_600_fcrit"), ("afm_600_fcrit", "afm_600"),
+               ("afm_600_fcrit", "afm_800_fcrit")]
 
 
 def variant_spec(name: str) -> LabelSpec:
@@ -91,8 +95,12 @@ def frames() -> list:
 
 
 def run(names: list[str], indices: list[int]) -> None:
+    """Label the chosen convergence frames with each variant; a variant that has run keeps the spec it first
+    ran with (its run.json), so its frames stay comparable after the production spec changed."""
     for name in names:
-        summary = label_frames(frames(), f"conv_{name}", variant_spec(name), OUT / name, progress=False, only=indices)
+        run_file = OUT / name / "run.json"
+        spec = LabelSpec.from_dict(json.loads(run_file.read_text())["spec"]) if run_file.is_file() else variant_spec(name)
+        summary = label_frames(frames(), f"conv_{name}", spec, OUT / name, progress=False, only=indices)
         print(f"{name}: {summary['n_ok']} ok, {summary['n_failed']} failed, "
               f"{summary['seconds_per_frame'].get('mean', float('nan')):.0f} s/frame", flush=True)
 
@@ -115,7 +123,8 @@ def _labels(name: str) -> dict:
 def report() -> dict:
     """Differences of every finished variant to its reference, written to convergence/report.{json,md}."""
     rows = {}
-    for name, ref_name in COMPARISONS.items():
+    for name, ref_name in COMPARISONS:
+        key = name if name not in rows else f"{name} vs {ref_name}"
         test, ref = _labels(name), _labels(ref_name)
         both = sorted(set(test) & set(ref))
         if not both:
@@ -135,7 +144,7 @@ def report() -> dict:
                "reference_scf_iterations": [int(b.atoms.info["scf_iterations"]) for b in r]}
         if all(a.magmoms is not None for a in t + r):
             row["magmoms_max_muB"] = float(max(np.abs(a.magmoms - b.magmoms).max() for a, b in zip(t, r)))
-        rows[name] = row
+        rows[key] = row
     write_json(OUT / "report.json", rows)
     lines = ["| variant | reference | frames | s/frame | ΔE offset (meV/atom) | ΔE between frames (meV/atom) | "
              "F MAE / max (meV/Å) | S MAE / max (GPa) | magmoms max (μB) | net force per frame (eV/Å) | "
