@@ -8,12 +8,32 @@ the MD time scale; short runs give D to a factor ~2 — quick mode shows the mec
     python md_examples/03_li_diffusion.py --trajectories a.traj b.traj --temperatures 900 1100  # analyse only
 """
 
+from pathlib import Path
+
 from _common import parser, setup
 
 from mf_calc import lmfp
+from mf_calc.atomic import write_json
 from mf_calc.workflows.diffusion import li_diffusion
+from mf_calc.workflows.hops import hop_arrhenius, hop_rate
 from mf_calc.workflows.msd import format_arrhenius
 from mf_calc.workflows.relax import relax
+
+
+def hop_summary(out: Path, temps: list[float], sites) -> None:
+    """Li hop rates between the host's Li sites per temperature and their Arrhenius fit → out/hops.json."""
+    import ase.io
+
+    rates = {t: hop_rate(ase.io.read(out / f"md_{t:g}K.traj", ":"), sites) for t in temps}
+    for t, r in rates.items():
+        print(f"  {t:.0f} K: {r['hops']} Li hops in {r['duration_ps']:.0f} ps of {r['atoms']} Li: "
+              f"{r['rate_per_ps']:.3f} ± {r['rate_err_per_ps']:.3f} per Li per ps")
+    try:
+        fit = hop_arrhenius(rates)
+        print(f"  hop-rate Arrhenius: Ea = {fit['Ea_eV']:.3f} ± {fit['Ea_err_eV']:.3f} eV")
+    except ValueError as exc:
+        fit = {"error": str(exc)}
+    write_json(out / "hops.json", {"rates": {str(t): r for t, r in rates.items()}, "arrhenius": fit})
 
 
 def main():
@@ -40,10 +60,12 @@ def main():
                            loginterval=5 if args.quick else 20, out=out, n_blocks=3 if args.quick else 5)
     for key in ("total", "x", "y", "z"):
         print(f"  Arrhenius {key:5}: {format_arrhenius(res['arrhenius'][key])}")
+    if not args.trajectories:  # the sites are known: every Li site of the fully lithiated host
+        hop_summary(out, temps, lmfp(x_li=1.0, supercell=(1, 1, 1) if args.quick else (1, 2, 1), seed=0))
     if args.quick:
         print("note: --quick runs are ~0.8 ps per temperature with 2 Li atoms; D is noise-dominated and the fit "
               "may fail. Converged D needs ≥ 10-20 ps per temperature and more Li (run without --quick).")
-    print(f"wrote {args.out}/diffusion.json, msd.png, arrhenius.png")
+    print(f"wrote {args.out}/diffusion.json, hops.json, msd.png, arrhenius.png")
 
 
 if __name__ == "__main__":

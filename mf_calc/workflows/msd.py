@@ -67,7 +67,9 @@ def frame_times(frames, frame_interval_ps: float | None = None) -> np.ndarray:
     raise ValueError("frames carry no 'md_time_ps'; give frame_interval_ps (time between frames, ps)")
 
 
-def _drift(positions, masses, mask_species, drift):
+def framework_drift(positions, masses, mask_species, drift: str | None = "framework") -> np.ndarray:
+    """(frames, 1, 3) displacement (Å) to subtract from unwrapped positions: the mass-weighted centre of mass of
+    the atoms not in ``mask_species`` (``"framework"``) or of all atoms (``"all"``) since frame 0; zero for None."""
     if drift is None or drift == "none":
         return np.zeros((positions.shape[0], 1, 3))
     if drift == "framework":
@@ -148,7 +150,7 @@ def msd_analysis(
     dt = float(dt[0])
     if masses is None:
         masses = np.ones(len(symbols))
-    r = positions - _drift(positions, np.asarray(masses, dtype=float), mask, drift)
+    r = positions - framework_drift(positions, np.asarray(masses, dtype=float), mask, drift)
     r = r[:, mask]
 
     max_lag = max(int((n_frames - 1) * max_lag_fraction), 4)
