@@ -158,6 +158,9 @@ def report() -> dict:
                      f"{', '.join(map(str, r['scf_iterations']))} ({', '.join(map(str, r['reference_scf_iterations']))}) |")
     (OUT / "report.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    for fidelity in BASE.values():  # the A/B of wave-function reuse, from its finished frames
+        if (OUT / f"fresh_{fidelity}" / "records").is_dir():
+            fresh_rows(fidelity)
     return rows
 
 
@@ -177,21 +180,32 @@ def input_frame(source: str):
     return ase.io.read(DATA / path, int(index))
 
 
-def fresh_check(fidelity: str, n: int = 3) -> dict:
-    """Wave-function reuse along MD, A/B on the same frames: the first ``n`` production MD snapshots (paired set
-    first, then the others that have this fidelity) that started from the previous snapshot's converged state are
-    labelled again from scratch into ``convergence/fresh_FIDELITY/``; SCF iterations, seconds and the label
-    differences (energy meV/atom, forces MAE / max meV/Å) go to ``fresh_FIDELITY.json``."""
+def reused_snapshots(fidelity: str, n: int = 3) -> list[dict]:
+    """The first ``n`` production MD snapshots (paired set first, then the others that have this fidelity) that
+    started from the previous snapshot's converged state."""
     stores = sorted((DATA / "raw").glob(f"*_{fidelity}"), key=lambda d: not d.name.startswith("paired_"))
-    reused = [r for store in stores for r in LabelStore(store).all_records()
-              if r["status"] == "ok" and r.get("restarted_from_previous")][:n]
+    return [r for store in stores for r in LabelStore(store).all_records()
+            if r["status"] == "ok" and r.get("restarted_from_previous")][:n]
+
+
+def fresh_check(fidelity: str, n: int = 3) -> dict:
+    """Wave-function reuse along MD, A/B on the same frames: the :func:`reused_snapshots` are labelled again from
+    scratch into ``convergence/fresh_FIDELITY/``; then :func:`fresh_rows`."""
+    reused = reused_snapshots(fidelity, n)
     if not reused:
         raise SystemExit(f"no {fidelity} production frame started from a previous snapshot yet")
-    picked = [input_frame(r["source"]) for r in reused]
-    label_frames(picked, fidelity, fidelity, OUT / f"fresh_{fidelity}", sources=[r["source"] for r in reused],
-                 progress=False)
+    label_frames([input_frame(r["source"]) for r in reused], fidelity, fidelity, OUT / f"fresh_{fidelity}",
+                 sources=[r["source"] for r in reused], progress=False)
+    return fresh_rows(fidelity, n)
+
+
+def fresh_rows(fidelity: str, n: int = 3) -> dict:
+    """SCF iterations, seconds and label differences (energy meV/atom, forces MAE / max meV/Å) of every finished
+    fresh relabelling against its production record, written to ``fresh_FIDELITY.json``."""
+    production = {r["source"]: r for r in reused_snapshots(fidelity, n)}
     rows = []
-    for old, new in zip(reused, LabelStore(OUT / f"fresh_{fidelity}").all_records()):
+    for new in LabelStore(OUT / f"fresh_{fidelity}").all_records():
+        old = production[new["source"]]
         row = {"source": old["source"], "iterations_reused": old["scf_iterations"], "seconds_reused": old["seconds"],
                "iterations_fresh": new["scf_iterations"], "seconds_fresh": new["seconds"], "status_fresh": new["status"]}
         if new["status"] == "ok":
