@@ -98,8 +98,10 @@ def run(names: list[str], indices: list[int]) -> None:
     """Label the chosen convergence frames with each variant; a variant that has run keeps the spec it first
     ran with (its run.json), so its frames stay comparable after the production spec changed."""
     for name in names:
-        run_file = OUT / name / "run.json"
-        spec = LabelSpec.from_dict(json.loads(run_file.read_text())["spec"]) if run_file.is_file() else variant_spec(name)
+        try:
+            spec = LabelSpec.from_dict(LabelStore(OUT / name).run_info()["spec"])
+        except FileNotFoundError:  # a variant not run yet
+            spec = variant_spec(name)
         summary = label_frames(frames(), f"conv_{name}", spec, OUT / name, progress=False, only=indices)
         print(f"{name}: {summary['n_ok']} ok, {summary['n_failed']} failed, "
               f"{summary['seconds_per_frame'].get('mean', float('nan')):.0f} s/frame", flush=True)

@@ -47,11 +47,11 @@ def main():
         res = li_diffusion(trajectories=args.trajectories, temperatures_K=temps, out=args.out)
     else:
         calc, out = setup(args)
+        supercell = (1, 1, 1) if args.quick else (1, 2, 1)
+        atoms = lmfp(x_li=0.5, supercell=supercell, seed=0)
         if args.quick:
-            atoms = lmfp(x_li=0.5, supercell=(1, 1, 1), seed=0)
             temps, steps, equil = args.temperatures or [1000.0, 1200.0, 1400.0], args.steps or 400, 50
         else:
-            atoms = lmfp(x_li=0.5, supercell=(1, 2, 1), seed=0)
             temps, steps, equil = args.temperatures or [700.0, 850.0, 1000.0, 1200.0], args.steps or 10000, 1000
         print(f"{atoms.get_chemical_formula()} ({len(atoms)} atoms); relaxing, then NVT (Bussi) at {temps} K, "
               f"{steps} steps of 2 fs each after {equil} equilibration steps", flush=True)
@@ -61,7 +61,7 @@ def main():
     for key in ("total", "x", "y", "z"):
         print(f"  Arrhenius {key:5}: {format_arrhenius(res['arrhenius'][key])}")
     if not args.trajectories:  # the sites are known: every Li site of the fully lithiated host
-        hop_summary(out, temps, lmfp(x_li=1.0, supercell=(1, 1, 1) if args.quick else (1, 2, 1), seed=0))
+        hop_summary(out, temps, lmfp(x_li=1.0, supercell=supercell, seed=0))
     if args.quick:
         print("note: --quick runs are ~0.8 ps per temperature with 2 Li atoms; D is noise-dominated and the fit "
               "may fail. Converged D needs ≥ 10-20 ps per temperature and more Li (run without --quick).")

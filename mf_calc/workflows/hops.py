@@ -16,6 +16,7 @@ better resolved from hop rates. Conventions:
 from __future__ import annotations
 
 import numpy as np
+from ase.geometry import get_distances
 
 from mf_calc.workflows.msd import arrhenius_fit, frame_times, framework_drift, unwrapped_positions
 
@@ -33,12 +34,9 @@ def site_sequence(frames, sites, species: str = "Li") -> np.ndarray:
     positions = unwrapped_positions(frames)
     positions = positions - framework_drift(positions, frames[0].get_masses(), mask)
     out = np.empty((len(frames), int(mask.sum())), dtype=int)
-    for k, frame in enumerate(frames):
-        cell = np.asarray(frame.cell)
-        frac = np.linalg.solve(cell.T, positions[k, mask].T).T
-        diff = frac[:, None, :] - site_frac[None, :, :]
-        diff -= np.round(diff)
-        out[k] = np.linalg.norm(diff @ cell, axis=2).argmin(axis=1)
+    for k, frame in enumerate(frames):  # minimum-image distances to every site, in this frame's cell
+        _, dist = get_distances(positions[k, mask], frame.cell.cartesian_positions(site_frac), frame.cell, True)
+        out[k] = dist.argmin(axis=1)
     return out
 
 
@@ -66,7 +64,7 @@ def hop_rate(frames, sites, species: str = "Li", min_residence_ps: float = 0.1,
     exposure = len(hops) * float(times[-1] - times[0])
     total = int(hops.sum())
     return {"hops": total, "hops_per_atom": hops.tolist(), "atoms": len(hops), "duration_ps": float(times[-1] - times[0]),
-            "rate_per_ps": total / exposure, "rate_err_per_ps": np.sqrt(max(total, 1)) / exposure,
+            "rate_per_ps": total / exposure, "rate_err_per_ps": float(np.sqrt(max(total, 1))) / exposure,
             "min_residence_frames": min_frames}
 
 
