@@ -36,6 +36,7 @@ import os
 import sys
 from pathlib import Path
 from types import SimpleNamespace
+from typing import NamedTuple
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
@@ -52,38 +53,56 @@ from mf_calc.label.store import record_to_atoms  # noqa: E402
 DATA = Path(__file__).parent / "data" / "dft"
 OUT = DATA / "convergence"
 BASE = {"afm": "gpaw_afm", "nonmag": "gpaw_nonmag"}
-# variant -> (fidelity family, cutoff eV, k-mesh or None for the fidelity's own, use the spec's retry settings,
-#             use the spec's SCF criteria (False: GPAW's defaults, as when the variant was first run))
-VARIANTS = {f"{fam}_{ecut}": (fam, ecut, None, False, False) for fam in BASE for ecut in (350, 450, 600, 800)}
-VARIANTS |= {f"{fam}_450_k234": (fam, 450, [2, 3, 4], False, False) for fam in BASE}
-VARIANTS |= {f"{fam}_450_k{''.join(map(str, k))}": (fam, 450, k, False, False)
+U_RAMP = [0.0, 1.0]  # fractions of U of the ramp variants (mf_calc.label.u_ramp)
+
+
+class Variant(NamedTuple):
+    """A convergence variant of a shipped spec. ``spec_criteria=False``: GPAW's default SCF criteria, as when
+    the variant was first run; ``retry_mixer``: the spec's retry settings from the first try."""
+
+    family: str
+    ecut: float
+    kpts: list[int] | None = None  # None: the fidelity's own k-mesh
+    retry_mixer: bool = False
+    spec_criteria: bool = False
+    u_ramp: list[float] | None = None
+
+
+VARIANTS = {f"{fam}_{ecut}": Variant(fam, ecut) for fam in BASE for ecut in (350, 450, 600, 800)}
+VARIANTS |= {f"{fam}_450_k234": Variant(fam, 450, [2, 3, 4]) for fam in BASE}
+VARIANTS |= {f"{fam}_450_k{''.join(map(str, k))}": Variant(fam, 450, k)
              for fam, k in (("afm", [1, 2, 2]), ("nonmag", [1, 1, 2]))}
 # SCF robustness: the fidelity's settings with its retry mixer from the first try (same converged result)
-VARIANTS |= {f"{fam}_{ecut}_retry_mixer": (fam, ecut, None, True, False)
+VARIANTS |= {f"{fam}_{ecut}_retry_mixer": Variant(fam, ecut, retry_mixer=True)
              for fam, ecut in (("afm", 600), ("nonmag", 350))}
-VARIANTS |= {f"afm_600_fcrit{tail}": ("afm", 600, None, retry, True)
+VARIANTS |= {f"afm_600_fcrit{tail}": Variant("afm", 600, retry_mixer=retry, spec_criteria=True)
              for tail, retry in (("", False), ("_retry_mixer", True))}
 # the production settings (spec criteria and mixer) at the reference cutoff: the cutoff check with what labels
-VARIANTS["afm_800_fcrit"] = ("afm", 800, None, False, True)
+VARIANTS["afm_800_fcrit"] = Variant("afm", 800, spec_criteria=True)
+# the production settings with a Hubbard-U ramp: one DFT+U solution at both cutoffs?
+VARIANTS |= {f"afm_{ecut}_ramp": Variant("afm", ecut, spec_criteria=True, u_ramp=U_RAMP) for ecut in (600, 800)}
 # (variant compared, reference variant); a report row is named after its variant, or "VARIANT vs REFERENCE"
 # when an earlier pair has that variant already
 COMPARISONS = [*((f"{fam}_{e}", f"{fam}_800") for fam in BASE for e in (350, 450, 600)),
                ("afm_450_k122", "afm_450_k234"), ("nonmag_450_k112", "nonmag_450_k234"),
                ("afm_600_retry_mixer", "afm_600"), ("nonmag_350_retry_mixer", "nonmag_350"),
                ("afm_600_fcrit_retry_mixer", "afm_600_fcrit"), ("afm_600_fcrit", "afm_600"),
-               ("afm_600_fcrit", "afm_800_fcrit")]
+               ("afm_600_fcrit", "afm_800_fcrit"), ("afm_600_ramp", "afm_800_ramp"), ("afm_600_ramp", "afm_600_fcrit"),
+               ("afm_800_ramp", "afm_800_fcrit")]
 
 
 def variant_spec(name: str) -> LabelSpec:
-    family, ecut, kpts, retry_mixer, spec_criteria = VARIANTS[name]
-    base = LabelSpec.load(BASE[family]).to_dict()
-    settings = base["settings"] | {"mode": base["settings"]["mode"] | {"ecut": ecut}}
-    if not spec_criteria:
+    variant = VARIANTS[name]
+    base = LabelSpec.load(BASE[variant.family]).to_dict()
+    settings = base["settings"] | {"mode": base["settings"]["mode"] | {"ecut": variant.ecut}}
+    if not variant.spec_criteria:
         settings.pop("convergence", None)
-    if kpts is not None:
-        settings["kpts"] = {"size": kpts}
-    if retry_mixer:
+    if variant.kpts is not None:
+        settings["kpts"] = {"size": variant.kpts}
+    if variant.retry_mixer:
         settings |= base["retry"]
+    if variant.u_ramp is not None:
+        base["u_ramp"] = variant.u_ramp
     base["stress"] = True  # the checks measure stress convergence, whatever the production spec labels
     return LabelSpec.from_dict(base | {"settings": settings})
 
@@ -160,9 +179,10 @@ def report() -> dict:
                      f"{', '.join(map(str, r['scf_iterations']))} ({', '.join(map(str, r['reference_scf_iterations']))}) |")
     (OUT / "report.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    for fidelity in BASE.values():  # the A/B of wave-function reuse, from its finished frames
-        if (OUT / f"fresh_{fidelity}" / "records").is_dir():
-            fresh_rows(fidelity)
+    for fidelity in BASE.values():  # the relabellings of reused snapshots, from their finished frames
+        for kind in RELABELLINGS:
+            if (OUT / f"{kind}_{fidelity}" / "records").is_dir():
+                relabel_rows(fidelity, kind)
     return rows
 
 
@@ -190,34 +210,59 @@ def reused_snapshots(fidelity: str, n: int = 3) -> list[dict]:
             if r["status"] == "ok" and r.get("restarted_from_previous")][:n]
 
 
-def fresh_check(fidelity: str, n: int = 3) -> dict:
-    """Wave-function reuse along MD, A/B on the same frames: the :func:`reused_snapshots` are labelled again from
-    scratch into ``convergence/fresh_FIDELITY/``; then :func:`fresh_rows`."""
+RELABELLINGS = {"fresh": "from scratch with the spec the production frames had",
+                "ramp": f"from scratch with that spec and a Hubbard-U ramp {U_RAMP}"}
+
+
+def relabel_spec(fidelity: str, kind: str) -> LabelSpec:
+    """The spec of a relabelling (see RELABELLINGS): the one its folder ran with, else derived from the spec of
+    the production frames."""
+    try:
+        return LabelSpec.from_dict(LabelStore(OUT / f"{kind}_{fidelity}").run_info()["spec"])
+    except FileNotFoundError:
+        spec = LabelSpec.from_dict(LabelStore(DATA / "raw" / f"paired_{fidelity}").run_info()["spec"])
+        return spec if kind == "fresh" else LabelSpec.from_dict(spec.to_dict() | {"u_ramp": U_RAMP})
+
+
+def relabel_check(fidelity: str, kind: str, n: int = 3) -> dict:
+    """Reproducibility of the labels on the same frames: the :func:`reused_snapshots` are labelled again (``kind``
+    of RELABELLINGS) into ``convergence/KIND_FIDELITY/``; then :func:`relabel_rows`."""
     reused = reused_snapshots(fidelity, n)
     if not reused:
         raise SystemExit(f"no {fidelity} production frame started from a previous snapshot yet")
-    label_frames([input_frame(r["source"]) for r in reused], fidelity, fidelity, OUT / f"fresh_{fidelity}",
-                 sources=[r["source"] for r in reused], progress=False)
-    return fresh_rows(fidelity, n)
+    label_frames([input_frame(r["source"]) for r in reused], fidelity, relabel_spec(fidelity, kind),
+                 OUT / f"{kind}_{fidelity}", sources=[r["source"] for r in reused], progress=False)
+    return relabel_rows(fidelity, kind, n)
 
 
-def fresh_rows(fidelity: str, n: int = 3) -> dict:
-    """SCF iterations, seconds and label differences (energy meV/atom, forces MAE / max meV/Å) of every finished
-    fresh relabelling against its production record, written to ``fresh_FIDELITY.json``."""
+def _differences(new: dict, old: dict, tag: str) -> dict:
+    """Energy (meV/atom) and forces (MAE, max meV/Å) of record ``new`` minus record ``old``, keys ending in tag."""
+    df = 1000 * np.abs(np.array(new["labels"]["forces"]) - np.array(old["labels"]["forces"]))
+    return {f"energy_diff_meV_per_atom{tag}": 1000 * (new["labels"]["energy"] - old["labels"]["energy"]) / len(df),
+            f"forces_mae_meV_A{tag}": float(df.mean()), f"forces_max_meV_A{tag}": float(df.max())}
+
+
+def relabel_rows(fidelity: str, kind: str, n: int = 3) -> list[dict]:
+    """SCF iterations, seconds and label differences of every finished relabelling against its production
+    record (and, for the ramp, against the fresh relabelling), written to ``KIND_FIDELITY.json``."""
     production = {r["source"]: r for r in reused_snapshots(fidelity, n)}
+    fresh = {}
+    if kind != "fresh" and (OUT / f"fresh_{fidelity}" / "records").is_dir():
+        fresh = {r["source"]: r for r in LabelStore(OUT / f"fresh_{fidelity}").all_records() if r["status"] == "ok"}
     rows = []
-    for new in LabelStore(OUT / f"fresh_{fidelity}").all_records():
+    for new in LabelStore(OUT / f"{kind}_{fidelity}").all_records():
         old = production[new["source"]]
         row = {"source": old["source"], "iterations_reused": old["scf_iterations"], "seconds_reused": old["seconds"],
-               "iterations_fresh": new["scf_iterations"], "seconds_fresh": new["seconds"], "status_fresh": new["status"]}
+               f"iterations_{kind}": new["scf_iterations"], f"seconds_{kind}": new["seconds"],
+               f"status_{kind}": new["status"]}
         if new["status"] == "ok":
-            df = 1000 * np.abs(np.array(old["labels"]["forces"]) - np.array(new["labels"]["forces"]))
-            row |= {"energy_diff_meV_per_atom": 1000 * (new["labels"]["energy"] - old["labels"]["energy"]) / len(df),
-                    "forces_mae_meV_A": float(df.mean()), "forces_max_meV_A": float(df.max())}
+            row |= _differences(new, old, "")
+            if new["source"] in fresh:
+                row |= _differences(new, fresh[new["source"]], "_vs_fresh")
         rows.append(row)
-    write_json(OUT / f"fresh_{fidelity}.json", rows)
+    write_json(OUT / f"{kind}_{fidelity}.json", rows)
     print(json.dumps(rows, indent=1))
-    return {"rows": rows}
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="finite-difference label check of this fidelity (repeatable)")
     ap.add_argument("--fresh", action="append", default=[], choices=list(BASE.values()),
                     help="A/B of wave-function reuse along MD: relabel 3 reused production snapshots from scratch")
+    ap.add_argument("--ramp", action="append", default=[], choices=list(BASE.values()),
+                    help=f"relabel the same 3 snapshots from scratch with a Hubbard-U ramp {U_RAMP}")
     ap.add_argument("--report", action="store_true", help="compare finished variants with their references")
     args = ap.parse_args(argv)
     names = [n for n in args.variants.split(",") if n]
@@ -238,8 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     run(names, [int(i) for i in args.frames.split(",")])
     for fidelity in args.fd:
         fd_check(fidelity)
-    for fidelity in args.fresh:
-        fresh_check(fidelity)
+    for kind in RELABELLINGS:
+        for fidelity in getattr(args, kind):
+            relabel_check(fidelity, kind)
     if args.report:
         report()
     return 0

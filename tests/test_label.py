@@ -76,6 +76,20 @@ def test_shipped_specs_load_and_keep_the_issue_settings():
     assert not afm.stress and not nonmag.stress  # masked: > 1 GPa off the converged stress (data card)
     assert afm.hash != nonmag.hash
     assert LabelSpec.load("gpaw_afm").hash == afm.hash
+    # the hashes of the committed labels (benchmarks/data/dft/raw/*/run.json): fields added to LabelSpec later
+    # must not change the hash of a spec that does not use them
+    assert (afm.hash, nonmag.hash) == ("adc026037da3053b", "ab4c7a418b3557f4")
+
+
+def test_u_ramp_spec_is_checked_and_changes_the_hash():
+    afm = LabelSpec.load("gpaw_afm")
+    ramped = LabelSpec.from_dict(afm.to_dict() | {"u_ramp": [0, 0.5, 1]})
+    assert ramped.u_ramp == [0.0, 0.5, 1.0] and ramped.hash != afm.hash and "u_ramp" not in afm.to_dict()
+    for bad in ([1], [0, 0.5], [0.5, 0, 1], [-0.5, 1], "0,1", 1):
+        with pytest.raises(ValueError, match="u_ramp"):
+            LabelSpec.from_dict({"calculator": "gpaw", "u_ramp": bad})
+    with pytest.raises(ValueError, match="'u_ramp' needs GPAW"):
+        lj_spec(u_ramp=[0, 1]).build()
 
 
 def test_spec_errors_name_the_problem(tmp_path):
@@ -259,6 +273,54 @@ def test_real_gpaw_labels_a_tiny_cell(tmp_path):
     assert np.isfinite(frame.energy) and frame.forces.shape == (2, 3) and frame.magmoms.shape == (2,)
     assert np.abs(frame.forces.sum(axis=0)).max() < 0.05
     assert frame.atoms.info["scf_iterations"] > 0 and frame.atoms.info["code_version"].startswith("gpaw")
+
+
+def test_u_ramp_scales_every_hubbard_u_and_needs_one():
+    pytest.importorskip("gpaw", reason="GPAW is not installed (optional; `make dft` installs it)")
+    from mf_calc.label.u_ramp import hubbard_u, scaled_settings
+
+    settings = {"xc": "PBE", "setups": {"Fe": ":d,4.3", "Mn": "paw:d,4.5;p,1.0,0", "O": "paw"}}
+    half = scaled_settings(settings, 0.5)["setups"]
+    assert half == {"Fe": ":d,2.15,1", "Mn": ":d,2.25,1;p,0.5,0", "O": "paw"}
+    assert settings["setups"]["Fe"] == ":d,4.3"  # the spec's settings are left alone
+    assert np.allclose(hubbard_u({"setups": half})["Mn"][1].U, 0.5 * np.array(hubbard_u(settings)["Mn"][1].U))
+    with pytest.raises(ValueError, match="needs a Hubbard U"):
+        hubbard_u({"setups": {"O": "paw"}})
+    with pytest.raises(ValueError, match="per element"):
+        hubbard_u({"setups": {0: ":d,4.3"}})
+
+
+def test_real_gpaw_u_ramp_lands_on_the_direct_dft_u_solution_of_mno(tmp_path):
+    """MnO (Mn2+ d5: one DFT+U solution): the ramp U = 0 -> U ends where a direct DFT+U SCF does (so U really is
+    changed in the running calculation), every frame of a group starts from scratch, and the record keeps the
+    ramp's steps."""
+    pytest.importorskip("gpaw", reason="GPAW is not installed (optional; `make dft` installs it)")
+    from ase.build import bulk
+
+    settings = {"mode": {"name": "pw", "ecut": 200}, "xc": "PBE", "kpts": {"size": [2, 2, 2]},
+                "setups": {"Mn": ":d,4.5"}, "occupations": {"name": "fermi-dirac", "width": 0.1}, "maxiter": 100,
+                "convergence": {"forces": 0.002}}
+    frames = []
+    for seed in (1, 2):
+        mno = bulk("MnO", "rocksalt", a=4.45)
+        mno.set_initial_magnetic_moments([5, 0])
+        mno.rattle(0.05, seed=seed)
+        mno.info["trajectory"] = "t"
+        frames.append(mno)
+    direct = LabelSpec.from_dict({"calculator": "gpaw", "magnetic_start": "input", "settings": settings})
+    ramped = LabelSpec.from_dict(direct.to_dict() | {"u_ramp": [0, 1]})
+    assert label_frames(frames, "mno", direct, tmp_path / "direct", progress=False, only=[1])["n_ok"] == 1
+    assert label_frames(frames, "mno", ramped, tmp_path / "ramped", group_key="trajectory", progress=False)["n_ok"] == 2
+    (a,), b = read_frames(tmp_path / "direct/labelled.extxyz"), read_frames(tmp_path / "ramped/labelled.extxyz")[1]
+    assert b.energy == pytest.approx(a.energy, abs=2e-4)
+    assert np.abs(b.forces - a.forces).max() < 5e-3 and np.abs(b.magmoms - a.magmoms).max() < 5e-3
+    records = LabelStore(tmp_path / "ramped").all_records()
+    assert [r["restarted_from_previous"] for r in records] == [False, False]
+    steps = records[1]["attempts"][0]["u_ramp"]
+    assert [s["fraction"] for s in steps] == [0.0, 1.0] and steps[-1]["energy"] == records[1]["labels"]["energy"]
+    assert steps[0]["energy"] < steps[1]["energy"] - 0.1  # U = 0 really was a different functional
+    assert steps[1]["scf_iterations"] < 30  # from the U = 0 state (with the old mixer history it stalled for 99)
+    assert records[1]["scf_iterations"] == sum(s["scf_iterations"] for s in steps)
 
 
 def test_runs_sharing_a_folder_skip_frames_another_live_process_claimed(tmp_path):

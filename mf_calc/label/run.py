@@ -9,7 +9,8 @@ then writes ``out/labelled.extxyz`` and ``out/summary.json`` (see :mod:`mf_calc.
   failed with both reasons and left out of the data -- never dropped silently, never replaced.
 - ``group_key``: consecutive frames with the same ``atoms.info[group_key]`` (e.g. the snapshots of one MD
   trajectory) share one calculator, so each SCF starts from the previous frame's converged state
-  (wave functions and density in GPAW). Each record says whether it did (``restarted_from_previous``).
+  (wave functions and density in GPAW). Each record says whether it did (``restarted_from_previous``). A spec
+  with a ``u_ramp`` starts every frame from scratch: its labels must not depend on the frame before.
 - ``workers > 1``: groups are shared out over that many processes, one BLAS/OpenMP thread each. Separate runs
   (another core, a later sitting) may also share one ``out`` folder: each frame is claimed by one live
   process at a time, and a frame that another process finished is not computed again.
@@ -30,6 +31,7 @@ from tqdm import tqdm
 
 from mf_calc.label.spec import LabelSpec
 from mf_calc.label.store import LabelStore, new_record
+from mf_calc.label.u_ramp import ramp_scf
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
               "OMP_WAIT_POLICY": "PASSIVE"}
@@ -125,12 +127,12 @@ def label_group(job: list[tuple[int, Atoms, str]], fidelity: str, spec: LabelSpe
     calc = None
     for index, atoms, source in job:
         record = new_record(index, source, atoms, fidelity, spec)
-        record["restarted_from_previous"] = calc is not None
+        record["restarted_from_previous"] = calc is not None and spec.u_ramp is None
         log = store.logs / f"{index:05d}.txt"
         if not store.claim(index):
             continue  # another process is labelling (or has labelled) this frame
         for retry in ((False, True) if spec.retry else (False,)):
-            if calc is None or retry:
+            if calc is None or retry or spec.u_ramp is not None:
                 calc = spec.build(log=log, retry=retry)
             attempt, labels = _attempt(calc, atoms, spec)
             attempt["retry"] = retry
@@ -151,7 +153,10 @@ def _attempt(calc, atoms: Atoms, spec: LabelSpec) -> tuple[dict, dict | None]:
     prepared = spec.prepare(atoms)
     prepared.calc = calc
     start = time.perf_counter()
+    ramp = None
     try:
+        if spec.u_ramp is not None:
+            ramp = ramp_scf(prepared, spec.settings, spec.u_ramp)
         labels = {"energy": prepared.get_potential_energy(force_consistent=True),
                   "energy_extrapolated": prepared.get_potential_energy(),
                   "forces": prepared.get_forces()}
@@ -162,8 +167,10 @@ def _attempt(calc, atoms: Atoms, spec: LabelSpec) -> tuple[dict, dict | None]:
         error = None
     except Exception as err:  # the calculator's own failure (SCF not converged, crash, ...) is the record
         labels, error = None, f"{type(err).__name__}: {err}".strip()
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "scf_iterations": _iterations(calc), "error": error}, labels
+    attempt = {"seconds": time.perf_counter() - start, "scf_iterations": _iterations(calc), "error": error}
+    if ramp is not None:  # iterations of the whole ramp; the steps (fraction, energy, iterations, seconds) beside
+        attempt |= {"scf_iterations": sum(step["scf_iterations"] for step in ramp), "u_ramp": ramp}
+    return attempt, labels
 
 
 def _iterations(calc) -> int | None:

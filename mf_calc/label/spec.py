@@ -6,8 +6,10 @@ A spec is a JSON object::
      "settings": {...},                         # keyword arguments of that calculator
      "magnetic_start": "afm-olivine",           # afm-olivine | ferro | none | input (mf_calc.label.magnetism)
      "stress": true,                            # false: stress is not labelled (missing, never zero)
-     "retry": {...}}                            # settings overriding "settings" for one more try after a
+     "retry": {...},                            # settings overriding "settings" for one more try after a
                                                 # failed run (e.g. another mixer), or null
+     "u_ramp": [0, 1]}                          # optional, GPAW DFT+U: converge at these fractions of U in
+                                                # turn, every frame from scratch (mf_calc.label.u_ramp)
 
 Shipped specs (``mf_calc/label/specs/*.json``) are found by name: ``gpaw_afm``, ``gpaw_nonmag``, and the
 VASP recipe ``vasp_afm`` (documentation for users with VASP; needs VASP and its POTCARs). The spec's hash
@@ -29,6 +31,7 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator
 
 from mf_calc.label.magnetism import MAGNETIC_STARTS, initial_magmoms
+from mf_calc.label.u_ramp import check_u_ramp, scaled_settings
 
 SPEC_DIR = Path(__file__).parent / "specs"
 ALIASES = {"gpaw": "gpaw:GPAW"}
@@ -48,6 +51,7 @@ class LabelSpec:
     magnetic_start: str = "none"
     stress: bool = True
     retry: dict[str, Any] | None = None
+    u_ramp: list[float] | None = None
 
     def __post_init__(self):
         if not isinstance(self.calculator, str) or not self.calculator:
@@ -58,13 +62,15 @@ class LabelSpec:
             value = getattr(self, name)
             if value is not None and not isinstance(value, dict):
                 raise ValueError(f"spec {name!r} must be a JSON object, got {type(value).__name__}")
+        if self.u_ramp is not None:
+            object.__setattr__(self, "u_ramp", check_u_ramp(self.u_ramp))
 
     @classmethod
     def from_dict(cls, data: dict) -> LabelSpec:
-        unknown = set(data) - {"calculator", "settings", "magnetic_start", "stress", "retry", "comment"}
+        unknown = set(data) - {"calculator", "settings", "magnetic_start", "stress", "retry", "u_ramp", "comment"}
         if unknown:
             raise ValueError(f"unknown spec field(s) {sorted(unknown)}; known: calculator, settings, "
-                             "magnetic_start, stress, retry, comment")
+                             "magnetic_start, stress, retry, u_ramp, comment")
         if "calculator" not in data:
             raise ValueError("spec has no 'calculator' (e.g. \"gpaw\" or \"ase.calculators.vasp:Vasp\")")
         return cls(**{k: v for k, v in data.items() if k != "comment"})
@@ -88,7 +94,10 @@ class LabelSpec:
         return cls.from_dict(data)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        if data["u_ramp"] is None:  # absent, as in specs written before the field existed (same hash)
+            del data["u_ramp"]
+        return data
 
     @property
     def hash(self) -> str:
@@ -116,6 +125,10 @@ class LabelSpec:
         except AttributeError:
             raise ValueError(f"calculator {self.calculator!r}: module {module_name!r} has no {class_name!r}") from None
 
+    @property
+    def is_gpaw(self) -> bool:
+        return self.calculator_class.__module__.split(".")[0] == "gpaw"
+
     def code_version(self) -> str:
         """``package version`` of the calculator's distribution (e.g. ``gpaw 26.7.0``)."""
         package = self.calculator_class.__module__.split(".")[0]
@@ -126,12 +139,16 @@ class LabelSpec:
 
     def build(self, log: str | Path | None = None, retry: bool = False) -> Calculator:
         """A fresh calculator; ``retry=True`` applies the ``retry`` overrides; ``log`` is the text log of
-        calculators that write one (GPAW's ``txt``)."""
+        calculators that write one (GPAW's ``txt``). With a ``u_ramp`` it starts at the ramp's first U."""
         settings = dict(self.settings) | (dict(self.retry or {}) if retry else {})
         cls = self.calculator_class
-        if cls.__module__.split(".")[0] == "gpaw":
+        if self.is_gpaw:
             settings.setdefault("spinpol", self.spin_polarized)
             settings.setdefault("txt", None if log is None else str(log))
+            if self.u_ramp is not None:
+                settings = scaled_settings(settings, self.u_ramp[0])
+        elif self.u_ramp is not None:
+            raise ValueError(f"spec 'u_ramp' needs GPAW; calculator {self.calculator!r} has no in-place U ramp")
         try:
             return cls(**settings)
         except TypeError as err:
