@@ -58,7 +58,8 @@ U_RAMP = [0.0, 1.0]  # fractions of U of the ramp variants (mf_calc.label.u_ramp
 
 class Variant(NamedTuple):
     """A convergence variant of a shipped spec. ``spec_criteria=False``: GPAW's default SCF criteria, as when
-    the variant was first run; ``retry_mixer``: the spec's retry settings from the first try."""
+    the variant was first run; ``retry_mixer``: the spec's retry settings from the first try; ``u_ramp``: None
+    keeps the shipped spec's (a variant that has run keeps the spec it ran with, see :func:`run`)."""
 
     family: str
     ecut: float
@@ -202,25 +203,31 @@ def input_frame(source: str):
     return ase.io.read(DATA / path, int(index))
 
 
+def _reused_stores(fidelity: str) -> list[Path]:
+    """Production folders of ``fidelity`` with MD snapshots, current (``raw/``) then superseded by a later spec
+    (``superseded/``), paired set first."""
+    return [d for top in ("raw", "superseded") for d in sorted((DATA / top).glob(f"*_{fidelity}*"),
+                                                                key=lambda d: not d.name.startswith("paired_"))]
+
+
 def reused_snapshots(fidelity: str, n: int = 3) -> list[dict]:
-    """The first ``n`` production MD snapshots (paired set first, then the others that have this fidelity) that
-    started from the previous snapshot's converged state."""
-    stores = sorted((DATA / "raw").glob(f"*_{fidelity}"), key=lambda d: not d.name.startswith("paired_"))
-    return [r for store in stores for r in LabelStore(store).all_records()
+    """The first ``n`` production MD snapshots of :func:`_reused_stores` that started from the previous
+    snapshot's converged state (each record with its folder as ``record["store"]``)."""
+    return [r | {"store": store} for store in _reused_stores(fidelity) for r in LabelStore(store).all_records()
             if r["status"] == "ok" and r.get("restarted_from_previous")][:n]
 
 
-RELABELLINGS = {"fresh": "from scratch with the spec the production frames had",
+RELABELLINGS = {"fresh": "from scratch with the spec the reused production snapshots had",
                 "ramp": f"from scratch with that spec and a Hubbard-U ramp {U_RAMP}"}
 
 
 def relabel_spec(fidelity: str, kind: str) -> LabelSpec:
     """The spec of a relabelling (see RELABELLINGS): the one its folder ran with, else derived from the spec of
-    the production frames."""
+    the reused production snapshots."""
     try:
         return LabelSpec.from_dict(LabelStore(OUT / f"{kind}_{fidelity}").run_info()["spec"])
     except FileNotFoundError:
-        spec = LabelSpec.from_dict(LabelStore(DATA / "raw" / f"paired_{fidelity}").run_info()["spec"])
+        spec = LabelSpec.from_dict(LabelStore(reused_snapshots(fidelity, 1)[0]["store"]).run_info()["spec"])
         return spec if kind == "fresh" else LabelSpec.from_dict(spec.to_dict() | {"u_ramp": U_RAMP})
 
 

@@ -60,7 +60,13 @@ def card() -> str:
         versions = sorted({f"{r['versions']['calculator']}, mf_calc {r['versions']['mf_calc']}" for r in by_fid[fid]})
         lines += [f"- **{fid}** (spec hash `{spec.hash}`; {'; '.join(versions) or 'no frames yet'}): "
                   f"magnetic start `{spec.magnetic_start}`, stress labelled: {spec.stress}; settings "
-                  f"`{json.dumps(spec.settings)}`; retry `{json.dumps(spec.retry)}`."]
+                  f"`{json.dumps(spec.settings)}`; retry `{json.dumps(spec.retry)}`"
+                  + (f"; Hubbard-U ramp {spec.u_ramp} (every frame from scratch)." if spec.u_ramp else ".")]
+    superseded = sorted(p.name for p in (DATA / "superseded").glob("*")
+                        if (p / "run.json").is_file())
+    if superseded:
+        lines.append(f"- Labels made with earlier specs are kept, out of the data, in `superseded/` ({', '.join(superseded)}; "
+                     "why: SITTINGS.md).")
     lines += ["", "Energy label: the force-consistent free energy (eV); `info['energy_extrapolated']` holds the σ→0 "
               "energy. Forces eV/Å, stress eV/Å³ (ASE sign), magmoms μB (gpaw_afm only).", "",
               "## Progress", "", "| set | fidelity | target | ok | failed |", "|---|---|---|---|---|"]
@@ -163,8 +169,10 @@ def _paired(records: dict) -> list[str]:
 #: (meV/Å) of the converged ones; variant compared -> what it measures
 GATE_MEV_A = 30.0
 GATE = {"afm_600": "cutoff 600 vs 800 eV (GPAW's default SCF criteria and mixer)",
-        "afm_600_fcrit vs afm_800_fcrit": "cutoff 600 vs 800 eV (the production SCF criteria and mixer)",
-        "afm_600_ramp": "cutoff 600 vs 800 eV (the production SCF criteria and mixer, Hubbard-U ramp)",
+        "afm_600_fcrit vs afm_800_fcrit": "cutoff 600 vs 800 eV (the production SCF criteria and mixer, "
+                                          "direct DFT+U start as before sitting 5: the two reach different "
+                                          "PBE+U solutions)",
+        "afm_600_ramp": "cutoff 600 vs 800 eV (the production settings: SCF criteria, mixer, Hubbard-U ramp)",
         "afm_450_k122": "k-mesh (1,2,2) vs (2,3,4)"}
 
 

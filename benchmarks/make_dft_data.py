@@ -171,6 +171,8 @@ def collect() -> dict[str, int]:
         counts[stem] = len(frames)
         if frames:
             write_gz(DATA / f"{stem}.extxyz.gz", frames)
+        else:  # e.g. every frame superseded by a new spec: no stale file
+            (DATA / f"{stem}.extxyz.gz").unlink(missing_ok=True)
     return counts
 
 
