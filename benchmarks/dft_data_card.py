@@ -65,8 +65,8 @@ def card() -> str:
     superseded = sorted(p.name for p in (DATA / "superseded").glob("*")
                         if (p / "run.json").is_file())
     if superseded:
-        lines.append(f"- Labels made with earlier specs are kept, out of the data, in `superseded/` ({', '.join(superseded)}; "
-                     "why: SITTINGS.md).")
+        lines.append("- Labels made with earlier specs are kept, out of the data, in `superseded/` "
+                     f"({', '.join(superseded)}; why: SITTINGS.md).")
     lines += ["", "Energy label: the force-consistent free energy (eV); `info['energy_extrapolated']` holds the σ→0 "
               "energy. Forces eV/Å, stress eV/Å³ (ASE sign), magmoms μB (gpaw_afm only).", "",
               "## Progress", "", "| set | fidelity | target | ok | failed |", "|---|---|---|---|---|"]
