@@ -17,6 +17,7 @@ from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_s
 from ase.units import GPa
 
 from mf_calc.label.spec import LabelSpec
+from mf_calc.label.u_ramp import ramp_scf
 
 
 def finite_difference_check(atoms: Atoms, spec: LabelSpec, atom_indices: Sequence[int] = (0,),
@@ -26,7 +27,7 @@ def finite_difference_check(atoms: Atoms, spec: LabelSpec, atom_indices: Sequenc
     ``eps_displacement`` Å) and stress (strain ``eps_strain``) of ``spec``'s calculator on ``atoms``.
 
     Costs 1 + 6 len(atom_indices) (+ 12 with stress) calculations on one calculator, each starting from
-    the previous state. Returns the arrays (eV/Å, GPa) and the largest absolute differences.
+    the previous state (the first one a whole Hubbard-U ramp where the spec has one). Returns the arrays (eV/Å, GPa) and the largest absolute differences.
     """
     if len(atoms) == 0:
         raise ValueError("finite_difference_check needs a structure with atoms")
@@ -36,6 +37,8 @@ def finite_difference_check(atoms: Atoms, spec: LabelSpec, atom_indices: Sequenc
     prepared = spec.prepare(atoms)
     prepared.calc = spec.build()
     start = time.perf_counter()
+    if spec.u_ramp is not None:  # check the solution the labels come from; the displacements continue from it
+        ramp_scf(prepared, spec.settings, spec.u_ramp)
     forces = prepared.get_forces()[list(atom_indices)]
     analytic_stress = prepared.get_stress(voigt=True) if stress else None
     numeric_forces = calculate_numerical_forces(prepared, eps=eps_displacement, iatoms=list(atom_indices),

@@ -80,4 +80,5 @@ def ramp_scf(atoms: Atoms, settings: dict, fractions: Sequence[float]) -> list[d
         steps.append({"fraction": float(fraction), "energy": float(energy),
                       "scf_iterations": int(calc.get_number_of_iterations()),
                       "seconds": time.perf_counter() - start})
+    calc.params.setups = dict(settings["setups"])  # a later rebuild (a cell change) keeps the full U
     return steps
