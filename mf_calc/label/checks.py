@@ -27,7 +27,8 @@ def finite_difference_check(atoms: Atoms, spec: LabelSpec, atom_indices: Sequenc
     ``eps_displacement`` Å) and stress (strain ``eps_strain``) of ``spec``'s calculator on ``atoms``.
 
     Costs 1 + 6 len(atom_indices) (+ 12 with stress) calculations on one calculator, each starting from
-    the previous state (the first one a whole Hubbard-U ramp where the spec has one). Returns the arrays (eV/Å, GPa) and the largest absolute differences.
+    the previous state (the first one a whole Hubbard-U ramp where the spec has one). Returns the arrays
+    (eV/Å, GPa) and the largest absolute differences.
     """
     if len(atoms) == 0:
         raise ValueError("finite_difference_check needs a structure with atoms")
