@@ -1,11 +1,12 @@
-"""Hubbard-U ramp for GPAW DFT+U: the SCF reaches one self-consistent solution whatever it starts from.
+"""Hubbard-U ramp for GPAW DFT+U: labels that do not depend on the frame's history, in the low-energy solution.
 
 DFT+U has several self-consistent solutions for ions whose partly filled d shell is orbitally degenerate (Fe2+
 d6, Mn3+ d4): which d orbital the odd electron ends up in depends on where the SCF starts. On gpaw_afm MD
 snapshots a direct DFT+U SCF and one started from the previous snapshot landed 4.7 meV/atom and 54 meV/Å (force
 MAE) apart (benchmarks/data/dft/SITTINGS.md, sitting 4). The ramp (Meredig et al., Phys. Rev. B 82, 195128
 (2010)) converges the SCF at a fraction of U first (U = 0: the occupations follow the crystal field), then raises
-U in steps, each SCF starting from the previous converged state, and ends at the full U of the spec.
+U in steps, each SCF starting from the previous converged state, and ends at the full U of the spec. On the
+gpaw_afm checks it reached the lower solution on all five frames and made 600 and 800 eV agree (sitting 5).
 
 A spec asks for it with ``"u_ramp": [0.0, 1.0]`` (fractions of every Hubbard U in ``settings["setups"]``,
 increasing, ending at 1). Only GPAW (Hubbard U given in its setups strings, e.g. ``{"Fe": ":d,4.3"}``) is
