@@ -194,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chunk", type=int, default=10, help="frames per (set, fidelity) and round")
     ap.add_argument("--workers", type=int, default=1, help="worker processes, one core each")
     ap.add_argument("--reuse-scf", action="store_true",
-                    help="start MD snapshots from the previous snapshot's SCF state (measured slower: see label())")
+                    help="start MD snapshots from the previous snapshot's SCF state (measured slower: see label(); "
+                         "gpaw_afm's Hubbard-U ramp starts every frame from scratch regardless)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--inputs-only", action="store_true", help="make the unlabelled inputs and stop")
     ap.add_argument("--collect", action="store_true", help="only merge finished frames into the data files")
