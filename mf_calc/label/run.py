@@ -73,7 +73,8 @@ def label_frames(frames: Sequence[Atoms], fidelity: str, spec: LabelSpec | str |
             if record["status"] == "ok" or not retry_failed:
                 continue
         todo.append(i)
-    groups = _groups(todo, frames, group_key)
+    # a Hubbard-U ramp starts every frame from scratch: its labels must not depend on the frame before
+    groups = _groups(todo, frames, None if spec.u_ramp is not None else group_key)
     jobs = [[(i, frames[i], sources[i]) for i in group] for group in groups]
     bar = tqdm(total=len(todo), desc=f"label {fidelity}", unit="frame", disable=not progress or not todo)
     if workers == 1 or len(jobs) <= 1:
@@ -127,12 +128,12 @@ def label_group(job: list[tuple[int, Atoms, str]], fidelity: str, spec: LabelSpe
     calc = None
     for index, atoms, source in job:
         record = new_record(index, source, atoms, fidelity, spec)
-        record["restarted_from_previous"] = calc is not None and spec.u_ramp is None
+        record["restarted_from_previous"] = calc is not None
         log = store.logs / f"{index:05d}.txt"
         if not store.claim(index):
             continue  # another process is labelling (or has labelled) this frame
         for retry in ((False, True) if spec.retry else (False,)):
-            if calc is None or retry or spec.u_ramp is not None:
+            if calc is None or retry:
                 calc = spec.build(log=log, retry=retry)
             attempt, labels = _attempt(calc, atoms, spec)
             attempt["retry"] = retry
