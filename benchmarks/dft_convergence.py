@@ -17,7 +17,8 @@ small next to the cutoff and k errors they measure. The ``*_fcrit`` variants use
 converge to the same forces.
 
 ``--report`` compares every finished variant with its reference: energy per atom, the energy difference
-between the two frames, forces (MAE, max), stress (MAE, max, GPa), magmoms and the net force per frame.
+between the two frames, forces (MAE, max), stress (MAE, max, GPa), magmoms and the net force per frame; and
+(``superseded.json``) every production label against the label an earlier spec gave the same frame.
 The gate for production: gpaw_afm forces at 600 eV within 30 meV/Å (MAE) of 800 eV and of the denser k-mesh.
 A stress more than 1 GPa off the converged value is masked in that fidelity's spec (``"stress": false``).
 
@@ -184,6 +185,7 @@ def report() -> dict:
         for kind in RELABELLINGS:
             if (OUT / f"{kind}_{fidelity}" / "records").is_dir():
                 relabel_rows(fidelity, kind)
+    superseded_rows()
     return rows
 
 
@@ -269,6 +271,27 @@ def relabel_rows(fidelity: str, kind: str, n: int = 3) -> list[dict]:
         rows.append(row)
     write_json(OUT / f"{kind}_{fidelity}.json", rows)
     print(json.dumps(rows, indent=1))
+    return rows
+
+
+def superseded_rows() -> list[dict]:
+    """Production labels against the labels an earlier spec gave the same frames (``superseded/SET_FIDELITY_*``
+    beside ``raw/SET_FIDELITY``): energy and force differences, SCF iterations and seconds of both, per frame;
+    written to ``superseded.json``."""
+    rows = []
+    for old_dir in sorted(p for p in (DATA / "superseded").glob("*") if (p / "records").is_dir()):
+        current = [d for d in (DATA / "raw").glob("*") if old_dir.name.startswith(f"{d.name}_")]
+        if not current:
+            continue
+        new = {r["source"]: r for r in LabelStore(current[0]).all_records() if r["status"] == "ok"}
+        for old in LabelStore(old_dir).all_records():
+            if old["status"] == "ok" and old["source"] in new:
+                now = new[old["source"]]
+                rows.append({"superseded": old_dir.name, "source": old["source"],
+                             "iterations": now["scf_iterations"], "iterations_superseded": old["scf_iterations"],
+                             "seconds": now["seconds"], "seconds_superseded": old["seconds"],
+                             **_differences(now, old, "")})
+    write_json(OUT / "superseded.json", rows)
     return rows
 
 

@@ -61,7 +61,9 @@ def card() -> str:
         lines += [f"- **{fid}** (spec hash `{spec.hash}`; {'; '.join(versions) or 'no frames yet'}): "
                   f"magnetic start `{spec.magnetic_start}`, stress labelled: {spec.stress}; settings "
                   f"`{json.dumps(spec.settings)}`; retry `{json.dumps(spec.retry)}`"
-                  + (f"; Hubbard-U ramp {spec.u_ramp} (every frame from scratch)." if spec.u_ramp else ".")]
+                  + (f"; Hubbard-U ramp {spec.u_ramp} (every frame from scratch"
+                     + (f"; SCFs before the full-U one converged to `{json.dumps(spec.u_ramp_convergence)}`"
+                        if spec.u_ramp_convergence else "") + ")." if spec.u_ramp else ".")]
     superseded = sorted(p.name for p in (DATA / "superseded").glob("*")
                         if (p / "run.json").is_file())
     if superseded:
@@ -223,6 +225,13 @@ def _checks() -> list[str]:
                          f"labels apart by {_apart(rows, '')}"
                          + (f"; from the fresh labels by {_apart(rows, '_vs_fresh')}" if "forces_mae_meV_A_vs_fresh"
                             in rows[0] else "") + ".")
+    path = CONVERGENCE / "superseded.json"
+    rows = json.loads(path.read_text()) if path.is_file() else []
+    for name in sorted({r["superseded"] for r in rows}):
+        mine = [r for r in rows if r["superseded"] == name]
+        lines.append(f"- production labels vs `superseded/{name}` on the same {len(mine)} frames: SCF iterations "
+                     f"{[r['iterations_superseded'] for r in mine]} then, {[r['iterations'] for r in mine]} now; labels "
+                     f"apart by {_apart(mine, '')}.")
     lines.append("- Production starts every frame from scratch (`make_dft_data.py --reuse-scf` to change); a spec "
                  "with a Hubbard-U ramp always does.")
     return lines

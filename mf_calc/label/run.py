@@ -135,7 +135,7 @@ def label_group(job: list[tuple[int, Atoms, str]], fidelity: str, spec: LabelSpe
         for retry in ((False, True) if spec.retry else (False,)):
             if calc is None or retry:
                 calc = spec.build(log=log, retry=retry)
-            attempt, labels = _attempt(calc, atoms, spec)
+            attempt, labels = _attempt(calc, atoms, spec, retry)
             attempt["retry"] = retry
             record["attempts"].append(attempt)
             if labels is not None:
@@ -149,15 +149,16 @@ def label_group(job: list[tuple[int, Atoms, str]], fidelity: str, spec: LabelSpe
         yield record
 
 
-def _attempt(calc, atoms: Atoms, spec: LabelSpec) -> tuple[dict, dict | None]:
-    """One calculation: (attempt summary, labels or None when it raised)."""
+def _attempt(calc, atoms: Atoms, spec: LabelSpec, retry: bool) -> tuple[dict, dict | None]:
+    """One calculation with ``calc`` (built from ``spec``, with its retry settings when ``retry``): (attempt
+    summary, labels or None when it raised)."""
     prepared = spec.prepare(atoms)
     prepared.calc = calc
     start = time.perf_counter()
     ramp = None
     try:
         if spec.u_ramp is not None:
-            ramp = ramp_scf(prepared, spec.settings, spec.u_ramp)
+            ramp = ramp_scf(prepared, spec.calculator_settings(retry), spec.u_ramp, spec.u_ramp_convergence)
         labels = {"energy": prepared.get_potential_energy(force_consistent=True),
                   "energy_extrapolated": prepared.get_potential_energy(),
                   "forces": prepared.get_forces()}

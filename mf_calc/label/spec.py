@@ -8,8 +8,10 @@ A spec is a JSON object::
      "stress": true,                            # false: stress is not labelled (missing, never zero)
      "retry": {...},                            # settings overriding "settings" for one more try after a
                                                 # failed run (e.g. another mixer), or null
-     "u_ramp": [0, 1]}                          # optional, GPAW DFT+U: converge at these fractions of U in
+     "u_ramp": [0, 1],                          # optional, GPAW DFT+U: converge at these fractions of U in
                                                 # turn, every frame from scratch (mf_calc.label.u_ramp)
+     "u_ramp_convergence": {...}}               # optional, with u_ramp: GPAW convergence criteria of the
+                                                # SCFs before the last (the full-U SCF uses the settings')
 
 Shipped specs (``mf_calc/label/specs/*.json``) are found by name: ``gpaw_afm``, ``gpaw_nonmag``, and the
 VASP recipe ``vasp_afm`` (documentation for users with VASP; needs VASP and its POTCARs). The spec's hash
@@ -22,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,7 @@ class LabelSpec:
     stress: bool = True
     retry: dict[str, Any] | None = None
     u_ramp: list[float] | None = None
+    u_ramp_convergence: dict[str, Any] | None = None
 
     def __post_init__(self):
         if not isinstance(self.calculator, str) or not self.calculator:
@@ -64,13 +67,19 @@ class LabelSpec:
                 raise ValueError(f"spec {name!r} must be a JSON object, got {type(value).__name__}")
         if self.u_ramp is not None:
             object.__setattr__(self, "u_ramp", check_u_ramp(self.u_ramp))
+        if self.u_ramp_convergence is not None:
+            if self.u_ramp is None:
+                raise ValueError("spec 'u_ramp_convergence' needs a 'u_ramp' (it sets the SCFs before its last step)")
+            if not isinstance(self.u_ramp_convergence, dict):
+                raise ValueError("spec 'u_ramp_convergence' must be a JSON object of GPAW convergence criteria, "
+                                 f"got {self.u_ramp_convergence!r}")
 
     @classmethod
     def from_dict(cls, data: dict) -> LabelSpec:
-        unknown = set(data) - {"calculator", "settings", "magnetic_start", "stress", "retry", "u_ramp", "comment"}
+        known = [f.name for f in fields(cls)] + ["comment"]
+        unknown = set(data) - set(known)
         if unknown:
-            raise ValueError(f"unknown spec field(s) {sorted(unknown)}; known: calculator, settings, "
-                             "magnetic_start, stress, retry, u_ramp, comment")
+            raise ValueError(f"unknown spec field(s) {sorted(unknown)}; known: {', '.join(known)}")
         if "calculator" not in data:
             raise ValueError("spec has no 'calculator' (e.g. \"gpaw\" or \"ase.calculators.vasp:Vasp\")")
         return cls(**{k: v for k, v in data.items() if k != "comment"})
@@ -95,8 +104,9 @@ class LabelSpec:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        if data["u_ramp"] is None:  # absent, as in specs written before the field existed (same hash)
-            del data["u_ramp"]
+        for name in ("u_ramp", "u_ramp_convergence"):
+            if data[name] is None:  # absent, as in specs written before the field existed (same hash)
+                del data[name]
         return data
 
     @property
@@ -137,16 +147,22 @@ class LabelSpec:
         except PackageNotFoundError:
             return package
 
+    def calculator_settings(self, retry: bool = False) -> dict:
+        """The calculator's keyword arguments: ``settings``, with the ``retry`` overrides when ``retry``."""
+        return dict(self.settings) | (dict(self.retry or {}) if retry else {})
+
     def build(self, log: str | Path | None = None, retry: bool = False) -> Calculator:
         """A fresh calculator; ``retry=True`` applies the ``retry`` overrides; ``log`` is the text log of
         calculators that write one (GPAW's ``txt``). With a ``u_ramp`` it starts at the ramp's first U."""
-        settings = dict(self.settings) | (dict(self.retry or {}) if retry else {})
+        settings = self.calculator_settings(retry)
         cls = self.calculator_class
         if self.is_gpaw:
             settings.setdefault("spinpol", self.spin_polarized)
             settings.setdefault("txt", None if log is None else str(log))
             if self.u_ramp is not None:
                 settings = scaled_settings(settings, self.u_ramp[0])
+                if self.u_ramp_convergence is not None:
+                    settings["convergence"] = dict(self.u_ramp_convergence)
         elif self.u_ramp is not None:
             raise ValueError(f"spec 'u_ramp' needs GPAW; calculator {self.calculator!r} has no in-place U ramp")
         try:

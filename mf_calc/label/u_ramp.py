@@ -9,7 +9,9 @@ U in steps, each SCF starting from the previous converged state, and ends at the
 gpaw_afm checks it reached the lower solution on all five frames and made 600 and 800 eV agree (sitting 5).
 
 A spec asks for it with ``"u_ramp": [0.0, 1.0]`` (fractions of every Hubbard U in ``settings["setups"]``,
-increasing, ending at 1). Only GPAW (Hubbard U given in its setups strings, e.g. ``{"Fe": ":d,4.3"}``) is
+increasing, ending at 1). ``"u_ramp_convergence"`` (GPAW convergence criteria) loosens the SCFs before the last
+one: they only choose the solution, the labels come from the last (gpaw_afm: 67 SCF iterations instead of 92-97,
+same labels; sitting 6). Only GPAW (Hubbard U given in its setups strings, e.g. ``{"Fe": ":d,4.3"}``) is
 supported: the U of the running calculation is changed in place, so the wave functions and density carry over.
 """
 
@@ -62,10 +64,15 @@ def scaled_settings(settings: dict, fraction: float) -> dict:
     return dict(settings) | {"setups": setups}
 
 
-def ramp_scf(atoms: Atoms, settings: dict, fractions: Sequence[float]) -> list[dict]:
+def ramp_scf(atoms: Atoms, settings: dict, fractions: Sequence[float],
+             convergence: dict | None = None) -> list[dict]:
     """Converge ``atoms.calc`` (a GPAW calculator built from ``scaled_settings(settings, fractions[0])``) at each
-    fraction of the Hubbard U in turn; the last SCF is at the full U of ``settings``. Returns one record per step:
+    fraction of the Hubbard U in turn; the last SCF is at the full U of ``settings``. ``convergence``: the GPAW
+    convergence criteria the calculator was built with for the steps before the last (a spec's
+    ``u_ramp_convergence``); the last step then converges to those of ``settings``. Returns one record per step:
     fraction, free energy (eV), SCF iterations, seconds."""
+    from gpaw.new.scf import create_convergence_criteria
+
     calc, full = atoms.calc, hubbard_u(settings)
     steps = []
     for k, fraction in enumerate(fractions):
@@ -73,6 +80,8 @@ def ramp_scf(atoms: Atoms, settings: dict, fractions: Sequence[float]) -> list[d
             for setup in calc.dft.setups:
                 if setup.symbol in full:
                     setup.hubbard_u.U = [value * fraction for value in full[setup.symbol][1].U]
+            if convergence is not None and k == len(fractions) - 1:
+                calc.dft.scf_loop.convergence = create_convergence_criteria(settings.get("convergence") or {})
             # what GPAW does between MD steps, at the same positions: potential of the current density with the
             # new U, a fresh mixer history (the old one stalls the SCF), results cleared; then it converges again
             calc.dft.move_atoms(calc.dft.atoms)
@@ -82,4 +91,6 @@ def ramp_scf(atoms: Atoms, settings: dict, fractions: Sequence[float]) -> list[d
                       "scf_iterations": int(calc.get_number_of_iterations()),
                       "seconds": time.perf_counter() - start})
     calc.params.setups = dict(settings["setups"])  # a later rebuild (a cell change) keeps the full U
+    if convergence is not None:  # ... and the criteria of the labels
+        calc.params.convergence = dict(settings.get("convergence") or {})
     return steps
