@@ -16,6 +16,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from mf_calc.atomic import write_json
 from mf_calc.data import read_frames
 from mf_calc.hub import load_model
@@ -39,19 +41,28 @@ def errors(name: str, fidelity: str, train: list, test: list) -> dict:
     return evaluate(model, data.graphs(model))[fidelity]
 
 
+def spans(train: list, test: list) -> bool:
+    """Whether every test composition is a linear combination of training compositions (element counts), so
+    that refitted per-element reference energies determine the test energies."""
+    elements = sorted({z for f in train + test for z in f.atoms.numbers})
+    counts = [[np.count_nonzero(f.atoms.numbers == z) for z in elements] for f in train + test]
+    return np.linalg.matrix_rank(counts[:len(train)]) == np.linalg.matrix_rank(counts)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=RESULTS / "dft_baselines")
     args = ap.parse_args(argv)
     train_file = DATA / "lmfp_gpaw_afm_train.extxyz.gz"
     train = read_frames(train_file) if train_file.is_file() else []  # none before paired gpaw_afm frames exist
-    if len(train) < MIN_TRAIN:  # a least-squares reference fit on a handful of compositions says little
-        train = []
     test = read_frames(DATA / "lmfp_gpaw_afm_test.extxyz.gz")
+    if len(train) < MIN_TRAIN or not spans(train, test):  # a reference fit says little about other compositions
+        train = []
     rows = {f"{label} @ {fid}": errors(name, fid, train, test) for label, name, fid in MODELS}
     write_json(args.out.with_suffix(".json"), {"n_train": len(train), "n_test": len(test), "rows": rows})
     refit = (f"composition refitted on {len(train)} gpaw_afm training frames" if train else
-             f"fewer than {MIN_TRAIN} gpaw_afm training frames yet, so no composition refit and no energy errors")
+             f"fewer than {MIN_TRAIN} gpaw_afm training frames, or compositions that do not span the test "
+             "compositions, yet: no composition refit and no energy errors")
     lines = [f"Errors on the gpaw_afm test split ({len(test)} frames; {refit}). Energy meV/atom, forces meV/Å, "
              "stress GPa (not labelled: –), |magmoms| μB. Command: `python benchmarks/dft_baselines.py`.", "",
              "| model @ fidelity | E MAE | F MAE | F RMSE | S MAE | M MAE |", "|---|---|---|---|---|---|"]
