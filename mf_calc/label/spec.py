@@ -61,18 +61,14 @@ class LabelSpec:
             raise ValueError(f"spec 'calculator' must be a non-empty string, got {self.calculator!r}")
         if self.magnetic_start not in MAGNETIC_STARTS:
             raise ValueError(f"spec 'magnetic_start' {self.magnetic_start!r} is not one of {list(MAGNETIC_STARTS)}")
-        for name in ("settings", "retry"):
+        for name in ("settings", "retry", "u_ramp_convergence"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, dict):
                 raise ValueError(f"spec {name!r} must be a JSON object, got {type(value).__name__}")
         if self.u_ramp is not None:
             object.__setattr__(self, "u_ramp", check_u_ramp(self.u_ramp))
-        if self.u_ramp_convergence is not None:
-            if self.u_ramp is None:
-                raise ValueError("spec 'u_ramp_convergence' needs a 'u_ramp' (it sets the SCFs before its last step)")
-            if not isinstance(self.u_ramp_convergence, dict):
-                raise ValueError("spec 'u_ramp_convergence' must be a JSON object of GPAW convergence criteria, "
-                                 f"got {self.u_ramp_convergence!r}")
+        if self.u_ramp_convergence is not None and self.u_ramp is None:
+            raise ValueError("spec 'u_ramp_convergence' needs a 'u_ramp' (it sets the SCFs before its last step)")
 
     @classmethod
     def from_dict(cls, data: dict) -> LabelSpec:
