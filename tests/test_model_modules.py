@@ -101,3 +101,30 @@ def test_composition_fit_rank_deficient_phosphates():
     np.testing.assert_allclose(pred, energies, atol=1e-8)
     with pytest.raises(ValueError, match="NaN"):
         model.fit_composition(structures[:2], [1.0, float("nan")], fidelity=0)
+
+
+def test_residual_composition_fit_corrects_a_trained_model_where_the_totals_fit_counts_its_network_twice():
+    """Energies = the model's own + per-element offsets (another code's reference): the residual fit makes the
+    model predict them; a fit of the totals counts the network's own energy (its per-element part) twice."""
+    from mf_calc import lmfp
+
+    compositions = [(1, 0), (0.5, 0.5), (0, 1), (0.25, 0.75), (1, 0.25), (0.75, 0.5)]
+    structures = [lmfp(x_li=x, y_mn=y, supercell=(1, 1, 1), seed=s) for s, (x, y) in enumerate(compositions)]
+    model = tiny_model()
+    offsets = np.zeros(94)
+    offsets[[3 - 1, 25 - 1, 26 - 1, 15 - 1, 8 - 1]] = [0.7, -1.1, 0.4, 2.0, -0.3]  # eV/atom
+    counts = element_counts([a.numbers for a in structures])
+    energies = np.array([p["energy"] for p in model.predict(structures, "high", task="e")]) + counts @ offsets
+    other = model.composition.weight[0].clone()
+    model.fit_composition(structures, energies, "high", residual=True)
+    refitted = np.array([p["energy"] for p in model.predict(structures, "high", task="e")])
+    np.testing.assert_allclose(refitted, energies, atol=1e-8)
+    assert torch.equal(model.composition.weight[0], other)  # the other fidelity keeps its row
+    network = refitted - counts @ model.composition.weight[1].numpy()  # the network's own energy, eV
+    model.fit_composition(structures, energies, "high")
+    totals = np.array([p["energy"] for p in model.predict(structures, "high", task="e")])
+    assert np.abs(totals - energies).max() > 0.1 and np.abs(network).max() > 0.1
+    np.testing.assert_allclose(totals - energies, counts @ np.linalg.lstsq(counts, network, rcond=None)[0],
+                               atol=1e-8)  # the network energy's per-element part, counted twice
+    with pytest.raises(ValueError, match="5 predicted energies for 6 structures"):
+        model.composition.fit([a.numbers for a in structures], energies, predicted=energies[:5])

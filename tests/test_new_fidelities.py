@@ -60,12 +60,14 @@ def test_bad_fidelity_lists_are_refused(names, start, message):
 
 def test_training_from_a_folder_with_new_fidelities_refits_only_their_composition(tmp_path):
     """init = a trained folder + new_fidelities: the kept fidelities' composition rows are the folder's, the new
-    fidelity's row is fitted to its frames (its energies sit on another scale than its source's)."""
+    fidelity's row is fitted to what the trained network does not predict of its frames (their energies sit on
+    another scale than its source's): a level of theory that is the source's plus 1 eV/atom is then exact."""
     first = build_model(tiny_config(), FIDS)
     first.save(tmp_path / "stage1")
     frames = make_frames(2, 2)
-    for frame in frames[:2]:  # the lo frames become a new level of theory, 1 eV/atom higher
-        frame.fidelity, frame.energy = "dft", frame.energy + len(frame.atoms)
+    own = first.predict([f.atoms for f in frames[:2]], "lo", task="e")
+    for frame, p in zip(frames[:2], own):  # the lo frames become a new level of theory, 1 eV/atom higher
+        frame.fidelity, frame.energy = "dft", float(p["energy"]) + len(frame.atoms)
     cfg = tiny_config(init=str(tmp_path / "stage1"), model={}, epochs=1, lr=1e-9, new_fidelities={"dft": "lo"})
     model = build_model(cfg, ("dft", "lo", "hi"))
     assert model.metadata["fidelities_from"]["dft"] == "lo"
@@ -74,6 +76,8 @@ def test_training_from_a_folder_with_new_fidelities_refits_only_their_compositio
     assert torch.allclose(weights[1:], old, atol=1e-6)  # lo and hi: not refitted
     shift = (weights[0] - old[0])[[3 - 1, 15 - 1, 26 - 1]]  # Li, P, Fe rows of the refitted dft copy
     assert shift.abs().max() > 0.1
+    refitted = model.predict([f.atoms for f in frames[:2]], "dft", task="e")
+    np.testing.assert_allclose([p["energy"] for p in refitted], [f.energy for f in frames[:2]], atol=2e-3)
 
 
 def test_new_fidelities_need_a_trained_model_folder():

@@ -41,8 +41,11 @@ class CompositionModel(nn.Module):
         return site.new_zeros(n_structures).index_add_(0, atom_owner, site)
 
     @torch.no_grad()
-    def fit(self, numbers_list: Sequence[Sequence[int]], energies: Sequence[float], copy: int = 0) -> np.ndarray:
-        """Least-squares fit of total energies (eV) on element counts for one copy.
+    def fit(self, numbers_list: Sequence[Sequence[int]], energies: Sequence[float], copy: int = 0,
+            predicted: Sequence[float] | None = None) -> np.ndarray:
+        """Least-squares fit of total energies (eV) on element counts for one copy; with ``predicted`` (a whole
+        model's energies of the same structures, eV, this composition model included) the fit corrects that
+        model instead: least squares of ``energies - predicted``, added to the current weights.
 
         Rank-deficient data (an element absent, or fixed ratios such as P:O = 1:4 in a phosphate)
         is handled by fitting the minimum-norm *change* to the current weights: elements absent from
@@ -56,7 +59,10 @@ class CompositionModel(nn.Module):
             raise ValueError("fit_composition: energies contain NaN or infinite values")
         counts = element_counts(numbers_list)
         current = self.weight[copy].double().cpu().numpy()
-        delta, *_ = np.linalg.lstsq(counts, energies - counts @ current, rcond=None)
+        baseline = counts @ current if predicted is None else np.asarray(predicted, dtype=float)
+        if baseline.shape != energies.shape:
+            raise ValueError(f"fit_composition: {len(baseline)} predicted energies for {len(energies)} structures")
+        delta, *_ = np.linalg.lstsq(counts, energies - baseline, rcond=None)
         present = counts.any(axis=0)
         new = current + np.where(present, delta, 0.0)
         self.weight[copy] = torch.as_tensor(new, dtype=self.weight.dtype)

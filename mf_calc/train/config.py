@@ -30,7 +30,8 @@ class TrainConfig:
     model: dict = field(default_factory=dict)  # MFConfig size overrides (scratch only), e.g. {"n_conv": 3}
     freeze: tuple[str, ...] = ()  # model parts kept fixed, e.g. ("atom_embedding", "atom_conv_layers")
     fit_composition: bool = True  # least-squares per-fidelity composition fit on training energies (from a trained
-    # model folder only for the fidelities new_fidelities adds; the others keep the composition they were trained with)
+    # model folder only for the fidelities new_fidelities adds; the others keep the composition they were trained with;
+    # a warm start fits what its network does not predict yet, MFCHGNet.fit_composition(residual=True))
     # optimisation (paper Table 1)
     epochs: int = 60
     batch_size: int = 4

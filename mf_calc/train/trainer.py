@@ -34,10 +34,12 @@ from mf_calc.train.model_setup import freeze
 RESUME_FREE_KEYS = {"progress", "device", "eval_batch_size"}
 
 
-def fit_compositions(model: MFCHGNet, train: FrameDataset, only: Sequence[str] | None = None) -> None:
+def fit_compositions(model: MFCHGNet, train: FrameDataset, only: Sequence[str] | None = None,
+                     residual: bool = False) -> None:
     """Least-squares composition fit on training energies: per fidelity when the model has per-fidelity
     composition models (``C``), else one fit on all training frames. ``only``: fit just these fidelities
-    (per-fidelity composition models only; the others keep theirs)."""
+    (per-fidelity composition models only; the others keep theirs). ``residual``: fit what the model does not
+    predict yet (``MFCHGNet.fit_composition``), for a trained network."""
     frames = [f for f in train.frames if f.energy is not None]
     per_fidelity = model.switches.on("C")
     groups = {f.fidelity for f in frames} if per_fidelity else {None}
@@ -45,7 +47,7 @@ def fit_compositions(model: MFCHGNet, train: FrameDataset, only: Sequence[str] |
         groups = groups & set(only) if per_fidelity else set()
     for name in sorted(groups, key=lambda n: -1 if n is None else model.fidelities.index(n)):
         chosen = [f for f in frames if name is None or f.fidelity == name]
-        model.fit_composition([f.atoms for f in chosen], [f.energy for f in chosen], name)
+        model.fit_composition([f.atoms for f in chosen], [f.energy for f in chosen], name, residual=residual)
 
 
 def composition_fit_fidelities(config: TrainConfig) -> list[str] | None:
@@ -96,7 +98,9 @@ class Trainer:
             self._restore(state, data_id)
         else:
             if cfg.fit_composition:
-                fit_compositions(self.model, train, only=composition_fit_fidelities(cfg))
+                # a warm start's network already predicts energies: correct the model, don't refit the totals
+                fit_compositions(self.model, train, only=composition_fit_fidelities(cfg),
+                                 residual=cfg.init != "scratch")
             if self._writes:
                 self.out_dir.mkdir(parents=True, exist_ok=True)
                 write_json(self.out_dir / "train_config.json", cfg.to_dict())
