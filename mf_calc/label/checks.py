@@ -39,7 +39,7 @@ def finite_difference_check(atoms: Atoms, spec: LabelSpec, atom_indices: Sequenc
     prepared.calc = spec.build()
     start = time.perf_counter()
     if spec.u_ramp is not None:  # check the solution the labels come from; the displacements continue from it
-        ramp_scf(prepared, spec.calculator_settings(), spec.u_ramp, spec.u_ramp_convergence)
+        ramp_scf(prepared, spec.calculator_settings(), spec.u_ramp)
     forces = prepared.get_forces()[list(atom_indices)]
     analytic_stress = prepared.get_stress(voigt=True) if stress else None
     numeric_forces = calculate_numerical_forces(prepared, eps=eps_displacement, iatoms=list(atom_indices),

@@ -158,7 +158,7 @@ def _attempt(calc, atoms: Atoms, spec: LabelSpec, retry: bool) -> tuple[dict, di
     ramp = None
     try:
         if spec.u_ramp is not None:
-            ramp = ramp_scf(prepared, spec.calculator_settings(retry), spec.u_ramp, spec.u_ramp_convergence)
+            ramp = ramp_scf(prepared, spec.calculator_settings(retry), spec.u_ramp)
         labels = {"energy": prepared.get_potential_energy(force_consistent=True),
                   "energy_extrapolated": prepared.get_potential_energy(),
                   "forces": prepared.get_forces()}

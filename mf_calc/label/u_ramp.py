@@ -65,12 +65,10 @@ def scaled_settings(settings: dict, fraction: float) -> dict:
     return dict(settings) | {"setups": setups}
 
 
-def ramp_scf(atoms: Atoms, settings: dict, fractions: Sequence[float],
-             convergence: dict | None = None) -> list[dict]:
-    """Converge ``atoms.calc`` (a GPAW calculator built from ``scaled_settings(settings, fractions[0])``) at each
-    fraction of the Hubbard U in turn; the last SCF is at the full U of ``settings``. ``convergence``: the GPAW
-    convergence criteria the calculator was built with for the steps before the last (a spec's
-    ``u_ramp_convergence``); the last step then converges to those of ``settings``. Returns one record per step:
+def ramp_scf(atoms: Atoms, settings: dict, fractions: Sequence[float]) -> list[dict]:
+    """Converge ``atoms.calc`` (a GPAW calculator built from ``scaled_settings(settings, fractions[0])``, maybe
+    with looser convergence criteria: a spec's ``u_ramp_convergence``) at each fraction of the Hubbard U in turn;
+    the last SCF is at the full U and to the convergence criteria of ``settings``. Returns one record per step:
     fraction, free energy (eV), SCF iterations, seconds."""
     from gpaw.new.scf import create_convergence_criteria
 
@@ -81,7 +79,7 @@ def ramp_scf(atoms: Atoms, settings: dict, fractions: Sequence[float],
             for setup in calc.dft.setups:
                 if setup.symbol in full:
                     setup.hubbard_u.U = [value * fraction for value in full[setup.symbol][1].U]
-            if convergence is not None and k == len(fractions) - 1:
+            if k == len(fractions) - 1:  # new criteria: a force criterion must not compare with the last U
                 calc.dft.scf_loop.convergence = create_convergence_criteria(settings.get("convergence") or {})
             # what GPAW does between MD steps, at the same positions: potential of the current density with the
             # new U, a fresh mixer history (the old one stalls the SCF), results cleared; then it converges again
@@ -91,7 +89,7 @@ def ramp_scf(atoms: Atoms, settings: dict, fractions: Sequence[float],
         steps.append({"fraction": float(fraction), "energy": float(energy),
                       "scf_iterations": int(calc.get_number_of_iterations()),
                       "seconds": time.perf_counter() - start})
-    calc.params.setups = dict(settings["setups"])  # a later rebuild (a cell change) keeps the full U
-    if convergence is not None:  # ... and the criteria of the labels
-        calc.params.convergence = dict(settings.get("convergence") or {})
+    # a later rebuild (a cell change) keeps the full U and the criteria of the labels
+    calc.params.setups = dict(settings["setups"])
+    calc.params.convergence = dict(settings.get("convergence") or {})
     return steps
