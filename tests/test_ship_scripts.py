@@ -41,3 +41,23 @@ def test_every_candidate_holds_out_the_same_dft_frames():
     """Real DFT first in every candidate's data, so the per-fidelity validation split draws the same frames."""
     for _, _, data in ship_dft_model.CANDIDATES.values():
         assert data[:2] == ship_dft_model.DFT_DATA
+
+
+def test_dft_baselines_force_scale_and_composition_span():
+    """force_scale finds how much stiffer the labels are than the model (here 1.3 × its own forces); spans() refuses a
+    refit whose training compositions do not determine the test ones."""
+    from conftest import tiny_model
+    from dft_baselines import force_scale, spans
+
+    from mf_calc import lmfp
+    from mf_calc.data import Frame
+
+    model = tiny_model()
+    cells = [lmfp(x_li=x, y_mn=0.5, supercell=(1, 1, 1), seed=k) for k, x in enumerate((1.0, 0.5, 0.0))]
+    for k, atoms in enumerate(cells):
+        atoms.rattle(0.05, seed=k)
+    own = model.predict(cells, "high", task="f")
+    frames = [Frame(atoms=a, fidelity="high", energy=None, forces=1.3 * p["forces"], stress=None, magmoms=None,
+                    source="test") for a, p in zip(cells, own)]
+    assert force_scale(model, "high", frames) == pytest.approx(1.3, rel=1e-6)
+    assert spans(frames[:2], frames[2:]) and not spans(frames[:1], frames[1:])
