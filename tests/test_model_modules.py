@@ -126,5 +126,7 @@ def test_residual_composition_fit_corrects_a_trained_model_where_the_totals_fit_
     assert np.abs(totals - energies).max() > 0.1 and np.abs(network).max() > 0.1
     np.testing.assert_allclose(totals - energies, counts @ np.linalg.lstsq(counts, network, rcond=None)[0],
                                atol=1e-8)  # the network energy's per-element part, counted twice
+    with pytest.raises(ValueError, match=r"residual=True\) needs ase.Atoms"):
+        model.fit_composition([a.numbers for a in structures], energies, "high", residual=True)
     with pytest.raises(ValueError, match="5 predicted energies for 6 structures"):
         model.composition.fit([a.numbers for a in structures], energies, predicted=energies[:5])

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
+from ase import Atoms
 from chgnet.model.encoders import AngleEncoder, AtomEmbedding, BondEncoder
 from chgnet.model.functions import MLP, find_normalization
 from torch import Tensor, nn
@@ -278,6 +279,8 @@ class MFCHGNet(nn.Module):
         scratch. structures: ase.Atoms (any, with ``residual``), pymatgen Structures or atomic-number lists.
         Returns the weights (eV/atom by Z-1).
         """
+        if residual and not all(isinstance(s, Atoms) for s in structures):
+            raise ValueError("fit_composition(residual=True) needs ase.Atoms: the model predicts their energies")
         numbers = [_atomic_numbers(s) for s in structures]
         copy = self.switches.copy_of("C", self.fidelities.index(fidelity))
         predicted = [p["energy"] for p in self.predict(structures, fidelity, task="e")] if residual else None
