@@ -25,6 +25,7 @@ from mf_calc.label import LabelSpec, LabelStore  # noqa: E402
 from mf_calc.label.store import record_to_atoms  # noqa: E402
 
 CONVERGENCE = DATA / "convergence"
+BASELINES = Path(__file__).parent / "results" / "dft_baselines"
 FIDELITIES = ("gpaw_nonmag", "gpaw_afm")
 
 
@@ -88,8 +89,15 @@ def card() -> str:
     failures = [(fid, r) for fid in FIDELITIES for r in by_fid[fid] if r["status"] == "failed"]
     lines += ["", f"## Failures ({len(failures)})", ""]
     lines += [f"- {fid} `{r['source']}`: " + " | ".join(a["error"] for a in r["attempts"]) for fid, r in failures]
-    lines += _label_stats(ok) + _magmoms(ok["gpaw_afm"]) + _paired(records) + _checks()
+    lines += _label_stats(ok) + _magmoms(ok["gpaw_afm"]) + _paired(records) + _checks() + _baselines()
     return "\n".join(lines) + "\n"
+
+
+def _baselines() -> list[str]:
+    """The table of ``benchmarks/dft_baselines.py`` (what ships, against the gpaw_afm test labels), if it ran."""
+    path = BASELINES.with_suffix(".md")
+    table = path.read_text().strip().splitlines() if path.is_file() else ["Not measured yet."]
+    return ["", "## What ships, against these labels (`benchmarks/dft_baselines.py`)", "", *table]
 
 
 def _label_stats(ok: dict) -> list[str]:
