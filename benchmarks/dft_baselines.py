@@ -22,6 +22,7 @@ import numpy as np
 from mf_calc.atomic import write_json
 from mf_calc.data import read_frames
 from mf_calc.hub import load_model
+from mf_calc.model.composition import element_counts
 from mf_calc.train.dataset import FrameDataset
 from mf_calc.train.metrics import evaluate
 
@@ -54,8 +55,7 @@ def force_scale(model, fidelity: str, frames: list) -> float:
 def spans(train: list, test: list) -> bool:
     """Whether every test composition is a linear combination of training compositions (element counts), so
     that refitted per-element reference energies determine the test energies."""
-    elements = sorted({z for f in train + test for z in f.atoms.numbers})
-    counts = [[np.count_nonzero(f.atoms.numbers == z) for z in elements] for f in train + test]
+    counts = element_counts([f.atoms.numbers for f in train + test])
     return np.linalg.matrix_rank(counts[:len(train)]) == np.linalg.matrix_rank(counts)
 
 
