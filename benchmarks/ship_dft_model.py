@@ -1,16 +1,18 @@
 """Train candidate real-DFT models, choose one on validation frames, evaluate it on the gpaw_afm test split,
 and install it as ``lmfp-dft`` (issue 13).
 
-    python benchmarks/ship_dft_model.py [--candidates chgnet,grown] [--run-dir benchmarks/runs/lmfp-dft]
+    python benchmarks/ship_dft_model.py [--candidates finetune,chgnet,grown] [--run-dir benchmarks/runs/lmfp-dft]
         [--epochs E] [--threads T] [--device auto] [--skip-train] [--install]
 
-Data: the real-DFT files of ``make_dft_data.py --collect`` in ``benchmarks/data/dft``: every ``gpaw_nonmag`` frame
-and the ``gpaw_afm`` training frames. The 30-frame ``gpaw_afm`` test split is used for nothing but the final
-errors: 15 % of each fidelity's frames (the same frames for every candidate) are held out to pick each run's best
-epoch and to choose between the candidates.
+Data: the real-DFT files of ``make_dft_data.py --collect`` in ``benchmarks/data/dft``: the ``gpaw_afm`` training
+frames and every ``gpaw_nonmag`` frame. The 30-frame ``gpaw_afm`` test split is used for nothing but the final
+errors: 15 % of each fidelity's frames (the same gpaw_afm frames for every candidate, with or without the low
+fidelity) are held out to pick each run's best epoch and to choose between the candidates.
 
 Candidates (each trained stage by stage into ``--run-dir/CANDIDATE/stage<k>``; an interrupted stage resumes):
 
+    finetune  plain CHGNet 0.3.0 fine-tuned on the gpaw_afm training frames alone (what a user would do without
+            this project): a multi-fidelity candidate ships only if it beats this one on validation.
     chgnet  warm start of CHGNet 0.3.0 with fidelities gpaw_nonmag -> gpaw_afm, real DFT only.
     grown   the teacher-trained lmfp-mf (pbe_u -> r2scan) grown to gpaw_nonmag, pbe_u, r2scan, gpaw_afm, the two
             new fidelities starting as exact copies of its pbe_u (PBE+U, like both GPAW fidelities); trained on
@@ -18,8 +20,9 @@ Candidates (each trained stage by stage into ``--run-dir/CANDIDATE/stage<k>``; a
             fidelity per epoch), so the n_F = 4 model keeps its broader teacher fidelities (the paper's "finer
             fidelity levels").
 
-Recipe of every candidate (modules EMRC, Adam, batch 4): stage 1, 10 epochs from lr 1e-3 (cosine), Huber δ 0.1;
-stage 2 continues from stage 1's best with 10 epochs from lr 5e-4 and δ 0.01 (nearly L1, which targets the MAE).
+Recipe of every candidate (modules EMRC, plain for finetune; Adam, batch 4): stage 1, 10 epochs from lr 1e-3
+(cosine), Huber δ 0.1; stage 2 continues from stage 1's best with 10 epochs from lr 5e-4 and δ 0.01 (nearly L1,
+which targets the MAE).
 The chosen candidate has the smallest validation score Σ MAE / target over gpaw_afm energy, forces and magmoms
 (the issue's targets below), at the best epoch of its last stage.
 
@@ -51,13 +54,17 @@ TEACHER = HERE / "data"
 NAME = "lmfp-dft"
 INSTALL_DIR = ROOT / "mf_calc" / "pretrained" / NAME
 LOW, HIGH = "gpaw_nonmag", "gpaw_afm"
-DFT_DATA = [f"{DFT / 'lmfp_gpaw_nonmag.extxyz.gz'}:{LOW}", f"{DFT / 'lmfp_gpaw_afm_train.extxyz.gz'}:{HIGH}"]
+#: gpaw_afm first: the split draws each fidelity's held-out frames in turn from one seeded RNG, so the fidelity that
+#: comes first gets the same frames whatever follows it; every candidate is chosen on the same gpaw_afm frames
+DFT_DATA = [f"{DFT / 'lmfp_gpaw_afm_train.extxyz.gz'}:{HIGH}", f"{DFT / 'lmfp_gpaw_nonmag.extxyz.gz'}:{LOW}"]
 TEST_FILE = DFT / "lmfp_gpaw_afm_test.extxyz.gz"
 TEACHER_DATA = [f"{TEACHER / 'lmfp_pbe_u_train.extxyz.gz'}:pbe_u", f"{TEACHER / 'lmfp_r2scan_train.extxyz.gz'}:r2scan"]
 SHIPPED = ROOT / "mf_calc" / "pretrained" / "lmfp-mf"
-#: candidate -> (what it is, TrainConfig fields of its first stage, data arguments; real DFT first, so every
-#: candidate holds out the same DFT validation frames)
+#: candidate -> (what it is, TrainConfig fields of its first stage, data arguments; DFT_DATA's order first)
 CANDIDATES = {
+    "finetune": ("CHGNet 0.3.0 fine-tuned on gpaw_afm only (plain CHGNet, no low fidelity): what a user would do "
+                 "without multi-fidelity training", {"init": "chgnet-0.3.0", "fidelities": [HIGH], "modules": ""},
+                 DFT_DATA[:1]),
     "chgnet": ("CHGNet 0.3.0 warm start, fidelities gpaw_nonmag → gpaw_afm, real DFT only",
                {"init": "chgnet-0.3.0", "fidelities": [LOW, HIGH]}, DFT_DATA),
     "grown": ("lmfp-mf grown to gpaw_nonmag, pbe_u, r2scan, gpaw_afm (new ones from its pbe_u), real DFT + teacher "
@@ -131,14 +138,17 @@ def count_frames(path: str) -> int:
 
 def model_card(chosen: str, scores: dict, rows: dict, stages: list) -> str:
     what, _, data = CANDIDATES[chosen]
+    high = f"`{HIGH}` (spin-polarised from the antiferromagnetic start, 600 eV)"
+    levels = (f"`{LOW}` (non-spin-polarised, 350 eV) and {high}, the highest fidelity"
+              if len(stages[0][0]["fidelities"]) > 1 else f"{high} only")
+    modules = stages[0][0]["modules"] or "none (plain CHGNet)"
     choice = "\n".join(f"| {name} | {CANDIDATES[name][0]} | {score:.3f} | {r['e_mae']:.2f} | {r['f_mae']:.1f} | "
                        f"{r['m_mae']:.3f} |" for name, (score, r) in scores.items())
     schedule = "; ".join(f"stage {k}: {cfg['epochs']} epoch(s), cosine from lr {cfg['lr']:g}, Huber δ {cfg['huber_delta']:g}"
                          for k, (cfg, _) in enumerate(stages, 1))
     return f"""# Model card: `{NAME}`
 
-**Trained on real DFT** (GPAW, PBE+U; benchmarks/data/dft/DATA_CARD.md): `{LOW}` (non-spin-polarised, 350 eV) and
-`{HIGH}` (spin-polarised from the antiferromagnetic start, 600 eV, the highest fidelity). Load it with
+**Trained on real DFT** (GPAW, PBE+U; benchmarks/data/dft/DATA_CARD.md): {levels}. Load it with
 `load_model("{NAME}")` or `MFCalculator(load_model("{NAME}"), fidelity="{HIGH}")`.
 
 ## Recipe
@@ -146,7 +156,7 @@ def model_card(chosen: str, scores: dict, rows: dict, stages: list) -> str:
 - Data: {', '.join(f'`{Path(file).name}` ({count_frames(file)} {fidelity} frames)' for file, fidelity in
   (d.rsplit(':', 1) for d in data))}; {BASE['val_fraction']:.0%} of each fidelity held out to pick
   the best epoch and the candidate. The {HIGH} test split was never trained on nor used to choose.
-- Optimisation: modules {BASE['modules']}, Adam, batch {BASE['batch_size']}; {schedule}; seed {BASE['seed']}.
+- Optimisation: modules {modules}, Adam, batch {BASE['batch_size']}; {schedule}; seed {BASE['seed']}.
 - Reproduce: `python benchmarks/ship_dft_model.py --install`.
 
 ## Choice between candidates ({HIGH} validation frames, best epoch of the last stage; score Σ MAE / target)

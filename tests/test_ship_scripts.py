@@ -37,10 +37,29 @@ def test_targets_without_labels_are_reported_unmeasured():
     assert lines[0].endswith("— met") and "not measured" in lines[1]
 
 
-def test_every_candidate_holds_out_the_same_dft_frames():
-    """Real DFT first in every candidate's data, so the per-fidelity validation split draws the same frames."""
+def test_every_candidate_holds_out_the_same_gpaw_afm_frames():
+    """gpaw_afm first in every candidate's data, so the split holds out the same gpaw_afm frames whether the low
+    fidelity (or more) follows or not; a low fidelity first would change them."""
+    from ase import Atoms
+
+    from mf_calc.data import Frame
+    from mf_calc.train.dataset import FrameDataset
+
     for _, _, data in ship_dft_model.CANDIDATES.values():
-        assert data[:2] == ship_dft_model.DFT_DATA
+        assert data[0] == ship_dft_model.DFT_DATA[0] and data[0].endswith(f":{ship_dft_model.HIGH}")
+
+    def frames(fidelity, n):
+        return [Frame(atoms=Atoms("Li", cell=[3.0] * 3, pbc=True), fidelity=fidelity, energy=-1.0 * k, forces=None,
+                      stress=None, magmoms=None, source="test") for k in range(n)]
+
+    high, low = frames("high", 12), frames("low", 12)
+
+    def held_out(frames):
+        _, val = FrameDataset(frames).split(0.25, seed=0)
+        return [id(f.atoms) for f in val.frames if f.fidelity == "high"]
+
+    alone = held_out(high)
+    assert len(alone) == 3 and held_out(high + low) == alone and held_out(low + high) != alone
 
 
 def test_dft_baselines_force_scale_and_composition_span():
