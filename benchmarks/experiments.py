@@ -1,6 +1,6 @@
 """The paper's training experiments (sections 3.1-3.3) in one resumable command.
 
-    python benchmarks/experiments.py --scale smoke|cpu|paper|dft [--experiments lc,lf,ablation,tl]
+    python benchmarks/experiments.py --scale smoke|cpu|paper|dft|dft-cpu [--experiments lc,lf,ablation,tl,levers]
         [--seeds 0 1 2] [--data benchmarks/data or benchmarks/data/dft] [--out benchmarks/results/experiments_<scale>]
         [--device auto] [--epochs E] [--n-high 50,100] [--threads T] [--dry-run] [--report-only] [--verbose]
 
@@ -17,6 +17,11 @@ the validation split and the batch order):
   Δ: the same low-fidelity model + a Δ model trained on min(N, 200) paired structures (both
   fidelities); Δ predicts no magmoms. The low-fidelity model is trained once per (seed, n_low) and
   shared by transfer and Δ.
+- ``levers`` (scales dft, dft-cpu; issue 13) at one N, all warm-started from CHGNet 0.3.0: what sets how much the
+  low-fidelity frames pull the model. MF-CHGNet with 5 %, 25 % or all of its low-fidelity frames per epoch, MF with
+  its trunk frozen (embeddings and convolutions fixed, as in transfer learning: only the fidelity embedding,
+  readouts and compositions learn), next to fine-tuning CHGNet 0.3.0 with and without that frozen trunk. Runs
+  equal to learning-curve runs (fine-tuning; MF at the scale's own share) are shared with them.
 
 All models start from random weights (``init="scratch"``, the paper's setting) with the scale's size;
 optimisation follows the paper's Table 1 (``TrainConfig`` defaults: Adam, lr 0.005, cosine, batch 4,
@@ -49,8 +54,9 @@ the full data (1720 r2scan / 1736 pbe_u / 191 test / 200 paired frames):
   ≈ 6 h on one H200 at ≈ 60 structures/s, ≈ 120 h on 2 CPU cores.
 - ``dft-cpu``: the same data and series sized for this 2-core machine: scratch runs with the ``cpu`` scale's
   reduced model for 40 epochs, warm starts of CHGNet 0.3.0 (its own size) for 15, MF runs on a fresh random 25 %
-  of the gpaw_nonmag frames each epoch (TrainConfig.fidelity_fraction), lc + ablation, 3 seeds: per seed ≈ 1.8 h
-  (lc) + 1.9 h (ablation) on one core at the reference speeds (10 / 2.7 structures/s), lf 0.3 h, tl 1.3 h.
+  of the gpaw_nonmag frames each epoch (TrainConfig.fidelity_fraction), lc + ablation + levers (N = 25), 3 seeds:
+  per seed ≈ 1.8 h (lc) + 1.9 h (ablation) + 0.7 h (levers) on one core at the reference speeds (10 / 2.7
+  structures/s), lf 0.3 h, tl 1.3 h.
 
 Data (``--data``): scales smoke, cpu and paper read the teacher-labelled LMFP benchmark files written by
 ``benchmarks/make_data.py`` (labels from CHGNet 0.3.0 = pbe_u and CHGNet r2scan = r2scan, not from DFT).
@@ -58,7 +64,7 @@ Scale ``dft`` reads the real-DFT files of ``benchmarks/make_dft_data.py --collec
 (low fidelity gpaw_nonmag, high fidelity gpaw_afm, its fixed 30-frame test split; the paired structures
 are those labelled at both). It adds two learning-curve series, plain fine-tuning of pretrained CHGNet
 0.3.0 on gpaw_afm ("finetune") and MF-CHGNet warm-started from CHGNet 0.3.0 ("mf-warm"), and runs its
-ablation warm-started at N = 50 (issue 13).
+ablation warm-started at N = 50 and the levers at N = 25 (issue 13).
 """
 
 from __future__ import annotations

@@ -145,11 +145,12 @@ def label(frames: dict[str, list[Atoms]], fidelities: list[str], chunk: int, hou
     while time.time() < deadline and any(upto[(n, f)] < len(frames[n]) for n, f in jobs):
         for name, fid in jobs:
             upto[(name, fid)] = min(upto[(name, fid)] + chunk, len(frames[name]))
-            part = frames[name][: upto[(name, fid)]]
-            # one call per round and set: labels what is missing up to `upto` (finished frames are skipped)
-            summary = label_frames(part, fid, fid, RAW / f"{name}_{fid}", workers=workers, deadline=deadline,
-                                   group_key="trajectory" if reuse_scf else None,
-                                   sources=[f"inputs/{name}.extxyz:{i}" for i in range(len(part))], progress=False)
+            # one call per round and set: labels what is missing up to `upto` (finished frames are skipped); all
+            # frames are passed so that summary.json counts the whole set
+            summary = label_frames(frames[name], fid, fid, RAW / f"{name}_{fid}", workers=workers, deadline=deadline,
+                                   group_key="trajectory" if reuse_scf else None, only=range(upto[(name, fid)]),
+                                   sources=[f"inputs/{name}.extxyz:{i}" for i in range(len(frames[name]))],
+                                   progress=False)
             print(f"{time.strftime('%H:%M')} {name} {fid}: {summary['n_ok']} ok, {summary['n_failed']} failed "
                   f"of {len(frames[name])}", flush=True)
             if time.time() >= deadline:

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from mf_calc.train import TRANSFER_FROZEN
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -195,15 +197,39 @@ def test_dft_cpu_scale_sizes_warm_and_scratch_runs_apart():
     assert exp_runs.train_config(exp_plan.SCALES["dft"], lc[("mf-warm", 10)]).fidelity_fraction == {}  # the paper's
 
 
+def test_levers_share_runs_with_the_learning_curves_and_set_share_and_frozen_trunk():
+    """The levers experiment (issue 13) at N = 25: a share equal to the scale's is the learning curve's own run
+    (dft-cpu: 25 %, dft: all), other shares and the frozen trunk are runs of their own with that config."""
+    sizes = {"high": 90, "low": 300, "test": 30}
+    for name, shared, own in (("dft-cpu", "MF, 25 % low/epoch", "MF, all low/epoch"),
+                              ("dft", "MF, all low/epoch", "MF, 25 % low/epoch")):
+        scale = exp_plan.SCALES[name]
+        plan = exp_plan.build_plan(["lc", "levers"], scale, (0,), sizes)
+        lc = {r.label: r for r in plan if r.experiment == "lc" and r.n_high == 25}
+        levers = {r.label: r for r in plan if r.experiment == "levers"}
+        assert set(levers) == set(exp_plan.LEVERS) and {r.n_high for r in levers.values()} == {25}
+        assert levers[shared].key == lc["mf-warm"].key and levers["finetune"].key == lc["finetune"].key
+        config = exp_runs.train_config(scale, levers[own])
+        assert config.fidelity_fraction == ({} if own.startswith("MF, all") else {"gpaw_nonmag": 0.25})
+        assert exp_runs.frames_of(levers[own], sizes, scale) == 25 + 300 * (1.0 if own.startswith("MF, all") else 0.25)
+        low5 = exp_runs.train_config(scale, levers["MF, 5 % low/epoch"])
+        assert low5.fidelity_fraction == {"gpaw_nonmag": 0.05} and low5.init == "chgnet-0.3.0" and low5.freeze == ()
+        frozen = exp_runs.train_config(scale, levers["MF, trunk frozen"])
+        assert frozen.freeze == TRANSFER_FROZEN
+        assert frozen.fidelity_fraction == exp_runs.train_config(scale, lc["mf-warm"]).fidelity_fraction
+        assert "-frozen-" in levers["finetune, trunk frozen"].key and levers["finetune, trunk frozen"].low_fraction is None
+    assert exp_plan.build_plan(["levers"], exp_plan.SCALES["cpu"], (0,), sizes) == []  # a scale without levers_n
+
+
 def test_dft_layout_pairs_structures_found_in_both_files_and_warm_starts(tmp_path):
     """DFT-like data (no paired files; the paired structures sit in both the high and the low file): Δ-learning
     finds its pairs by structure, warm-started runs train, and the report speaks of DFT, not teachers."""
     names = {"high": "afm_train.extxyz", "low": "nonmag.extxyz", "test": "afm_test.extxyz"}
     data_dir = exp_data.write_synthetic_data(tmp_path / "data", n_high=3, n_low=4, n_test=2, n_paired=3,
                                              low="nm", high="afm", files=names)
-    scale = replace(MICRO, name="micro_dft", experiments=("lc", "tl"), lc_n=(2,), tl_n=(2,), low="nm", high="afm",
-                    files=names, labels="**Labels are real DFT (test).**", labels_short="DFT (test)",
-                    lc_variants=("single", "mf", "finetune", "mf-warm"))
+    scale = replace(MICRO, name="micro_dft", experiments=("lc", "tl", "levers"), lc_n=(2,), tl_n=(2,), low="nm",
+                    high="afm", files=names, labels="**Labels are real DFT (test).**", labels_short="DFT (test)",
+                    lc_variants=("single", "mf", "finetune", "mf-warm"), levers_n=2)
     data = exp_data.load_data(data_dir, scale, paired=True)
     assert len(data.high) == 6 and len(data.low) == 7 and len(data.paired_high) == len(data.paired_low) == 3
     assert data.files["paired_high"] == data.files["high"]
@@ -215,8 +241,15 @@ def test_dft_layout_pairs_structures_found_in_both_files_and_warm_starts(tmp_pat
         exp_plan.SCALES.pop("micro_dft")
     rows = {(r["experiment"], r["label"]): r for r in summary["rows"]}
     assert set(rows) == {("lc", v) for v in ("single", "mf", "finetune", "mf-warm")} | {
-        ("tl", v) for v in ("mf", "transfer", "delta")}
+        ("tl", v) for v in ("mf", "transfer", "delta")} | {("levers", v) for v in exp_plan.LEVERS}
     assert all(r["n_seeds"] == 1 and r["f_mae_mean"] > 0 for r in rows.values())
+    from mf_calc.model.mfchgnet import MFCHGNet
+
+    pretrained = MFCHGNet.from_chgnet("0.3.0", fidelities=("nm", "afm")).state_dict()
+    frozen = MFCHGNet.load(tmp_path / "out" / "work" / "mf-EMRC-chgnet-0.3.0-frozen-nh2-nlall-s0" / "best")
+    trunk = [k for k in pretrained if k.split(".")[0] in TRANSFER_FROZEN]
+    assert trunk and all(torch.equal(frozen.state_dict()[k], pretrained[k]) for k in trunk)  # the trunk did not move
+    assert not torch.equal(frozen.state_dict()["readouts.1.layers.0.weight"], pretrained["readouts.1.layers.0.weight"])
     record = json.loads((tmp_path / "out" / "runs" / "mf-EMRC-chgnet-0.3.0-nh2-nlall-s0.json").read_text())
     assert record["check"]["train_config"]["init"] == "chgnet-0.3.0" and record["check"]["train_config"]["model"] == {}
     delta = json.loads((tmp_path / "out" / "runs" / "delta-plain-nh2-nlall-s0.json").read_text())
@@ -224,3 +257,4 @@ def test_dft_layout_pairs_structures_found_in_both_files_and_warm_starts(tmp_pat
     readme = (tmp_path / "out" / "README.md").read_text()
     assert "Labels are real DFT (test)." in readme and "teacher" not in readme.split("## What we see")[0]
     assert "MF from CHGNet 0.3.0" in readme  # the warm comparison in the findings
+    assert "*levers*: MF, 5 % low/epoch" in readme and "levers_mae.png" in readme

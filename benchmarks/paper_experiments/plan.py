@@ -58,6 +58,7 @@ class Scale:
     warm_speed: dict = field(default_factory=dict)  # structures/s of the pretrained model's size ({} = speed)
     low_fraction: float | None = None  # MF runs train each epoch on a fresh random share of their low-fidelity
     # frames (TrainConfig.fidelity_fraction); None = all of them every epoch (the paper)
+    levers_n: int | None = None  # N of the levers experiment (LEVERS; None: the scale has none)
 
     def epochs_of(self, init: str) -> int:
         """Epochs of a run that starts from ``init``."""
@@ -90,12 +91,12 @@ SCALES = {
         about=("the headline learning curve and the ablation with a reduced model (32 features, 3 convolutions), "
                "6 epochs and 200 low-fidelity frames: a few hours on 2 CPU cores")),
     "dft": Scale(
-        name="dft", model={}, epochs=60, seeds=(0, 1, 2), experiments=("lc", "lf", "ablation", "tl"),
+        name="dft", model={}, epochs=60, seeds=(0, 1, 2), experiments=("lc", "lf", "ablation", "tl", "levers"),
         lc_n=(10, 25, 50, 100, ALL), lf_n_high=(25,), lf_n_low=(0, 100, 200, ALL), ablation_n=50,
         tl_n=(10, 25, 50, 100, ALL), n_low=ALL, speed={"cpu": 3.0, "cuda": 60.0},
         low="gpaw_nonmag", high="gpaw_afm", data="data/dft", files=dict(DFT_FILES), labels=DFT_SENTENCE,
         labels_short="real DFT labels (GPAW PBE+U)",
-        lc_variants=("single", "mf", "finetune", "mf-warm"), ablation_init=WARM,
+        lc_variants=("single", "mf", "finetune", "mf-warm"), ablation_init=WARM, levers_n=25,
         about=("real DFT (issue 13): non-magnetic gpaw_nonmag helping magnetic gpaw_afm, from scratch and from "
                "pretrained CHGNet 0.3.0 (paper sizes, 60 epochs, 3 seeds): for a GPU")),
     "paper": Scale(
@@ -107,7 +108,7 @@ SCALES = {
 
 
 SCALES["dft-cpu"] = replace(
-    SCALES["dft"], name="dft-cpu", model=CPU_MODEL, epochs=40, experiments=("lc", "ablation"), warm_epochs=15,
+    SCALES["dft"], name="dft-cpu", model=CPU_MODEL, epochs=40, experiments=("lc", "ablation", "levers"), warm_epochs=15,
     low_fraction=0.25, speed={"cpu": 10.0, "cuda": 60.0}, warm_speed={"cpu": 2.7, "cuda": 60.0},
     about=("the real-DFT experiments sized for 2 CPU cores: runs from scratch with the reduced model (32 features, "
            "3 convolutions) for 40 epochs, warm starts of CHGNet 0.3.0 (its own size) for 15, MF runs on a fresh "
@@ -146,6 +147,8 @@ class Run:
     seed: int = 0
     variant: str = ""  # ablation or learning-curve label, e.g. "C̄" or "finetune"
     init: str = "scratch"  # "scratch" or a pretrained model name (warm start)
+    low_fraction: float | None = None  # MF: share of the low-fidelity frames per epoch (None: the scale's)
+    frozen: bool = False  # embeddings and convolutions fixed (TRANSFER_FROZEN): only fidelity embedding, readouts learn
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -154,6 +157,8 @@ class Run:
             object.__setattr__(self, "modules", "")
         if self.method == "single":  # no low-fidelity data
             object.__setattr__(self, "n_low", 0)
+        if self.method != "mf":
+            object.__setattr__(self, "low_fraction", None)
 
     @property
     def label(self) -> str:
@@ -163,8 +168,9 @@ class Run:
     def key(self) -> str:
         """Identity of the training (experiment and label left out)."""
         warm = "" if self.init == "scratch" else f"-{self.init}"
-        return (f"{self.method}-{self.modules or 'plain'}{warm}-nh{count_text(self.n_high)}-nl{count_text(self.n_low)}"
-                f"-s{self.seed}")
+        share = "" if self.low_fraction is None else f"-share{self.low_fraction:g}"
+        return (f"{self.method}-{self.modules or 'plain'}{warm}{'-frozen' if self.frozen else ''}"
+                f"-nh{count_text(self.n_high)}-nl{count_text(self.n_low)}{share}-s{self.seed}")
 
 
 def count_text(n: int | None) -> str:
@@ -204,8 +210,28 @@ def tl_runs(scale: Scale, seed: int) -> Iterator[Run]:
             yield Run("tl", method, n, scale.n_low, "EMRC", seed)
 
 
+LEVERS = {  # variant -> (method, low-fidelity share per epoch (None: the scale's), trunk frozen)
+    "finetune": ("single", None, False), "finetune, trunk frozen": ("single", None, True),
+    "MF, 5 % low/epoch": ("mf", 0.05, False), "MF, 25 % low/epoch": ("mf", 0.25, False),
+    "MF, all low/epoch": ("mf", 1.0, False), "MF, trunk frozen": ("mf", None, True),
+}
+
+
+def levers_runs(scale: Scale, seed: int) -> Iterator[Run]:
+    """Knobs that set how much the low-fidelity frames pull a warm-started MF-CHGNet (issue 13), at N = levers_n:
+    their share per epoch, and a frozen trunk (only fidelity embedding, readouts and compositions learn), next to
+    fine-tuning CHGNet 0.3.0 with and without that frozen trunk. A share equal to the scale's own is stored
+    as the scale's, so such a run is the learning curve's."""
+    if scale.levers_n is None:
+        return
+    for variant, (method, share, frozen) in LEVERS.items():
+        if share == (scale.low_fraction or 1.0):
+            share = None
+        yield Run("levers", method, scale.levers_n, scale.n_low, "EMRC", seed, variant, WARM, share, frozen)
+
+
 EXPERIMENTS: dict[str, Callable[[Scale, int], Iterator[Run]]] = {
-    "lc": lc_runs, "lf": lf_runs, "ablation": ablation_runs, "tl": tl_runs}
+    "lc": lc_runs, "lf": lf_runs, "ablation": ablation_runs, "tl": tl_runs, "levers": levers_runs}
 
 
 def resolve(n: int | None, available: int) -> int | None:

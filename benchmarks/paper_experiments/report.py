@@ -68,8 +68,9 @@ def plot_curves(rows: list[dict], x_key: str, series_key: str, path: Path, title
     plt.close(fig)
 
 
-def plot_ablation(rows: list[dict], path: Path, title: str) -> None:
-    """Four bar panels (e, f, s, m MAE) over the ablation variants, error bars = std over seeds."""
+def plot_bars(rows: list[dict], path: Path, title: str, colours: dict[str, str], rotate: bool = False) -> None:
+    """Four bar panels (e, f, s, m MAE) over the variants of ``rows``, error bars = std over seeds;
+    ``colours``: label -> colour (others C0)."""
     plt, fig, axes = _panels(title)
     labels = [r["label"] for r in rows]
     for ax, t in zip(axes, TARGETS):
@@ -77,8 +78,9 @@ def plot_ablation(rows: list[dict], path: Path, title: str) -> None:
         mean = np.array([r[f"{t}_mae_mean"] for r in rows], dtype=float)
         std = np.nan_to_num(np.array([r[f"{t}_mae_std"] for r in rows], dtype=float))
         ax.bar(range(len(rows)), np.nan_to_num(mean), yerr=std, capsize=3,
-               color=["0.6" if lab == "N" else "C1" if lab == "F" else "C0" for lab in labels])
-        ax.set_xticks(range(len(rows)), [label_text(lab, True) for lab in labels])
+               color=[colours.get(lab, "C0") for lab in labels])
+        ax.set_xticks(range(len(rows)), [label_text(lab, True) for lab in labels], rotation=60 if rotate else 0,
+                      ha="right" if rotate else "center", fontsize=7 if rotate else None)
         ax.set_ylabel(f"{name} MAE ({unit})")
         ax.grid(True, axis="y", alpha=0.3)
     fig.tight_layout()
@@ -106,9 +108,15 @@ def make_plots(rows: list[dict], out: Path, scale: Scale) -> list[str]:
                     f"{lo} training frames (0 = single-fidelity)", logx=False)
         written.append("lf_mae.png")
     if of("ablation"):
-        plot_ablation(of("ablation"), out / "ablation_mae.png",
-                      f"Ablation of the fidelity-dependent modules at N = {of('ablation')[0]['n_high']}, test MAE{tag}")
+        plot_bars(of("ablation"), out / "ablation_mae.png",
+                  f"Ablation of the fidelity-dependent modules at N = {of('ablation')[0]['n_high']}, test MAE{tag}",
+                  {"N": "0.6", "F": "C1"})
         written.append("ablation_mae.png")
+    if of("levers"):
+        plot_bars(of("levers"), out / "levers_mae.png",
+                  f"Levers on the {lo} frames in a warm start at N = {of('levers')[0]['n_high']}, test MAE{tag}",
+                  {"finetune": "0.6", "finetune, trunk frozen": "0.6"}, rotate=True)
+        written.append("levers_mae.png")
     if of("tl"):
         plot_curves(of("tl"), "n_high_frames", "label", out / "tl_mae.png",
                     f"MF-CHGNet vs transfer learning vs Δ-learning, test MAE at {hi}{tag}", f"{hi} training frames N")
@@ -142,6 +150,7 @@ TABLE_COLUMNS = {
     "lf": [("n_high", "N"), ("n_low", "n_low"), ("label", "method")],
     "ablation": [("label", "variant"), ("modules", "modules")],
     "tl": [("n_high", "N"), ("label", "method")],
+    "levers": [("n_high", "N"), ("label", "variant")],
 }
 
 
@@ -149,6 +158,7 @@ TABLE_TITLES = {
     "lc": "Learning curves (paper Fig. 2)", "lf": "Low-fidelity size sweep (paper Fig. 3)",
     "ablation": "Ablation of the fidelity-dependent modules (paper Fig. 4)",
     "tl": "MF-CHGNet vs transfer learning vs Δ-learning (paper Fig. 5)",
+    "levers": "Levers on the low-fidelity frames in a warm start from CHGNet 0.3.0 (issue 13)",
 }
 
 
@@ -277,7 +287,22 @@ def tl_findings(rows: list[dict]) -> list[str]:
     return out
 
 
-FINDINGS = {"lc": lc_findings, "lf": lf_findings, "ablation": ablation_findings, "tl": tl_findings}
+def levers_findings(rows: list[dict]) -> list[str]:
+    """Each MF lever against plain fine-tuning of CHGNet 0.3.0 on the same N high-fidelity frames."""
+    tuned = find(rows, label="finetune")
+    if tuned is None or not tuned["n_seeds"]:
+        return []
+    out = []
+    for row in rows:
+        if row["method"] == "mf" and row["n_seeds"]:
+            wins = [REPORT[t][0] for t in TARGETS if mae(row, t) < mae(tuned, t)]
+            out.append(compare(row["label"], row, "fine-tuned CHGNet 0.3.0", tuned, "f", f"at N={row['n_high']}")
+                       + "; lower MAE on " + (", ".join(wins) if wins else "none") + " of the four targets.")
+    return out
+
+
+FINDINGS = {"lc": lc_findings, "lf": lf_findings, "ablation": ablation_findings, "tl": tl_findings,
+            "levers": levers_findings}
 
 
 def caveats(rows: list[dict], scale: Scale, synthetic: bool) -> list[str]:
@@ -315,7 +340,8 @@ def readme_text(rows: list[dict], scale: Scale, meta: dict, plots: list[str], sy
         f"optimisation (Adam, lr 0.005, cosine, batch 4, Huber, efsm 1:1:0.1:0.1); seeds {meta['seeds']} (the "
         f"seeds column says how many finished); experiments {meta['experiments']}; N values: "
         + "; ".join(f"{name} {list(values)}" for name, values in (("lc", scale.lc_n), ("lf", scale.lf_n_high),
-                                                                  ("tl", scale.tl_n), ("ablation", [scale.ablation_n]))
+                                                                  ("tl", scale.tl_n), ("ablation", [scale.ablation_n]),
+                                                                  ("levers", [scale.levers_n]))
                     if name in meta["experiments"]) + "; "
         f"low-fidelity frames in lc/ablation/tl runs: {count_text(scale.n_low)}; 10 % of each fidelity's frames "
         f"held out for best-epoch selection. Data: `{meta['data']}` "

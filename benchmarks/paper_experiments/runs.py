@@ -25,20 +25,25 @@ FILES_USED = {"single": ("high", "test"), "mf": ("high", "low", "test"), "transf
 
 
 def base_config(scale: Scale, seed: int, fidelities: tuple[str, ...], modules: str = "", device: str = "auto",
-                progress: bool = False, init: str = "scratch"):
+                progress: bool = False, init: str = "scratch", low_fraction: float | None = None,
+                frozen: bool = False):
     """TrainConfig: paper Table 1 defaults, from ``init`` (scratch or a pretrained model), the scale's model
-    size and epochs; with both fidelities, the scale's share of low-fidelity frames per epoch."""
-    from mf_calc.train import TrainConfig
+    size and epochs; with both fidelities, ``low_fraction`` (default: the scale's) of the low-fidelity frames per
+    epoch; ``frozen``: embeddings and convolutions fixed (``TRANSFER_FROZEN``)."""
+    from mf_calc.train import TRANSFER_FROZEN, TrainConfig
 
     model = dict(scale.model) if init == "scratch" else {}  # a warm start has the pretrained model's sizes
-    fraction = {scale.low: scale.low_fraction} if scale.low_fraction and scale.low in fidelities[:-1] else {}
+    share = low_fraction or scale.low_fraction
+    fraction = {scale.low: share} if share and share < 1 and scale.low in fidelities[:-1] else {}
     return TrainConfig(init=init, modules=modules, fidelities=fidelities, model=model, fidelity_fraction=fraction,
-                       epochs=scale.epochs_of(init), seed=seed, device=device, progress=progress)
+                       freeze=TRANSFER_FROZEN if frozen else (), epochs=scale.epochs_of(init), seed=seed,
+                       device=device, progress=progress)
 
 
 def train_config(scale: Scale, run: Run, device: str = "auto", progress: bool = False):
     fidelities = (scale.low, scale.high) if run.method == "mf" else (scale.high,)
-    return base_config(scale, run.seed, fidelities, run.modules, device, progress, run.init)
+    return base_config(scale, run.seed, fidelities, run.modules, device, progress, run.init, run.low_fraction,
+                       run.frozen)
 
 
 def as_json(obj):
@@ -251,12 +256,12 @@ class RunStore:
 
 def frames_of(run: Run, sizes: dict[str, int], scale: Scale) -> float:
     """Training frames per epoch of a run (the Δ model's paired frames for Δ; an MF run's low-fidelity frames
-    times the scale's ``low_fraction``)."""
+    times its share per epoch, by default the scale's ``low_fraction``)."""
     n_high = sizes["high"] if run.n_high is None else run.n_high
     n_low = sizes["low"] if run.n_low is None else run.n_low
     if run.method == "delta":
         return min(n_high, scale.max_paired, sizes.get("paired", 0))
-    return n_high + (n_low * (scale.low_fraction or 1.0) if run.method == "mf" else 0)
+    return n_high + (n_low * (run.low_fraction or scale.low_fraction or 1.0) if run.method == "mf" else 0)
 
 
 def low_stages(runs: Iterable[Run]) -> set[tuple]:
