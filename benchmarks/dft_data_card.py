@@ -16,10 +16,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from ase import Atoms
 from ase.units import GPa
 
 sys.path.insert(0, str(Path(__file__).parent))
-from make_dft_data import DATA, LABELS, RAW, SETS  # noqa: E402
+from make_dft_data import DATA, FRACTIONS, LABELS, RAW, SETS  # noqa: E402
 
 from mf_calc.label import LabelSpec, LabelStore  # noqa: E402
 from mf_calc.label.store import record_to_atoms  # noqa: E402
@@ -88,9 +89,40 @@ def card() -> str:
                      f"{_fmt(fresh)} ({len(fresh)}) vs {_fmt(reused)} ({len(reused)}) |")
     failures = [(fid, r) for fid in FIDELITIES for r in by_fid[fid] if r["status"] == "failed"]
     lines += ["", f"## Failures ({len(failures)})", ""]
-    lines += [f"- {fid} `{r['source']}`: " + " | ".join(a["error"] for a in r["attempts"]) for fid, r in failures]
+    lines += [_failure_line(fid, r) for fid, r in failures] + _failures_by_mn(by_fid)
     lines += _label_stats(ok) + _magmoms(ok["gpaw_afm"]) + _paired(records) + _checks() + _baselines()
     return "\n".join(lines) + "\n"
+
+
+def _failure_line(fidelity: str, record: dict) -> str:
+    """One failed frame: where it comes from, what it is, and each attempt's error, SCF iterations and time."""
+    info = record["info"]
+    formula = Atoms(numbers=record["numbers"]).get_chemical_formula()
+    made = (f"MD snapshot at {info['T_K']:.0f} K" if info.get("kind") == "md" else
+            f"strained, rattled {info['rattle_sigma_A']:.3f} Å" if "rattle_sigma_A" in info else info.get("kind", "?"))
+    tries = "; ".join(f"{'retry' if a['retry'] else 'first try'}: {a['error'].strip().rstrip(':') or 'error'} after "
+                      f"{a['scf_iterations'] if a['scf_iterations'] is not None else '?'} SCF iterations "
+                      f"({a['seconds']:.0f} s)" for a in record["attempts"])
+    return f"- {fidelity} `{record['source']}` ({formula}, {made}): {tries}"
+
+
+def _failures_by_mn(by_fid: dict[str, list[dict]]) -> list[str]:
+    """Failed / labelled frames per fidelity and Mn fraction y_Mn of the transition metals."""
+    lines = ["", "| fidelity | " + " | ".join(f"y_Mn {y:g}" for y in FRACTIONS) + " |",
+             "|---|" + "---|" * len(FRACTIONS)]
+    for fid, records in by_fid.items():
+        cells = []
+        for y in FRACTIONS:
+            at_y = [r for r in records if abs(_mn_fraction(r) - y) < 1e-6]
+            cells.append(f"{sum(r['status'] == 'failed' for r in at_y)} / {len(at_y)}")
+        lines.append(f"| {fid} | " + " | ".join(cells) + " |")
+    return ["", "Failed / attempted frames by Mn fraction:", *lines]
+
+
+def _mn_fraction(record: dict) -> float:
+    numbers = np.asarray(record["numbers"])
+    metals = np.isin(numbers, (25, 26)).sum()
+    return float((numbers == 25).sum() / metals) if metals else float("nan")
 
 
 def _baselines() -> list[str]:
