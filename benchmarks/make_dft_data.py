@@ -24,6 +24,7 @@ Run in the background on one core, for as long as it may (it stops cleanly betwe
 ``--hours`` are used up; a killed run loses only the frame in progress):
 
     taskset -c 1 python benchmarks/make_dft_data.py --fidelities gpaw_nonmag --hours 2
+    taskset -c 0 python benchmarks/make_dft_data.py --fidelities gpaw_afm --until 14:20
 
 Set-up: ``make dft`` (GPAW). The gpaw_afm fidelity is produced only after its convergence check
 (``benchmarks/dft_convergence.py``) passed; ``--fidelities`` chooses what a sitting labels.
@@ -32,6 +33,7 @@ Set-up: ``make dft`` (GPAW). The gpaw_afm fidelity is produced only after its co
 from __future__ import annotations
 
 import argparse
+import datetime
 import gzip
 import io
 import os
@@ -193,10 +195,25 @@ def write_gz(path: Path, frames: list[Atoms]) -> None:
     atomic_write(path, write, binary=True)
 
 
+def hours_until(clock: str, now: datetime.datetime | None = None) -> float:
+    """Hours from ``now`` (default: the local time) to the next local time ``clock`` ("HH:MM")."""
+    try:
+        target = datetime.datetime.strptime(clock, "%H:%M").time()
+    except ValueError:
+        raise SystemExit(f"error: --until wants a time HH:MM, got {clock!r}") from None
+    now = now or datetime.datetime.now()
+    end = datetime.datetime.combine(now.date(), target)
+    if end <= now:
+        end += datetime.timedelta(days=1)
+    return (end - now).total_seconds() / 3600
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--fidelities", default="gpaw_nonmag,gpaw_afm", help="comma-separated fidelities to label")
     ap.add_argument("--hours", type=float, default=1e9, help="stop starting new frames after this many hours")
+    ap.add_argument("--until", metavar="HH:MM", help="stop starting new frames at this local time (the next one to "
+                                                     "come; with --hours, whichever is first)")
     ap.add_argument("--chunk", type=int, default=10, help="frames per (set, fidelity) and round")
     ap.add_argument("--workers", type=int, default=1, help="worker processes, one core each")
     ap.add_argument("--reuse-scf", action="store_true",
@@ -210,10 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(fidelities) - {"gpaw_nonmag", "gpaw_afm"}
     if unknown:
         ap.error(f"unknown fidelities {sorted(unknown)}; choose from gpaw_nonmag, gpaw_afm")
+    hours = args.hours if args.until is None else min(args.hours, hours_until(args.until))
     if not args.collect:
         frames = inputs(args.seed)
         if not args.inputs_only:
-            label(frames, fidelities, args.chunk, args.hours, args.workers, args.reuse_scf)
+            label(frames, fidelities, args.chunk, hours, args.workers, args.reuse_scf)
     print("collected:", collect(), flush=True)
     return 0
 
