@@ -18,12 +18,14 @@ the validation split and the batch order):
   fidelities); Δ predicts no magmoms. The low-fidelity model is trained once per (seed, n_low) and
   shared by transfer and Δ.
 - ``levers`` (scales dft, dft-cpu; issue 13) at one N, all warm-started from CHGNet 0.3.0: what sets how much the
-  low-fidelity frames pull the model. MF-CHGNet with 5 %, 25 % or all of its low-fidelity frames per epoch, MF with
+  low-fidelity frames pull the model. MF-CHGNet with 5 %, 25 % or all of its low-fidelity frames per epoch (the
+  loss weight of the low fidelity, in effect: a share p weights its gradient by p on average, at p of its cost), MF with
   its trunk frozen (embeddings and convolutions fixed, as in transfer learning: only the fidelity embedding,
   readouts and compositions learn), next to fine-tuning CHGNet 0.3.0 with and without that frozen trunk. Runs
   equal to learning-curve runs (fine-tuning; MF at the scale's own share) are shared with them.
 
-All models start from random weights (``init="scratch"``, the paper's setting) with the scale's size;
+Models start from random weights (``init="scratch"``, the paper's setting) with the scale's size, except the
+warm-started runs of the dft scales (below), which start from CHGNet 0.3.0 with its size;
 optimisation follows the paper's Table 1 (``TrainConfig`` defaults: Adam, lr 0.005, cosine, batch 4,
 Huber, efsm weights 1:1:0.1:0.1). N counts all r2scan frames given to a run; 10 % of each fidelity's
 frames are held out for best-epoch selection (on r2scan), for every method alike. Errors are measured
