@@ -148,7 +148,7 @@ class Run:
     variant: str = ""  # ablation or learning-curve label, e.g. "C̄" or "finetune"
     init: str = "scratch"  # "scratch" or a pretrained model name (warm start)
     low_fraction: float | None = None  # MF: share of the low-fidelity frames per epoch (None: the scale's)
-    frozen: bool = False  # embeddings and convolutions fixed (TRANSFER_FROZEN): only fidelity embedding, readouts learn
+    frozen: bool = False  # embeddings and convolutions fixed (TRANSFER_FROZEN); fidelity embedding and heads learn
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -219,9 +219,9 @@ LEVERS = {  # variant -> (method, low-fidelity share per epoch (None: the scale'
 
 def levers_runs(scale: Scale, seed: int) -> Iterator[Run]:
     """Knobs that set how much the low-fidelity frames pull a warm-started MF-CHGNet (issue 13), at N = levers_n:
-    their share per epoch, and a frozen trunk (only fidelity embedding, readouts and compositions learn), next to
-    fine-tuning CHGNet 0.3.0 with and without that frozen trunk. A share equal to the scale's own is stored
-    as the scale's, so such a run is the learning curve's."""
+    their share per epoch, and a frozen trunk (only the fidelity embedding, readouts, magmom head and compositions
+    learn), next to fine-tuning CHGNet 0.3.0 with and without that frozen trunk. A share equal to the scale's own
+    is stored as the scale's, so such a run is the learning curve's."""
     if scale.levers_n is None:
         return
     for variant, (method, share, frozen) in LEVERS.items():
