@@ -107,22 +107,16 @@ def _failure_line(fidelity: str, record: dict) -> str:
 
 
 def _failures_by_mn(by_fid: dict[str, list[dict]]) -> list[str]:
-    """Failed / labelled frames per fidelity and Mn fraction y_Mn of the transition metals."""
+    """Failed / labelled frames per fidelity and Mn fraction y_Mn of the transition metals (the input's ``y_mn``)."""
     lines = ["", "| fidelity | " + " | ".join(f"y_Mn {y:g}" for y in FRACTIONS) + " |",
              "|---|" + "---|" * len(FRACTIONS)]
     for fid, records in by_fid.items():
         cells = []
         for y in FRACTIONS:
-            at_y = [r for r in records if abs(_mn_fraction(r) - y) < 1e-6]
+            at_y = [r for r in records if r["info"]["y_mn"] == y]
             cells.append(f"{sum(r['status'] == 'failed' for r in at_y)} / {len(at_y)}")
         lines.append(f"| {fid} | " + " | ".join(cells) + " |")
     return ["", "Failed / attempted frames by Mn fraction:", *lines]
-
-
-def _mn_fraction(record: dict) -> float:
-    numbers = np.asarray(record["numbers"])
-    metals = np.isin(numbers, (25, 26)).sum()
-    return float((numbers == 25).sum() / metals) if metals else float("nan")
 
 
 def _baselines() -> list[str]:
