@@ -64,6 +64,11 @@ class Scale:
         """Epochs of a run that starts from ``init``."""
         return self.warm_epochs if init != "scratch" and self.warm_epochs else self.epochs
 
+    def share_of(self, low_fraction: float | None) -> float:
+        """Share of its low-fidelity frames an MF run trains on per epoch when it asks for ``low_fraction``
+        (None: the scale's; 1.0 = all)."""
+        return low_fraction or self.low_fraction or 1.0
+
     def speed_of(self, init: str, device: str) -> float:
         """Reference training speed (structures/s) of a run from ``init`` on a device type."""
         speeds = self.warm_speed if init != "scratch" and self.warm_speed else self.speed
@@ -225,7 +230,7 @@ def levers_runs(scale: Scale, seed: int) -> Iterator[Run]:
     if scale.levers_n is None:
         return
     for variant, (method, share, frozen) in LEVERS.items():
-        if share == (scale.low_fraction or 1.0):
+        if share == scale.share_of(None):
             share = None
         yield Run("levers", method, scale.levers_n, scale.n_low, "EMRC", seed, variant, WARM, share, frozen)
 

@@ -33,8 +33,8 @@ def base_config(scale: Scale, seed: int, fidelities: tuple[str, ...], modules: s
     from mf_calc.train import TRANSFER_FROZEN, TrainConfig
 
     model = dict(scale.model) if init == "scratch" else {}  # a warm start has the pretrained model's sizes
-    share = low_fraction or scale.low_fraction
-    fraction = {scale.low: share} if share and share < 1 and scale.low in fidelities[:-1] else {}
+    share = scale.share_of(low_fraction)
+    fraction = {scale.low: share} if share < 1 and scale.low in fidelities[:-1] else {}
     return TrainConfig(init=init, modules=modules, fidelities=fidelities, model=model, fidelity_fraction=fraction,
                        freeze=TRANSFER_FROZEN if frozen else (), epochs=scale.epochs_of(init), seed=seed,
                        device=device, progress=progress)
@@ -261,7 +261,7 @@ def frames_of(run: Run, sizes: dict[str, int], scale: Scale) -> float:
     n_low = sizes["low"] if run.n_low is None else run.n_low
     if run.method == "delta":
         return min(n_high, scale.max_paired, sizes.get("paired", 0))
-    return n_high + (n_low * (run.low_fraction or scale.low_fraction or 1.0) if run.method == "mf" else 0)
+    return n_high + (n_low * scale.share_of(run.low_fraction) if run.method == "mf" else 0)
 
 
 def low_stages(runs: Iterable[Run]) -> set[tuple]:
