@@ -181,6 +181,15 @@ def test_dft_scale_plans_warm_starts_and_shares_them_with_the_ablation():
     assert lc[("mf", 10)].key == "mf-EMRC-nh10-nlall-s0"  # scratch keys as before: finished runs stay valid
 
 
+def test_sizes_that_resolve_to_all_frames_are_planned_once_per_seed():
+    """With 90 high-fidelity frames N = 100 is N = all: one plan entry per seed, so its mean is not over a seed
+    counted twice."""
+    plan = exp_plan.build_plan(["lc"], exp_plan.SCALES["dft-cpu"], (0, 1), {"high": 90, "low": 300, "test": 30})
+    entries = [(r.label, r.n_high, r.seed) for r in plan]
+    assert len(entries) == len(set(entries)) == 2 * 4 * 4  # seeds × series × N ∈ {10, 25, 50, all}
+    assert {n for _, n, _ in entries} == {10, 25, 50, None}
+
+
 def test_dft_cpu_scale_sizes_warm_and_scratch_runs_apart():
     """Scale dft-cpu: warm starts keep the pretrained size and train fewer epochs, scratch runs use the reduced
     model; MF runs draw a quarter of the low-fidelity frames per epoch, and the estimate counts only those."""

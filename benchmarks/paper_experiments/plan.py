@@ -245,14 +245,16 @@ def resolve(n: int | None, available: int) -> int | None:
 
 
 def build_plan(experiments: Sequence[str], scale: Scale, seeds: Sequence[int], sizes: dict[str, int]) -> list[Run]:
-    """Every (experiment, run) pair, counts resolved against the data sizes (frames per role)."""
-    plan = []
+    """Every (experiment, run) pair, counts resolved against the data sizes (frames per role). A pair that
+    resolves to one already planned (N = 100 and N = all with 90 frames) is planned once, so no seed counts twice."""
+    plan = {}
     for name in experiments:
         for seed in seeds:
             for run in EXPERIMENTS[name](scale, seed):
                 n_low = run.n_low if run.n_low == 0 else resolve(run.n_low, sizes["low"])
-                plan.append(replace(run, n_high=resolve(run.n_high, sizes["high"]), n_low=n_low))
-    return plan
+                run = replace(run, n_high=resolve(run.n_high, sizes["high"]), n_low=n_low)
+                plan.setdefault((name, run.label, run.key), run)
+    return list(plan.values())
 
 
 def unique_runs(plan: Iterable[Run]) -> list[Run]:
