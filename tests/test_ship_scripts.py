@@ -37,6 +37,15 @@ def test_targets_without_labels_are_reported_unmeasured():
     assert lines[0].endswith("— met") and "not measured" in lines[1]
 
 
+def test_missed_targets_name_each_target_above_its_limit_and_the_force_gain():
+    def rows(e, f, chgnet_f):
+        return {"lmfp-dft @ gpaw_afm": {"e_mae": e, "e_n": 30, "f_mae": f, "f_n": 900, "m_mae": 0.02, "m_n": 900,
+                                        "s_n": 0}, "CHGNet 0.3.0 @ pbe_u (composition refitted)": {"f_mae": chgnet_f}}
+    assert ship_dft_model.missed_targets(rows(4.0, 40.0, 100.0)) == []
+    assert ship_dft_model.missed_targets(rows(9.9, 126.0, 269.0)) == ["energy", "forces"]  # stress unmeasured
+    assert ship_dft_model.missed_targets(rows(4.0, 49.0, 90.0)) == ["forces 2x better than CHGNet 0.3.0"]
+
+
 def test_every_candidate_holds_out_the_same_gpaw_afm_frames():
     """gpaw_afm first in every candidate's data, so the split holds out the same gpaw_afm frames whether the low
     fidelity (or more) follows or not; a low fidelity first would change them."""
