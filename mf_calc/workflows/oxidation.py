@@ -24,10 +24,11 @@ reference value for Mn4+, so the midpoint between Mn3+ (≈3.8) and the spin-onl
 ``MFCalculator.magmom_scale`` tells which scale a model is on (model metadata ``magmom_scale``).
 
 Scale ``gpaw_afm`` (the real-DFT labels of ``benchmarks/data/dft``: GPAW PBE+U, moments integrated in the PAW
-spheres, so smaller than VASP's): Fe2+ 3.58-3.62, Fe3+ 4.01-4.24, Mn2+ 4.53-4.57, Mn3+ 3.76-3.87 μB in the
-single-valence cells of the first 16 frames → Fe 3.8, Mn2+/Mn3+ 4.2 (midpoints of the gaps), Mn3+/Mn4+ 3.4 as
-above. Mixed-valence Mn cells there carry in-between moments (4.1-4.4 μB: the hole is shared, not localised on
-one Mn), which no threshold assigns correctly; the charge balance then shows it.
+spheres, so smaller than VASP's): Fe2+ 3.57-3.63, Fe3+ 4.21-4.25, Mn2+ 4.53-4.57, Mn3+ 3.69-4.08 μB in the
+single-valence cells of all 120 frames (DATA_CARD.md) → Fe 3.92, Mn2+/Mn3+ 4.30 (midpoints of the gaps), Mn3+/Mn4+
+3.4 as above; the shipped ``lmfp-dft`` is on this scale. Mixed-valence Li_xMnPO4 cells there carry in-between
+moments (3.73-4.54 μB: the hole is shared, not localised on one Mn), which no threshold assigns correctly; the
+charge balance then shows it.
 
 Magmoms of an *unrelaxed* delithiated cell hardly move (Fe 3.95 → 4.10 μB with CHGNet 0.3.0): read
 oxidation states after relaxing, or from MD frames, never from a freshly delithiated cell.
@@ -46,7 +47,7 @@ import numpy as np
 THRESHOLDS = {
     "pbe_u": {"Fe2+/Fe3+": 4.13, "Mn2+/Mn3+": 4.27, "Mn3+/Mn4+": 3.4},
     "r2scan": {"Fe2+/Fe3+": 3.91, "Mn2+/Mn3+": 4.12, "Mn3+/Mn4+": 3.4},
-    "gpaw_afm": {"Fe2+/Fe3+": 3.8, "Mn2+/Mn3+": 4.2, "Mn3+/Mn4+": 3.4},
+    "gpaw_afm": {"Fe2+/Fe3+": 3.92, "Mn2+/Mn3+": 4.30, "Mn3+/Mn4+": 3.4},
 }
 DEFAULT_SCALE = "pbe_u"
 FIXED = {"Li": 1, "Na": 1, "P": 5, "O": -2}
