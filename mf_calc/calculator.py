@@ -15,9 +15,9 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from mf_calc.hub import load_model
 from mf_calc.model.contacts import contact_check_for
-from mf_calc.model.graph import collate
+from mf_calc.model.device_graph import DeviceGraphBuilder
+from mf_calc.model.graph import Batch
 from mf_calc.model.mfchgnet import MFCHGNet
-from mf_calc.model.neighbors import NeighborCache
 
 
 class MFCalculator(Calculator):
@@ -29,7 +29,8 @@ class MFCalculator(Calculator):
     clears cached results.
 
     Speed: the neighbour search is reused between steps with a Verlet ``skin`` (Å; 0 disables it)
-    and gives the same graph as a fresh search; forces and stress come from one backward pass
+    and gives the same graph as a fresh search; the graph is built with torch on the model's device
+    (``mf_calc.model.device_graph``); forces and stress come from one backward pass
     without second-order graphs. Stress is computed only when asked for; once a caller has asked
     for it (a cell filter, NPT), it is computed in the same pass as the forces, since ASE asks
     for the two separately and would otherwise run the model twice.
@@ -47,8 +48,9 @@ class MFCalculator(Calculator):
             model = load_model(model)
         self.model = model.to(device).eval()  # the caller's model: no other state of it is changed
         self._fidelity = self.model.fidelities.index(fidelity)
-        self.neighbors = NeighborCache(self.model.config.cutoff, self.model.config.bond_cutoff, skin)
         self.contacts = contact_check_for(self.model)
+        self.neighbors = DeviceGraphBuilder(self.model.config.cutoff, self.model.config.bond_cutoff, skin,
+                                            contacts=self.contacts)
         self._stress_wanted = False
         self.n_calls = 0  # model evaluations so far (workflows report calls per MD step)
 
@@ -80,10 +82,7 @@ class MFCalculator(Calculator):
             task += "f"
         if "stress" in properties or (self._stress_wanted and "forces" in properties and self.atoms.pbc.all()):
             task += "s"
-        a = self.atoms
-        graph = self.neighbors.graph(a.numbers, a.positions, a.cell.array, a.pbc, self._fidelity)
-        self.contacts(graph)
-        batch = collate([graph], dtype=self.model.dtype).to(self.model.device)
+        batch = self._batch(self.atoms)
         with _parameters_frozen(self.model):
             out = self.model(batch, task=task, create_graph=False)
         self.n_calls += 1
@@ -93,6 +92,13 @@ class MFCalculator(Calculator):
             self.results["forces"] = _np(out["forces"])
         if "stress" in out:
             self.results["stress"] = full_3x3_to_voigt_6_stress(_np(out["stress"][0]))
+
+    def _batch(self, a) -> Batch:
+        """The model's input for ``a``, on the model's device."""
+        device = self.model.device
+        return self.neighbors.batch(torch.from_numpy(a.numbers), torch.as_tensor(a.positions, device=device),
+                                    torch.as_tensor(a.cell.array, device=device)[None], [len(a)], a.pbc,
+                                    self._fidelity, dtype=self.model.dtype)
 
 
 @contextmanager

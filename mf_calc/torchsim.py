@@ -13,9 +13,9 @@ step; this module is that model for MF-CHGNet:
                          # magmoms (n_atoms,) μB
 
 Stress follows ASE's sign (positive = tensile, ``stress = (1/V) ∂E/∂ε``), as TorchSim's integrators and
-``ts.io.state_to_atoms`` expect. The neighbour graphs are built per system on the CPU with the same Verlet
-skin reuse as ``MFCalculator`` (exactly the graph of a fresh search), then one batched forward and backward
-pass gives every system's energy, forces, stress and magmoms.
+``ts.io.state_to_atoms`` expect. One batched graph of all systems is built on the model's device with the
+same Verlet skin reuse as ``MFCalculator`` (``mf_calc.model.device_graph``: exactly the graph of a fresh
+search), then one batched forward and backward pass gives every system's energy, forces, stress and magmoms.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ except ImportError as exc:  # pragma: no cover - exercised only without the opti
 
 from mf_calc.calculator import _parameters_frozen
 from mf_calc.hub import load_model
-from mf_calc.model.graph import collate
+from mf_calc.model.contacts import contact_check_for
+from mf_calc.model.device_graph import DeviceGraphBuilder
 from mf_calc.model.mfchgnet import MFCHGNet
-from mf_calc.model.neighbors import NeighborCache
 
 
 class MFTorchSimModel(ModelInterface):
@@ -60,9 +60,8 @@ class MFTorchSimModel(ModelInterface):
         self._compute_stress, self._compute_forces = compute_stress, compute_forces
         self.compute_magmoms = compute_magmoms
         self._memory_scales_with = "n_atoms_x_density"
-        self.skin = skin
-        self._neighbors: dict[int, NeighborCache] = {}
-        self._last_positions: dict[int, np.ndarray] = {}
+        self.graphs = DeviceGraphBuilder(model.config.cutoff, model.config.bond_cutoff, skin,
+                                         contacts=contact_check_for(model))
         self.fidelity = fidelity
 
     @property
@@ -87,40 +86,20 @@ class MFTorchSimModel(ModelInterface):
                              "give one per system, or a single fidelity for all")
         return list(self._fidelities)
 
-    def _continuous(self, b: int, positions: np.ndarray, cell: np.ndarray, pbc) -> np.ndarray:
-        """Positions of system ``b`` without the jumps of TorchSim's wrapping into the cell: each atom is put at
-        the periodic image nearest to where it was in the previous call, so the neighbour list can be reused
-        (energies and forces do not depend on the image)."""
-        last = self._last_positions.get(b)
-        if last is not None and last.shape == positions.shape and np.all(pbc):
-            step = positions - last
-            step -= np.round(step @ np.linalg.inv(cell)) @ cell
-            positions = last + step
-        self._last_positions[b] = positions
-        return positions
-
     def forward(self, state: SimState | dict, **kwargs) -> dict[str, torch.Tensor]:
         """Energy (n_systems,) eV, forces (n_atoms, 3) eV/Å, stress (n_systems, 3, 3) eV/Å³ (ASE sign) and
         magmoms (n_atoms,) μB of every system in ``state``, in the state's dtype and on its device."""
         if isinstance(state, dict):
             state = SimState(**state, masses=torch.ones_like(state["positions"]))
-        system_idx = state.system_idx.detach().cpu().numpy()
-        if (np.diff(system_idx) < 0).any():
+        system_idx = state.system_idx
+        if len(system_idx) > 1 and bool((system_idx[1:] < system_idx[:-1]).any()):
             raise ValueError("the state's atoms are not grouped by system (system_idx must be non-decreasing)")
-        n_systems = int(system_idx.max()) + 1 if len(system_idx) else 0
-        fidelities = self._system_fidelities(n_systems)
-        positions = state.positions.detach().cpu().numpy().astype(float)
-        numbers = state.atomic_numbers.detach().cpu().numpy()
-        cells = state.row_vector_cell.detach().cpu().numpy().astype(float)  # ASE convention: rows are vectors
-        pbc = np.broadcast_to(state.pbc.detach().cpu().numpy() if torch.is_tensor(state.pbc) else state.pbc, 3)
-        graphs = []
-        for b in range(n_systems):
-            mask = system_idx == b
-            cache = self._neighbors.setdefault(b, NeighborCache(self.model.config.cutoff,
-                                                                self.model.config.bond_cutoff, self.skin))
-            pos = self._continuous(b, positions[mask], cells[b], pbc)
-            graphs.append(cache.graph(numbers[mask], pos, cells[b], pbc, fidelities[b]))
-        batch = collate(graphs, dtype=self.model.dtype).to(self._device)
+        n_atoms = torch.bincount(system_idx).cpu()
+        fidelities = self._system_fidelities(len(n_atoms))
+        pbc = state.pbc.detach().cpu().numpy() if torch.is_tensor(state.pbc) else state.pbc
+        batch = self.graphs.batch(state.atomic_numbers, state.positions.to(self._device),
+                                  state.row_vector_cell.to(self._device), n_atoms, pbc, fidelities,
+                                  dtype=self.model.dtype)
         task = "e" + "f" * self._compute_forces + "s" * self._compute_stress + "m" * self.compute_magmoms
         with _parameters_frozen(self.model):
             out = self.model(batch, task=task, create_graph=False)
@@ -151,9 +130,10 @@ def batched_nvt(systems, model: MFTorchSimModel, temperatures_K, steps: int, tim
     if len(temperatures) != len(systems):
         raise ValueError(f"{len(temperatures)} temperatures for {len(systems)} systems: give one per system")
     state = ts.io.atoms_to_state(list(systems), model.device, torch.float64)
-    dt = torch.tensor(timestep_fs * 1e-3 * MetalUnits.time, dtype=torch.float64)
-    kT = torch.tensor(temperatures * MetalUnits.temperature, dtype=torch.float64)
-    gamma = torch.tensor(1.0 / (tdamp_fs * 1e-3 * MetalUnits.time), dtype=torch.float64)
+    on = {"dtype": torch.float64, "device": model.device}
+    dt = torch.tensor(timestep_fs * 1e-3 * MetalUnits.time, **on)
+    kT = torch.tensor(temperatures * MetalUnits.temperature, **on)
+    gamma = torch.tensor(1.0 / (tdamp_fs * 1e-3 * MetalUnits.time), **on)
     init_fn, update_fn = nvt_langevin(model=model, dt=dt, kT=kT, gamma=gamma, seed=seed)
     state = init_fn(state)
     frames: list[list] = [[] for _ in systems]
@@ -162,11 +142,12 @@ def batched_nvt(systems, model: MFTorchSimModel, temperatures_K, steps: int, tim
 
     def record(step):
         kinetic = 0.5 * (state.momenta ** 2 / state.masses.unsqueeze(-1)).sum(-1)
-        ke = torch.zeros(len(systems), dtype=kinetic.dtype).index_add_(0, state.system_idx, kinetic).numpy()
+        ke = kinetic.new_zeros(len(systems)).index_add_(0, state.system_idx, kinetic).cpu().numpy()
+        energies, forces = state.energy.detach().cpu().numpy(), state.forces.detach().cpu().numpy()
         for b, atoms in enumerate(state.to_atoms()):
             start = n_atoms[:b].sum()
-            atoms.calc = SinglePointCalculator(atoms, energy=float(state.energy[b]),
-                                               forces=state.forces[start:start + n_atoms[b]].numpy())
+            atoms.calc = SinglePointCalculator(atoms, energy=float(energies[b]),
+                                               forces=forces[start:start + n_atoms[b]])
             atoms.info.update(md_step=step, md_time_ps=step * timestep_fs * 1e-3,
                               temperature_K=float(2 * ke[b] / (dof[b] * kB)))
             frames[b].append(atoms)

@@ -69,6 +69,7 @@ class ContactCheck:
         self.reference = dict(reference) if reference else None
         self.warned: set[str] = set()
         self.allowed = None
+        self._tables: dict = {}  # the table as a torch tensor, per device
         if self.reference is not None:
             self.allowed = np.full((len(chemical_symbols), len(chemical_symbols)), np.inf)
             index = {s: z for z, s in enumerate(chemical_symbols)}
@@ -77,26 +78,58 @@ class ContactCheck:
                 self.allowed[a, b] = self.allowed[b, a] = d
 
     def __call__(self, graph) -> None:
+        """Check the edges of a numpy :class:`~mf_calc.model.graph.Graph`."""
         if self.allowed is None or len(graph.edges) == 0:
             return
         z = np.asarray(graph.numbers)[graph.edges]
-        if not (edge_distances(graph) < self.allowed[z[:, 0], z[:, 1]]).any():
+        self.check_pairs(z[:, 0], z[:, 1], edge_distances(graph))
+
+    def check_pairs(self, z_i, z_j, distances) -> None:
+        """Check pairs given by atomic numbers and distances (Å): numpy arrays, or torch tensors on any device
+        (compared there; only flagged pairs come to the host)."""
+        if self.allowed is None or len(distances) == 0:
             return
-        for key, d in _pair_minima(graph).items():
-            name = pair_name(*key)
-            if name in self.warned:
-                continue
-            ref = self.reference.get(name)
-            if ref is None:
-                problem = f"the training data never had a {name} pair within the cutoff"
-            elif d < ref:
-                problem = f"the training data's shortest {name} distance is {ref:.3f} Å"
-            else:
-                continue
-            self.warned.add(name)
-            self.allowed[key] = self.allowed[key[::-1]] = -np.inf  # warned once is enough
-            warnings.warn(f"a {name} contact of {d:.3f} Å: {problem}, so the model is extrapolating here "
-                          "(energies and forces may be unphysical)", ExtrapolationWarning, stacklevel=4)
+        flagged = distances < self._table(distances)[z_i, z_j]
+        if not bool(flagged.any()):
+            return
+        z = np.stack([_host(z_i[flagged]), _host(z_j[flagged])], 1)
+        d = _host(distances[flagged])
+        keys, inverse = np.unique(np.sort(z, axis=1), axis=0, return_inverse=True)
+        minima = np.full(len(keys), np.inf)
+        np.minimum.at(minima, inverse.reshape(-1), d)
+        for (a, b), shortest in zip(keys, minima):
+            self._warn((int(a), int(b)), float(shortest))
+
+    def _table(self, like):
+        """The table of shortest allowed distances, as an array like ``like`` (numpy, or torch on its device)."""
+        if isinstance(like, np.ndarray):
+            return self.allowed
+        if self._tables.get(like.device) is None:
+            import torch
+
+            self._tables[like.device] = torch.as_tensor(self.allowed, dtype=like.dtype, device=like.device)
+        return self._tables[like.device]
+
+    def _warn(self, key: tuple[int, int], d: float) -> None:
+        name = pair_name(*key)
+        if name in self.warned:
+            return
+        ref = self.reference.get(name)
+        if ref is None:
+            problem = f"the training data never had a {name} pair within the cutoff"
+        elif d < ref:
+            problem = f"the training data's shortest {name} distance is {ref:.3f} Å"
+        else:
+            return
+        self.warned.add(name)
+        self.allowed[key] = self.allowed[key[::-1]] = -np.inf  # warned once is enough
+        self._tables.clear()
+        warnings.warn(f"a {name} contact of {d:.3f} Å: {problem}, so the model is extrapolating here "
+                      "(energies and forces may be unphysical)", ExtrapolationWarning, stacklevel=5)
+
+
+def _host(values) -> np.ndarray:
+    return values.detach().cpu().numpy() if hasattr(values, "detach") else np.asarray(values)
 
 
 _CHECKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -1,0 +1,176 @@
+"""Crystal graphs of a batch of systems built on the model's device, with Verlet-skin reuse.
+
+The candidate pairs within cutoff + skin come from the same search as the numpy path
+(:func:`mf_calc.model.graph.neighbor_pairs`, on the host), run again only for a system whose atoms may
+have moved past the skin (the bound of :mod:`mf_calc.model.neighbors`) or whose atoms changed. Every
+call then computes on the device, for all systems at once: pair distances, the cutoff mask, the
+directed edges and undirected map, the angle triplets, the overlap and isolated-atom checks and the
+contact check. The graph is the one the numpy path builds (same edges and angles, in another order
+when there are several systems). Positions in Å, cells with lattice vectors as rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mf_calc.model.graph import MIN_DISTANCE, Batch, check_distances, check_structure, neighbor_pairs
+
+
+def angle_triplets(centers: Tensor, lengths: Tensor, bond_cutoff: float) -> Tensor:
+    """(n_ang, 3) centre atom, directed bond a, directed bond b: every ordered pair a != b of directed bonds
+    shorter than ``bond_cutoff`` with the same centre (the torch twin of the numpy ``_angle_triplets``)."""
+    short = torch.nonzero(lengths < bond_cutoff).view(-1)
+    if len(short) == 0:
+        return torch.zeros((0, 3), dtype=torch.long, device=centers.device)
+    order = short[torch.argsort(centers[short], stable=True)]
+    _, counts = torch.unique_consecutive(centers[order], return_counts=True)
+    starts = torch.cumsum(counts, 0) - counts
+    squares = counts * counts
+    group_of = torch.repeat_interleave(torch.arange(len(counts), device=centers.device), squares)
+    first = torch.repeat_interleave(torch.cumsum(squares, 0) - squares, squares)
+    local = torch.arange(len(group_of), device=centers.device) - first
+    k = counts[group_of]
+    a_local, b_local = local // k, local % k
+    keep = a_local != b_local
+    base = starts[group_of][keep]
+    a, b = order[base + a_local[keep]], order[base + b_local[keep]]
+    return torch.stack([centers[a], a, b], 1)
+
+
+class DeviceGraphBuilder:
+    """Graphs of successive configurations of a batch of systems, as a :class:`Batch` on the device of the
+    positions. cutoff, bond_cutoff, skin in Å (skin 0: a fresh search every call)."""
+
+    def __init__(self, cutoff: float, bond_cutoff: float, skin: float = 1.0, contacts=None):
+        if skin < 0:
+            raise ValueError("skin must be >= 0 Å")
+        self.cutoff, self.bond_cutoff, self.skin = cutoff, bond_cutoff, skin
+        self.contacts = contacts  # a ContactCheck (or None): warns about contacts closer than the training data's
+        self.n_builds = 0  # candidate searches, counted per system
+        self.n_reuses = 0
+        self._layout = None  # numbers, atoms per system, pbc of the systems searched
+        self._pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # per system: i, j, image (local)
+
+    def batch(self, numbers: Tensor, positions: Tensor, cells: Tensor, n_atoms: Sequence[int] | Tensor,
+              pbc, fidelity, dtype=torch.float32) -> Batch:
+        """The batch of systems given by ``n_atoms`` (atoms grouped by system, in order); ``cells`` (B, 3, 3);
+        ``fidelity``: an index for all systems or one per system. Raises ValueError naming the problem
+        for non-finite positions or cell, overlapping or isolated atoms, or an unknown element."""
+        device = positions.device
+        n_atoms = torch.as_tensor(n_atoms, dtype=torch.long).cpu()
+        pbc = tuple(bool(p) for p in np.broadcast_to(np.asarray(pbc, dtype=bool), 3))
+        positions = positions.detach().to(torch.float64)
+        cells = cells.detach().to(torch.float64)
+        if not bool(torch.isfinite(cells).all()):
+            raise ValueError(f"non-finite cell {cells.tolist()}")
+        if not bool(torch.isfinite(positions).all()):
+            bad = torch.nonzero(~torch.isfinite(positions).all(1)).view(-1).tolist()
+            raise ValueError(f"non-finite (NaN or infinite) position(s) of atom(s) {bad[:10]}")
+        numbers_np = numbers.detach().cpu().numpy().astype(np.int64) if torch.is_tensor(numbers) else np.asarray(numbers)
+        layout = (numbers_np, n_atoms.numpy(), pbc)
+        if not self._same_layout(layout):
+            self._new_layout(layout, device)
+        elif all(pbc):
+            positions = self._unwrapped(positions, cells)
+        i, j, img = self._candidates(positions, cells)
+        owner = self._owner
+        lengths = torch.linalg.norm(positions[j] + torch.bmm(img.unsqueeze(1), cells[owner[i]]).squeeze(1)
+                                    - positions[i], dim=1)
+        keep = torch.nonzero(lengths < self.cutoff).view(-1)
+        i, j, img, lengths = i[keep], j[keep], img[keep], lengths[keep]
+        self._check(i, j, lengths, len(positions))
+        und = torch.arange(len(i), device=device)
+        edges = torch.stack([torch.cat([i, j]), torch.cat([j, i])], 1)
+        fid = torch.as_tensor(fidelity, dtype=torch.long).view(-1).expand(len(n_atoms)).contiguous()
+        return Batch(numbers=self._numbers, positions=positions.to(dtype), cells=cells.to(dtype),
+                     volumes=torch.abs(torch.linalg.det(cells)).to(dtype), edges=edges,
+                     images=torch.cat([img, -img]).to(dtype), dir2und=torch.cat([und, und]), und2dir=und,
+                     angles=angle_triplets(edges[:, 0], torch.cat([lengths, lengths]), self.bond_cutoff),
+                     atom_owner=owner, n_atoms=self._n_atoms, fidelity=fid.to(device),
+                     uniform_fidelity=int(fid[0]) if bool((fid == fid[0]).all()) else None)
+
+    # ------------------------------------------------------------------ candidates
+    def _same_layout(self, layout) -> bool:
+        old = self._layout
+        return (old is not None and old[2] == layout[2] and np.array_equal(old[1], layout[1])
+                and np.array_equal(old[0], layout[0]))
+
+    def _new_layout(self, layout, device) -> None:
+        """Forget every search: other atoms, another order or other periodicity."""
+        numbers_np, n_atoms, _ = layout
+        self._layout = layout
+        self._bounds = np.r_[0, np.cumsum(n_atoms)]
+        self._numbers = torch.as_tensor(numbers_np, device=device)
+        self._n_atoms = torch.as_tensor(n_atoms, device=device)
+        self._owner = torch.repeat_interleave(torch.arange(len(n_atoms), device=device), self._n_atoms)
+        self._pairs = [None] * len(n_atoms)
+        self._ref_positions = self._ref_cells = None
+
+    def _unwrapped(self, positions: Tensor, cells: Tensor) -> Tensor:
+        """Each atom at its periodic image nearest to where it was at the last search, so that wrapping atoms
+        into the cell (as TorchSim does) does not force a new search; energies, forces and stress do not
+        depend on the image."""
+        owner = self._owner
+        frac = torch.bmm((positions - self._ref_positions).unsqueeze(1), torch.linalg.inv(cells)[owner]).squeeze(1)
+        return positions - torch.bmm(torch.round(frac).unsqueeze(1), cells[owner]).squeeze(1)
+
+    def _stale(self, positions: Tensor, cells: Tensor) -> np.ndarray:
+        """Per system: whether its candidate pairs may be incomplete, by the bound 2·max|Δr| +
+        Σ_k max|image_k|·|Δcell_k| on how far any pair vector moved since its search."""
+        if self._ref_positions is None:
+            return np.ones(len(self._pairs), dtype=bool)
+        moved = torch.zeros(len(cells), dtype=positions.dtype, device=positions.device).scatter_reduce(
+            0, self._owner, torch.linalg.norm(positions - self._ref_positions, dim=1), "amax")
+        strained = (self._max_images * torch.linalg.norm(cells - self._ref_cells, dim=2)).sum(1)
+        return (2.0 * moved + strained >= self.skin).cpu().numpy()
+
+    def _candidates(self, positions: Tensor, cells: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Candidate pairs (global atom indices, integer images) within cutoff + skin of every system, searched
+        again (on the host, ``neighbor_pairs``) for the stale systems only."""
+        stale = self._stale(positions, cells)
+        self.n_reuses += int((~stale).sum())
+        if stale.any():
+            self._search(np.flatnonzero(stale), positions, cells)
+        return self._candidate_tensors
+
+    def _search(self, systems: np.ndarray, positions: Tensor, cells: Tensor) -> None:
+        numbers, bounds, pbc = self._layout[0], self._bounds, self._layout[2]
+        pos_np, cells_np = positions.cpu().numpy(), cells.cpu().numpy()
+        for b in systems:
+            a, e = bounds[b], bounds[b + 1]
+            check_structure(numbers[a:e], pos_np[a:e], cells_np[b], pbc)
+            i, j, img, _ = neighbor_pairs(pos_np[a:e], cells_np[b], pbc, self.cutoff + self.skin)
+            self._pairs[b] = (i + a, j + a, img)
+            self.n_builds += 1
+        device = positions.device
+        i, j, img = (np.concatenate(parts) for parts in zip(*self._pairs))
+        self._candidate_tensors = (torch.as_tensor(i, device=device), torch.as_tensor(j, device=device),
+                                   torch.as_tensor(img.astype(float).reshape(-1, 3), device=device))
+        self._max_images = torch.as_tensor(np.array([np.abs(p[2]).max(axis=0) if len(p[2]) else np.zeros(3)
+                                                     for p in self._pairs], dtype=float), device=device)
+        if self._ref_positions is None:
+            self._ref_positions, self._ref_cells = positions.clone(), cells.clone()
+        else:
+            rows = torch.as_tensor(systems, device=device)
+            atoms = torch.nonzero(torch.isin(self._owner, rows)).view(-1)
+            self._ref_positions[atoms], self._ref_cells[rows] = positions[atoms], cells[rows]
+
+    # ------------------------------------------------------------------ checks
+    def _check(self, i: Tensor, j: Tensor, lengths: Tensor, n_total: int) -> None:
+        """ValueError for overlapping atoms (closer than MIN_DISTANCE) or atoms without a neighbour within the
+        cutoff; then the contact check, from the same distances."""
+        close = lengths < MIN_DISTANCE
+        seen = torch.zeros(n_total, dtype=torch.bool, device=i.device)
+        seen[i], seen[j] = True, True
+        if bool(close.any() | ~seen.all()):
+            if bool(close.any()):
+                check_distances(i[close].cpu().numpy(), j[close].cpu().numpy(), lengths[close].cpu().numpy())
+            lonely = torch.nonzero(~seen).view(-1).tolist()
+            raise ValueError(f"isolated atom(s) {lonely[:10]}: no neighbour within the cutoff; the model is undefined "
+                             "for them (check the cell and positions)")
+        if self.contacts is not None:
+            self.contacts.check_pairs(self._numbers[i], self._numbers[j], lengths)
