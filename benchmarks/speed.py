@@ -5,6 +5,7 @@ For 56- and 224-atom LMFP cells: single-point energy+forces+stress+magmoms, forc
 process per case), and the largest difference between the two calculators' results.
 
     python benchmarks/speed.py [--steps 200] [--threads 2] [--out benchmarks/results/speed.md]
+    python benchmarks/speed.py --check 3.0      # before a release: exit 1 when a speed-up is below 3.0x
 
 Quote the ratios (ours / chgnet), which are measured in the same run on the same machine.
 """
@@ -17,11 +18,13 @@ import io
 import multiprocessing as mp
 import platform
 import resource
+import sys
 import time
 
 import numpy as np
 
 CELLS = {56: (1, 1, 2), 224: (2, 2, 2)}
+SECONDS_PER_CALL, STEPS_PER_S = ("efsm_s", "f_s"), ("nvt_steps_per_s", "npt_steps_per_s")
 
 
 def _make_calc(kind: str):
@@ -112,6 +115,8 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[56, 224])
     parser.add_argument("--out", default="benchmarks/results/speed.md")
+    parser.add_argument("--check", type=float, default=None, metavar="RATIO",
+                        help="exit with status 1 when a single-point or MD speed-up is below RATIO")
     args = parser.parse_args(argv)
 
     rows = []
@@ -126,6 +131,8 @@ def main(argv=None) -> None:
         }
         rows.append((n, steps, ours, ref, diff))
 
+    speedups = {(n, key): (ref[key] / ours[key] if key in SECONDS_PER_CALL else ours[key] / ref[key])
+                for n, _, ours, ref, _ in rows for key in SECONDS_PER_CALL + STEPS_PER_S}
     lines = [
         "# MFCalculator vs CHGNetCalculator (same CHGNet 0.3.0 weights)",
         "",
@@ -153,6 +160,13 @@ def main(argv=None) -> None:
     print(text)
     with open(args.out, "w") as fh:
         fh.write(text)
+    if args.check is not None:
+        slow = {k: v for k, v in speedups.items() if v < args.check}
+        for (n, key), ratio in slow.items():
+            print(f"FAIL: {n} atoms, {key}: {ratio:.2f}x < {args.check}x", file=sys.stderr)
+        if slow:
+            sys.exit(1)
+        print(f"check passed: every speed-up >= {args.check}x")
 
 
 if __name__ == "__main__":

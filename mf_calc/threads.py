@@ -4,9 +4,12 @@ Two torch threads on a 2-core machine where another process is busy were measure
 call (7.3 s instead of 0.12 s): OpenMP threads spin while they wait for each other, and a spinning thread
 steals the core its partner needs. Two defences:
 
-- ``import mf_calc`` sets ``OMP_WAIT_POLICY=PASSIVE`` (waiting threads sleep) unless the variable is set
-  already. OpenMP reads it when torch loads, so it works when mf_calc is imported before torch; a script
-  that imports torch first sets it itself: ``OMP_WAIT_POLICY=PASSIVE python script.py``.
+- ``import mf_calc`` sets ``OMP_WAIT_POLICY=PASSIVE`` (waiting threads sleep) when the load average says
+  other work shares this process's cores, unless the variable is set already. On an idle machine OpenMP's
+  own default (spin briefly, then sleep) is kept: sleeping threads wake late after every small operation,
+  which slows a force call on an idle machine. OpenMP reads the variable when torch loads, so it works when
+  mf_calc is imported before torch; a script that imports torch first sets it itself:
+  ``OMP_WAIT_POLICY=PASSIVE python script.py``.
 - :func:`configure_threads` picks the torch thread count: the number given, or by default the cores of
   this process's CPU set that the load average leaves free (at least one), with a one-line note on
   stderr when other work shares the cores. Every ``mf-calc`` command and example has ``--threads``.
@@ -21,8 +24,10 @@ WAIT_POLICY = "OMP_WAIT_POLICY"
 
 
 def set_passive_wait() -> None:
-    """``OMP_WAIT_POLICY=PASSIVE`` unless set; effective only before torch (OpenMP) is loaded."""
-    os.environ.setdefault(WAIT_POLICY, "PASSIVE")
+    """``OMP_WAIT_POLICY=PASSIVE`` unless set, when other work shares this process's cores (:func:`free_cores`);
+    effective only before torch (OpenMP) is loaded."""
+    if free_cores() < available_cores():
+        os.environ.setdefault(WAIT_POLICY, "PASSIVE")
 
 
 def available_cores() -> int:

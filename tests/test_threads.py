@@ -20,14 +20,20 @@ def restore_threads():
     torch.set_num_threads(old)
 
 
-def test_import_sets_a_passive_openmp_wait_unless_the_user_chose(tmp_path):
+def test_import_sets_a_passive_openmp_wait_on_a_busy_machine_unless_the_user_chose(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    code = "import os, mf_calc; print(os.environ['OMP_WAIT_POLICY'])"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "PASSIVE"
-    out = subprocess.run([sys.executable, "-c", code], env=env | {"OMP_WAIT_POLICY": "ACTIVE"}, capture_output=True,
-                         text=True, check=True)
-    assert out.stdout.strip() == "ACTIVE"
+
+    def policy(load: float, extra: dict | None = None) -> str:
+        code = (f"import os; os.getloadavg = lambda: ({load}, 0.0, 0.0); os.sched_getaffinity = lambda pid: {{0, 1}}; "
+                "import mf_calc; "
+                "print(os.environ.get('OMP_WAIT_POLICY', 'unset'))")
+        out = subprocess.run([sys.executable, "-c", code], env=env | (extra or {}), capture_output=True, text=True,
+                             check=True)
+        return out.stdout.strip()
+
+    assert policy(64.0) == "PASSIVE"  # other work on every core: waiting threads must sleep
+    assert policy(0.0) == "unset"  # idle: OpenMP's own default (spin briefly), faster per force call
+    assert policy(64.0, {"OMP_WAIT_POLICY": "ACTIVE"}) == "ACTIVE"
 
 
 def test_configure_threads_explicit_and_by_free_cores(monkeypatch, capsys, restore_threads):
