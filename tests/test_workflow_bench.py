@@ -1,0 +1,110 @@
+"""The DFT workflow benchmark's scoring (benchmarks/workflow_bench_report.py) and its charge-ordered start
+(benchmarks/make_workflow_bench.py), on synthetic labels: no DFT runs here."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase import units
+from ase.calculators.singlepoint import SinglePointCalculator
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import make_workflow_bench as bench  # noqa: E402
+import workflow_bench_report as report  # noqa: E402
+
+from mf_calc import lmfp  # noqa: E402
+
+
+def _labelled(atoms, energy, magmoms=None, forces=None, **info):
+    atoms = atoms.copy()
+    atoms.info.update(info)
+    forces = np.zeros((len(atoms), 3)) if forces is None else forces
+    atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces, magmoms=magmoms)
+    return atoms
+
+
+def _hull_frames(ef_half_meV):
+    """Li_xFePO4 (4 fu) at x = 0, 1/2, 1 with E(x) linear plus ``ef_half_meV`` per fu at x = 1/2."""
+    frames = []
+    for x in (0.0, 0.5, 1.0):
+        atoms = lmfp(x_li=x, supercell=(1, 1, 1), seed=0)
+        ox = {0.0: [4.2] * 4, 0.5: [3.6, 4.2, 4.2, 3.6], 1.0: [3.6] * 4}[x]
+        magmoms = np.where(atoms.numbers == 26, 1.0, 0.0)
+        magmoms[atoms.numbers == 26] = ox
+        energy = -100.0 - 8.0 * x + (4 * ef_half_meV / 1e3 if x == 0.5 else 0.0)
+        frames.append(_labelled(atoms, energy, magmoms, x_li=x))
+    return frames
+
+
+@pytest.mark.parametrize("ef_half", [+24.0, -108.0])
+def test_hull_scores_formation_energies_hull_sets_and_charge_balance(ef_half):
+    dft = _hull_frames(+24.0)  # phase separation: x = 1/2 above the tie line
+    model = _hull_frames(ef_half)
+    preds = [{"energy": m.get_potential_energy(), "magmoms": m.get_magnetic_moments()} for m in model]
+    score = report.score_hull(dft, preds)
+    assert score["ef_dft_meV_fu"] == pytest.approx([0.0, 24.0, 0.0])
+    assert score["ef_model_meV_fu"][1] == pytest.approx(ef_half)
+    assert score["ef_mae_meV_fu"] == pytest.approx(abs(ef_half - 24.0) / 3)
+    assert score["on_hull_dft"] == [0.0, 1.0]
+    assert score["on_hull_model"] == ([0.0, 1.0] if ef_half > 0 else [0.0, 0.5, 1.0])
+    assert score["charge_balanced_dft"] == 1.0 and score["charge_balanced_model"] == 1.0
+
+
+def test_lower_energy_solution_of_the_same_structure_is_the_label():
+    frames = _hull_frames(+24.0)
+    alternative = _labelled(frames[1], frames[1].get_potential_energy() - 0.05, x_li=0.5)
+    higher = _labelled(frames[0], frames[0].get_potential_energy() + 0.05, x_li=0.0)
+    moved = frames[2].copy()
+    moved.positions[0] += 0.1  # another structure: never replaces
+    moved = _labelled(moved, -1e3, x_li=1.0)
+    chosen = report.lowest_solutions(frames, [alternative, higher, moved])
+    assert [a.info["solution"] for a in chosen] == ["spec", "charge_ordered", "spec"]
+    assert chosen[1].get_potential_energy() == pytest.approx(alternative.get_potential_energy())
+
+
+def test_bulk_modulus_of_a_birch_murnaghan_curve_is_recovered():
+    from ase.eos import birchmurnaghan
+
+    base = lmfp(x_li=1.0, supercell=(1, 1, 1))
+    v0, b0 = base.get_volume(), 90.0 * units.GPa
+    frames, preds = [], []
+    for scale in bench.VOLUME_SCALES:
+        atoms = base.copy()
+        atoms.set_cell(base.cell.array * scale ** (1 / 3), scale_atoms=True)
+        v = atoms.get_volume()
+        frames.append(_labelled(atoms, birchmurnaghan(v, -200.0, b0, 4.5, v0), material="LiFePO4"))
+        preds.append({"energy": birchmurnaghan(v, -190.0, 1.1 * b0, 4.5, v0)})
+    score = report.score_ev(frames, preds)["LiFePO4"]
+    assert score["dft"]["B_GPa"] == pytest.approx(90.0, rel=1e-3)
+    assert score["B_error_percent"] == pytest.approx(10.0, abs=0.2)
+
+
+def test_md_and_neb_errors():
+    atoms = lmfp(x_li=0.5, supercell=(1, 1, 1), seed=1)
+    n = len(atoms)
+    forces = np.zeros((n, 3))
+    frames = [_labelled(atoms, -100.0, forces=forces), _labelled(atoms, -101.0, forces=forces)]
+    preds = [{"energy": -100.0 + 0.002 * n, "forces": forces + 0.03}, {"energy": -101.0, "forces": forces - 0.01}]
+    md = report.score_md(frames, preds)
+    assert md["energy_mae_meV_atom"] == pytest.approx(1.0) and md["forces_mae_meV_A"] == pytest.approx(20.0)
+    neb = report.score_neb([_labelled(atoms, -100.0, role="initial"), _labelled(atoms, -99.7, role="climbing_image")],
+                           [{"energy": -50.0}, {"energy": -49.75}])
+    assert neb["barrier_dft_eV"] == pytest.approx(0.3) and neb["barrier_error_eV"] == pytest.approx(-0.05)
+
+
+def test_charge_ordered_start_puts_one_fe2_next_to_each_li(monkeypatch):
+    host = lmfp(x_li=0.5, supercell=(1, 1, 1), seed=2)
+    host.info["x_li"] = 0.5
+    monkeypatch.setattr(bench, "inputs", lambda part: [host.copy()])
+    (atoms,) = bench.build_charge_ordered()
+    moments = atoms.get_initial_magnetic_moments()
+    fe = np.flatnonzero(atoms.numbers == 26)
+    assert sorted(np.abs(moments[fe]).tolist()) == [4.0, 4.0, 5.0, 5.0]
+    assert np.abs(moments[fe]).sum() == pytest.approx(18.0) and moments[fe].sum() in (-2.0, 0.0, 2.0)
+    for li in np.flatnonzero(atoms.numbers == 3):  # each Li has an Fe2+ start among its two nearest Fe
+        nearest = fe[np.argsort(atoms.get_distances(li, fe, mic=True))[:2]]
+        assert 4.0 in np.abs(moments[nearest])
+    spec = bench.charge_ordered_spec()
+    assert spec.magnetic_start == "input" and spec.u_ramp is None
