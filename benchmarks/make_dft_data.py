@@ -33,7 +33,6 @@ Set-up: ``make dft`` (GPAW). The gpaw_afm fidelity is produced only after its co
 from __future__ import annotations
 
 import argparse
-import datetime
 import gzip
 import io
 import os
@@ -48,6 +47,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import ase.io  # noqa: E402
 import numpy as np  # noqa: E402
 from ase import Atoms, units  # noqa: E402
+
+from mf_calc.label.run import hours_until  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "dft"
 INPUTS, RAW = DATA / "inputs", DATA / "raw"
@@ -193,19 +194,6 @@ def write_gz(path: Path, frames: list[Atoms]) -> None:
             ase.io.write(text, frames, format="extxyz")
 
     atomic_write(path, write, binary=True)
-
-
-def hours_until(clock: str, now: datetime.datetime | None = None) -> float:
-    """Hours from ``now`` (default: the local time) to the next local time ``clock`` ("HH:MM")."""
-    try:
-        target = datetime.datetime.strptime(clock, "%H:%M").time()
-    except ValueError:
-        raise SystemExit(f"error: --until wants a time HH:MM, got {clock!r}") from None
-    now = now or datetime.datetime.now()
-    end = datetime.datetime.combine(now.date(), target)
-    if end <= now:
-        end += datetime.timedelta(days=1)
-    return (end - now).total_seconds() / 3600
 
 
 def main(argv: list[str] | None = None) -> int:

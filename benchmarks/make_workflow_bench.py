@@ -43,8 +43,7 @@ import ase.io  # noqa: E402
 import numpy as np  # noqa: E402
 from ase import Atoms  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).parent))
-from make_dft_data import hours_until  # noqa: E402
+from mf_calc.label.run import hours_until  # noqa: E402
 
 BENCH = Path(__file__).parent / "data" / "dft" / "workflow_bench"
 INPUTS, RAW, WORK = BENCH / "inputs", BENCH / "raw", BENCH / "model_runs"

@@ -17,7 +17,7 @@ def _optional_registrars():
     found = []
     for module, attr in (("mf_calc.train.cli", "register"), ("mf_calc.workflows.cli", "register"),
                          ("mf_calc.label.cli", "register"), ("mf_calc.workflows.cli_neb", "register"),
-                         ("mf_calc.workflows.cli_hull", "register")):
+                         ("mf_calc.workflows.cli_hull", "register"), ("mf_calc.learn.cli", "register")):
         try:
             found.append(getattr(__import__(module, fromlist=[attr]), attr))
         except ImportError as exc:

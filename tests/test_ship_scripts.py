@@ -96,10 +96,10 @@ def test_dft_baselines_force_scale_and_composition_span():
 def test_dft_sitting_stops_at_the_next_wall_clock_time():
     import datetime
 
-    from make_dft_data import hours_until
+    from mf_calc.label.run import hours_until
 
     now = datetime.datetime(2026, 12, 3, 12, 30)
     assert hours_until("14:15", now) == pytest.approx(1.75)
     assert hours_until("12:00", now) == pytest.approx(23.5)  # already past today: tomorrow's
-    with pytest.raises(SystemExit, match="HH:MM"):
+    with pytest.raises(ValueError, match="HH:MM"):
         hours_until("2pm", now)

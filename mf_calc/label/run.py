@@ -19,6 +19,7 @@ then writes ``out/labelled.extxyz`` and ``out/summary.json`` (see :mod:`mf_calc.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import datetime
 import multiprocessing
 import os
 import time
@@ -100,6 +101,19 @@ def label_frames(frames: Sequence[Atoms], fidelity: str, spec: LabelSpec | str |
                                "command again to label the rest.")
     bar.close()
     return store.collect(n_input=len(frames))
+
+
+def hours_until(clock: str, now: datetime.datetime | None = None) -> float:
+    """Hours from ``now`` (default: the local time) to the next local time ``clock`` ("HH:MM")."""
+    try:
+        target = datetime.datetime.strptime(clock, "%H:%M").time()
+    except ValueError:
+        raise ValueError(f"--until wants a time HH:MM, got {clock!r}") from None
+    now = now or datetime.datetime.now()
+    end = datetime.datetime.combine(now.date(), target)
+    if end <= now:
+        end += datetime.timedelta(days=1)
+    return (end - now).total_seconds() / 3600
 
 
 def _groups(indices: list[int], frames: Sequence[Atoms], group_key: str | None) -> list[list[int]]:

@@ -1,0 +1,101 @@
+"""Candidate frames for active learning: what the workflows visit, driven by the current model.
+
+NPT MD of delithiated LMFP cells at several temperatures and the optimisation paths of relaxed Li orderings, in
+supercells other than the DFT benchmark's 28-atom cell. Each round draws its own compositions, cells, site
+arrangements and temperatures (seeded), so rounds explore different configurations. A run that blows up keeps
+the frames it wrote (the trust window of the selection drops unphysical ones).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import ase.io
+import numpy as np
+from ase import Atoms
+
+from mf_calc.structures import lmfp
+from mf_calc.workflows.md import run_md
+from mf_calc.workflows.md_observers import MDInstabilityError
+from mf_calc.workflows.relax import relax
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExploreSettings:
+    """What one round explores. Temperatures K, MD steps of 1 fs, ``interval`` steps between kept frames."""
+
+    cells: tuple[tuple[int, int, int], ...] = ((1, 2, 1), (1, 1, 2), (2, 1, 1))
+    x_li: tuple[float, ...] = (0.25, 0.5, 0.75)
+    y_mn: tuple[float, ...] = (0.0, 0.5, 1.0)
+    temperatures_K: tuple[float, ...] = (300.0, 600.0, 900.0)
+    trajectories: int = 6
+    md_steps: int = 1000
+    interval: int = 20
+    relaxations: int = 3
+
+    def __post_init__(self):
+        object.__setattr__(self, "cells", tuple(tuple(int(n) for n in c) for c in self.cells))
+        for name in ("x_li", "y_mn", "temperatures_K"):
+            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
+        if self.interval < 1 or self.md_steps < 0 or self.trajectories < 0 or self.relaxations < 0:
+            raise ValueError("explore: interval >= 1 and non-negative md_steps, trajectories, relaxations")
+
+
+def _cases(settings: ExploreSettings, n: int, rng) -> list[dict]:
+    """``n`` (cell, x, y, T, site seed) draws whose x and y the cell can hold exactly."""
+    cases = []
+    for _ in range(100 * max(n, 1)):
+        if len(cases) == n:
+            break
+        cell = settings.cells[rng.integers(len(settings.cells))]
+        x, y = rng.choice(settings.x_li), rng.choice(settings.y_mn)
+        sites = 4 * int(np.prod(cell))
+        if abs(x * sites - round(x * sites)) > 1e-9 or abs(y * sites - round(y * sites)) > 1e-9:
+            continue
+        cases.append({"cell": cell, "x_li": float(x), "y_mn": float(y),
+                      "temperature_K": float(rng.choice(settings.temperatures_K)), "site_seed": int(rng.integers(1 << 30))})
+    return cases
+
+
+def _md_frames(case: dict, calc, settings: ExploreSettings, folder: Path, name: str) -> list[Atoms]:
+    start = lmfp(case["x_li"], case["y_mn"], supercell=case["cell"], seed=case["site_seed"])
+    start, _ = relax(start, calc, fmax=0.1, steps=200)
+    trajectory = folder / f"{name}.traj"
+    try:
+        run_md(start, calc, ensemble="npt", temperature_K=case["temperature_K"], steps=settings.md_steps,
+               trajectory=trajectory, log=None, loginterval=settings.interval, seed=case["site_seed"], progress=False)
+    except MDInstabilityError as err:  # keep what it wrote
+        log.warning("explore %s stopped: %s", name, err)
+    return ase.io.read(trajectory, ":")
+
+
+def _relax_frames(case: dict, calc, folder: Path, name: str) -> list[Atoms]:
+    trajectory = folder / f"{name}.traj"
+    relax(lmfp(case["x_li"], case["y_mn"], supercell=case["cell"], seed=case["site_seed"]), calc, fmax=0.05,
+          steps=300, trajectory=trajectory)
+    return ase.io.read(trajectory, ":")
+
+
+def explore(calc, settings: ExploreSettings, seed: int, folder) -> list[Atoms]:
+    """Candidate frames (structures only, with ``info``: kind, source, x_li, y_mn, supercell, temperature_K) from
+    MD and relaxations with ``calc``; trajectories go to ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    frames = []
+    jobs = [("md", c) for c in _cases(settings, settings.trajectories, rng)]
+    jobs += [("relax", c) for c in _cases(settings, settings.relaxations, rng)]
+    for k, (kind, case) in enumerate(jobs):
+        name = f"{kind}{k:02d}"
+        path = _md_frames(case, calc, settings, folder, name) if kind == "md" else _relax_frames(case, calc, folder, name)
+        for step, atoms in enumerate(path):
+            bare = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=True)
+            bare.info.update(kind=kind, source=name, frame=step, x_li=case["x_li"], y_mn=case["y_mn"],
+                             supercell=list(case["cell"]),
+                             temperature_K=case["temperature_K"] if kind == "md" else 0.0)
+            frames.append(bare)
+    return frames

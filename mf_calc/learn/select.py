@@ -1,0 +1,90 @@
+"""Which explored frames to label: committee disagreement inside a trust window, diverse picks, a random control.
+
+The committee's force deviation of a frame is DP-GEN's ``max_devi_f``: for each atom i the spread of the K models'
+forces, sqrt(mean_k |F_k,i - <F_i>|^2) (eV/Å), and its maximum over the atoms. Frames below the window's lower
+bound are ones the models already agree on; frames above its upper bound are usually unphysical (the explorer
+went astray) and a DFT run there is wasted. Inside the window the most uncertain frames are picked first, each
+at least ``min_distance`` (fingerprint units) from every frame picked before, up to ``cap``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from ase import Atoms
+
+
+@dataclass(frozen=True)
+class SelectSettings:
+    """Trust window (eV/Å), picks per round and the diversity threshold (fingerprint distance, 0-2)."""
+
+    lower: float = 0.05
+    upper: float = 0.6
+    cap: int = 10
+    min_distance: float = 0.05
+
+    def __post_init__(self):
+        if not 0 <= self.lower < self.upper:
+            raise ValueError(f"trust window needs 0 <= lower < upper, got [{self.lower}, {self.upper}]")
+        if self.cap < 1:
+            raise ValueError(f"cap must be >= 1, got {self.cap}")
+
+
+def force_deviation(forces: Sequence[Sequence[np.ndarray]]) -> np.ndarray:
+    """max_devi_f (eV/Å) of every frame; ``forces[k][n]`` is model k's (n_atoms, 3) forces on frame n."""
+    n_frames = {len(per_model) for per_model in forces}
+    if len(forces) < 2 or len(n_frames) != 1:
+        raise ValueError("a committee needs at least 2 models with a prediction for every frame")
+    out = []
+    for n in range(n_frames.pop()):
+        stack = np.stack([np.asarray(per_model[n]) for per_model in forces])  # (K, atoms, 3)
+        spread = np.sqrt(((stack - stack.mean(0)) ** 2).sum(-1).mean(0))
+        out.append(spread.max())
+    return np.array(out)
+
+
+def fingerprint(atoms: Atoms, cutoff: float = 6.0, bins: int = 50) -> np.ndarray:
+    """Unit-length histogram of pair distances per element pair (within ``cutoff`` Å): near-identical structures
+    (sibling MD snapshots, the same relaxed ordering) lie close, other compositions and geometries far."""
+    from ase.neighborlist import neighbor_list
+
+    i, j, d = neighbor_list("ijd", atoms, cutoff)
+    z = atoms.numbers
+    pairs = sorted({(a, b) for a in set(z.tolist()) for b in set(z.tolist()) if a <= b})
+    parts = []
+    for a, b in pairs:
+        mask = ((z[i] == a) & (z[j] == b)) | ((z[i] == b) & (z[j] == a))
+        parts.append(np.histogram(d[mask], bins=bins, range=(0.0, cutoff))[0])
+    vector = np.concatenate(parts).astype(float) if parts else np.zeros(1)
+    norm = np.linalg.norm(vector)
+    return vector / norm if norm > 0 else vector
+
+
+def _distance(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b)) if a.shape == b.shape else np.inf  # other element pairs: far apart
+
+
+def pick_uncertain(frames: Sequence[Atoms], deviation: np.ndarray, settings: SelectSettings,
+                   exclude: Sequence[Atoms] = ()) -> list[int]:
+    """Indices of frames to label: inside the trust window, most uncertain first, diverse (also from ``exclude``,
+    e.g. frames labelled in earlier rounds), at most ``settings.cap``."""
+    inside = np.flatnonzero((deviation >= settings.lower) & (deviation < settings.upper))
+    taken = [fingerprint(a) for a in exclude]
+    picks: list[int] = []
+    for index in inside[np.argsort(-deviation[inside], kind="stable")]:
+        fp = fingerprint(frames[index])
+        if all(_distance(fp, other) >= settings.min_distance for other in taken):
+            picks.append(int(index))
+            taken.append(fp)
+            if len(picks) == settings.cap:
+                break
+    return picks
+
+
+def pick_random(n_frames: int, count: int, seed: int, avoid: Sequence[int] = ()) -> list[int]:
+    """``count`` random frame indices (the control arm at the same DFT budget), none of ``avoid``."""
+    pool = np.setdiff1d(np.arange(n_frames), np.asarray(avoid, dtype=int))
+    rng = np.random.default_rng(seed)
+    return sorted(rng.choice(pool, size=min(count, len(pool)), replace=False).tolist())

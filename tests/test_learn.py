@@ -1,0 +1,120 @@
+"""Active learning (mf_calc.learn, ``mf-calc learn``): committee deviation, trust-window and diverse selection, a
+random control, and whole rounds with Lennard-Jones standing in for DFT and tiny models for the committee."""
+
+from __future__ import annotations
+
+import json
+
+import ase.io
+import numpy as np
+import pytest
+from conftest import tiny_model
+
+from mf_calc import lmfp
+from mf_calc.cli import main
+from mf_calc.learn import LearnSettings, SelectSettings, force_deviation, next_round, pick_random, pick_uncertain
+from mf_calc.learn.loop import round_dir, run_round
+
+LJ_SPEC = {"calculator": "label_helpers:FlakyLJ", "settings": {"sigma": 1.5, "epsilon": 0.01, "rc": 4.0},
+           "magnetic_start": "none"}
+
+
+def test_force_deviation_is_the_largest_per_atom_spread_of_the_committee():
+    base = np.zeros((4, 3))
+    shifted = base.copy()
+    shifted[2] = [0.3, 0.0, 0.0]  # one model differs on atom 2 by 0.3 eV/Å
+    deviation = force_deviation([[base, base], [base, base], [base, shifted]])
+    assert deviation[0] == pytest.approx(0.0)
+    # mean 0.1, spread sqrt((0.01 + 0.01 + 0.04) / 3)
+    assert deviation[1] == pytest.approx(np.sqrt(0.06 / 3))
+    with pytest.raises(ValueError, match="at least 2 models"):
+        force_deviation([[base]])
+
+
+def test_uncertain_picks_stay_in_the_window_most_uncertain_first_and_diverse():
+    frames = [lmfp(x_li=x, supercell=(1, 1, 1), seed=s) for x, s in
+              ((1.0, 0), (1.0, 0), (0.5, 1), (0.5, 2), (0.0, 0), (0.25, 3))]
+    deviation = np.array([0.30, 0.29, 0.02, 0.20, 0.90, 0.10])
+    settings = SelectSettings(lower=0.05, upper=0.6, cap=3, min_distance=0.01)
+    picks = pick_uncertain(frames, deviation, settings)
+    # 4 is above the window, 2 below it; 1 is the same structure as 0
+    assert picks == [0, 3, 5]
+    assert pick_uncertain(frames, deviation, settings, exclude=[frames[3]]) == [0, 5]
+    assert pick_uncertain(frames, deviation, SelectSettings(cap=1, min_distance=0.01)) == [0]
+    with pytest.raises(ValueError, match="trust window"):
+        SelectSettings(lower=0.5, upper=0.1)
+
+
+def test_random_control_is_seeded_and_avoids_given_frames():
+    picks = pick_random(20, 5, seed=3, avoid=[0, 1, 2])
+    assert picks == pick_random(20, 5, seed=3, avoid=[0, 1, 2]) and len(set(picks)) == 5
+    assert not set(picks) & {0, 1, 2} and picks != pick_random(20, 5, seed=4, avoid=[0, 1, 2])
+
+
+def _run(tmp_path, select="committee"):
+    """Settings of a tiny run: a 2-model committee of tiny models on 6 LJ-labelled frames, one short MD and one
+    relaxation per round in the 28-atom cell, 2 picks labelled by Lennard-Jones."""
+    from ase.calculators.lj import LennardJones
+
+    model = tiny_model(modules="", fidelities=("lj",)).float()
+    model.save(tmp_path / "start")
+    frames = []
+    for i in range(6):
+        atoms = lmfp(x_li=0.5, supercell=(1, 1, 1), seed=i)
+        atoms.rattle(0.05, seed=i)
+        atoms.calc = LennardJones(**LJ_SPEC["settings"])
+        atoms.get_forces()
+        frames.append(atoms)
+    ase.io.write(tmp_path / "base.extxyz", frames)
+    (tmp_path / "spec.json").write_text(json.dumps(LJ_SPEC))
+    return LearnSettings(model=str(tmp_path / "start"), data=(f"{tmp_path / 'base.extxyz'}:lj",), fidelity="lj",
+                         spec=str(tmp_path / "spec.json"), committee=2, select=select,
+                         train={"epochs": 1, "batch_size": 3, "lr": 1e-3, "modules": "", "targets": "ef"},
+                         explore={"cells": [[1, 1, 1]], "x_li": [0.5], "y_mn": [0.0, 0.5], "temperatures_K": [600],
+                                  "trajectories": 1, "md_steps": 10, "interval": 5, "relaxations": 1},
+                         selection={"lower": 0.0, "upper": 100.0, "cap": 2, "min_distance": 1e-6},
+                         evaluate=(str(tmp_path / "base.extxyz"),))
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_rounds_write_every_step_continue_and_feed_the_next_round(tmp_path):
+    settings = _run(tmp_path)
+    run = tmp_path / "run"
+    from mf_calc.learn import open_run
+
+    open_run(run, settings)
+    first = run_round(run, settings, 0, deadline=0.0)  # past deadline: no DFT frame starts
+    assert first is None and (round_dir(run, 0) / "selected.extxyz").is_file()
+    selection = json.loads((round_dir(run, 0) / "selection.json").read_text())
+    candidates = ase.io.read(round_dir(run, 0) / "candidates.extxyz", ":")
+    assert len(selection["deviation_eV_A"]) == len(candidates) > 2 and len(selection["picks"]) == 2
+    assert {a.info["kind"] for a in candidates} == {"md", "relax"}
+    assert next_round(run) == 0
+    result = run_round(run, settings, 0)  # continues: labels the picks, evaluates
+    assert result["labelled"] == 2 and result["trained_on_labelled_frames"] == 0
+    assert (round_dir(run, 0) / "report.md").read_text().startswith("# Active-learning round 0")
+    assert next_round(run) == 1
+    # round 1 trains on the base data and round 0's labels, and avoids picking them again
+    assert main(["learn", str(run), "--threads", "1"]) == 0
+    second = json.loads((round_dir(run, 1) / "evaluation.json").read_text())
+    assert second["trained_on_labelled_frames"] == 2 and next_round(run) == 2
+    with pytest.raises(ValueError, match="other settings"):
+        open_run(run, LearnSettings(**(settings.to_dict() | {"committee": 3})))
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_random_arm_picks_at_random_at_the_same_budget(tmp_path):
+    settings = _run(tmp_path, select="random")
+    result = run_round(tmp_path / "run", settings, 0)
+    selection = json.loads((round_dir(tmp_path / "run", 0) / "selection.json").read_text())
+    assert result["labelled"] == 2 and selection["select"] == "random"
+    assert selection["picks"] == pick_random(len(selection["deviation_eV_A"]), 2, seed=0)
+
+
+def test_bad_settings_are_named():
+    with pytest.raises(ValueError, match="select must be"):
+        LearnSettings(model="m", data=("d",), select="best")
+    with pytest.raises(ValueError, match="at least 2 models"):
+        LearnSettings(model="m", data=("d",), committee=1)
+    with pytest.raises(ValueError, match="unknown learn setting"):
+        LearnSettings.from_dict({"model": "m", "data": ["d"], "budget": 3})
