@@ -24,7 +24,8 @@ class MFCalculator(Calculator):
     """MFCalculator(model=None, fidelity=None).
 
     model: an ``MFCHGNet``, a model folder, or a shipped model name (see ``mf_calc.available_models``);
-    None loads the default model. fidelity: name or index; None means the highest (last) fidelity.
+    None loads the default model; a model given is moved to ``device`` and otherwise left as it is (its
+    train/eval mode and ``requires_grad`` flags too). fidelity: name or index; None means the highest (last) fidelity.
     An unknown fidelity raises ValueError listing the known names. Changing ``calc.fidelity``
     clears cached results.
 
@@ -46,7 +47,7 @@ class MFCalculator(Calculator):
         super().__init__(**kwargs)
         if not isinstance(model, MFCHGNet):
             model = load_model(model)
-        self.model = model.to(device).eval()  # the caller's model: no other state of it is changed
+        self.model = model.to(device)  # the caller's model, moved to ``device``; nothing else of it changes
         self._fidelity = self.model.fidelities.index(fidelity)
         self.contacts = contact_check_for(self.model)
         self.neighbors = DeviceGraphBuilder(self.model.config.cutoff, self.model.config.bond_cutoff, skin,

@@ -54,7 +54,7 @@ class MFTorchSimModel(ModelInterface):
         super().__init__()
         if not isinstance(model, MFCHGNet):
             model = load_model(model)
-        self.model = model.to(device).eval()
+        self.model = model.to(device)  # moved to ``device``; its train/eval mode is left as it is
         self._device = torch.device(device)
         self._dtype = next(model.parameters()).dtype
         self._compute_stress, self._compute_forces = compute_stress, compute_forces

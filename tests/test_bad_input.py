@@ -62,11 +62,14 @@ def test_a_training_run_folder_loads_its_best_model(tmp_path, capsys):
 
 
 def test_a_model_used_in_a_calculator_can_still_be_trained(lmfp_delithiated):
-    model = tiny_model()
+    model = tiny_model().train()
     before = [p.requires_grad for p in model.parameters()]
     lmfp_delithiated.calc = MFCalculator(model)
-    lmfp_delithiated.get_forces()
+    forces = lmfp_delithiated.get_forces()
     assert [p.requires_grad for p in model.parameters()] == before and all(before)
+    assert model.training  # the calculator leaves the caller's train/eval mode as it was
+    reference = model.eval().predict([lmfp_delithiated], fidelity="high", task="ef")[0]["forces"]
+    np.testing.assert_allclose(forces, reference, atol=1e-10)  # and the mode does not change predictions
     from mf_calc.model.graph import collate
 
     model.train()

@@ -19,8 +19,9 @@ import ase
 import numpy as np
 from ase.stress import full_3x3_to_voigt_6_stress
 
+from mf_calc.constants import MAX_Z
+
 #: Largest atomic number CHGNet's atom embedding covers (Pu).
-MAX_Z = 94
 
 
 class DataError(ValueError):

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 from ase import Atoms
 from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress
-from ase.units import GPa
 
+from mf_calc.constants import EV_A3_TO_GPA
 from mf_calc.label.spec import LabelSpec
 from mf_calc.label.u_ramp import ramp_scf
 
@@ -49,8 +49,8 @@ def finite_difference_check(atoms: Atoms, spec: LabelSpec, atom_indices: Sequenc
               "forces_max_abs_diff_eV_A": float(np.abs(forces - numeric_forces).max())}
     if stress:
         numeric_stress = calculate_numerical_stress(prepared, eps=eps_strain, voigt=True, force_consistent=True)
-        result.update(eps_strain=eps_strain, stress_analytic_GPa=analytic_stress / GPa,
-                      stress_numeric_GPa=numeric_stress / GPa,
-                      stress_max_abs_diff_GPa=float(np.abs(analytic_stress - numeric_stress).max() / GPa))
+        result.update(eps_strain=eps_strain, stress_analytic_GPa=analytic_stress * EV_A3_TO_GPA,
+                      stress_numeric_GPa=numeric_stress * EV_A3_TO_GPA,
+                      stress_max_abs_diff_GPa=float(np.abs(analytic_stress - numeric_stress).max() * EV_A3_TO_GPA))
     result["seconds"] = time.perf_counter() - start
     return result

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import ase.io
 import numpy as np
 
 from mf_calc.atomic import atomic_write, write_json
+from mf_calc.constants import dataclass_from_dict
 from mf_calc.learn.explore import ExploreSettings, explore
 from mf_calc.learn.select import SelectSettings, force_deviation, pick_random, pick_uncertain
 
@@ -63,10 +64,7 @@ class LearnSettings:
 
     @classmethod
     def from_dict(cls, data: dict) -> LearnSettings:
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown learn setting(s) {sorted(unknown)}")
-        return cls(**data)
+        return dataclass_from_dict(cls, data, "learn setting")
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(asdict(self)))

@@ -13,8 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from mf_calc.constants import MAX_Z
 from mf_calc.model.fidelity import FidelityRows
-from mf_calc.model.graph import MAX_Z, check_elements
+from mf_calc.model.graph import check_elements
 
 
 def element_counts(numbers_list: Sequence[Sequence[int]]) -> np.ndarray:

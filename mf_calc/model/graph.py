@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from pymatgen.optimization.neighbors import find_points_in_spheres
 
-MAX_Z = 94  # CHGNet's element embedding covers H..Pu
+from mf_calc.constants import MAX_Z
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ from chgnet.model.encoders import AngleEncoder, AtomEmbedding, BondEncoder
 from chgnet.model.functions import MLP, find_normalization
 from torch import Tensor, nn
 
+from mf_calc.constants import dataclass_from_dict
 from mf_calc.model import export, new_fidelities
 from mf_calc.model.composition import CompositionModel
 from mf_calc.model.fidelity import Fidelities, FidelityBias, FidelityRows, Switches, parse_modules
@@ -70,11 +71,7 @@ class MFConfig:
 
     @classmethod
     def from_dict(cls, dct: dict) -> MFConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(dct) - known
-        if unknown:
-            raise ValueError(f"unknown model config key(s) {sorted(unknown)}")
-        return cls(**dct)
+        return dataclass_from_dict(cls, dct, "model config")
 
 
 class MFCHGNet(nn.Module):

@@ -11,6 +11,7 @@ import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
+from mf_calc.constants import dataclass_from_dict
 from mf_calc.model.io import is_model_folder
 
 INITS = ("scratch", "chgnet-0.3.0", "chgnet-r2scan")
@@ -103,10 +104,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, dct: dict) -> TrainConfig:
-        unknown = set(dct) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown training config key(s) {sorted(unknown)}")
-        return cls(**dct)
+        return dataclass_from_dict(cls, dct, "training config")
 
     @classmethod
     def from_file(cls, path) -> TrainConfig:

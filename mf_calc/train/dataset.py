@@ -14,15 +14,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from ase.stress import voigt_6_to_full_3x3_stress
-from ase.units import GPa
 from torch import Tensor
 
+from mf_calc.constants import EV_A3_TO_GPA
 from mf_calc.data import DataError, Frame
 from mf_calc.model.graph import Batch, Graph, collate
 
 TARGETS = "efsm"
 ATOM_LEVEL = {"f", "m"}  # labels per atom; e and s are per structure
-EV_A3_TO_GPA = 1.0 / GPa
 
 
 @dataclass

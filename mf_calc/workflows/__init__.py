@@ -1,21 +1,26 @@
 """Workflows on top of any ASE calculator (usually ``MFCalculator``): relaxation, MD, Li diffusion,
 phonons, oxidation states from magmoms, and the fidelity gap.
 
-Each lives in its own small module; heavy imports (phonopy, matplotlib, the model) happen inside the
-functions that need them.
+Each lives in its own small module; the names below are imported on first use, so that importing one module
+(e.g. the numpy-only ``msd``) does not load the others or the model.
 """
 
-from mf_calc.workflows.diffusion import li_diffusion
-from mf_calc.workflows.gap import fidelity_gap
-from mf_calc.workflows.io import read_structure, resolve_calculator
-from mf_calc.workflows.md import plot_md_log, read_md_log, run_md
-from mf_calc.workflows.msd import arrhenius_fit, msd_analysis, unwrapped_positions
-from mf_calc.workflows.oxidation import charge_balance, oxidation_states, oxidation_summary
-from mf_calc.workflows.phonons import phonons
-from mf_calc.workflows.relax import relax
+# a function named like its module is bound here: importing the module later must not replace it on the package
+from mf_calc.workflows.phonons import phonons as phonons
+from mf_calc.workflows.relax import relax as relax
 
-__all__ = [
-    "arrhenius_fit", "charge_balance", "fidelity_gap", "li_diffusion", "msd_analysis", "oxidation_states",
-    "oxidation_summary", "phonons", "plot_md_log", "read_md_log", "read_structure", "relax", "resolve_calculator",
-    "run_md", "unwrapped_positions",
-]
+_EXPORTS = {"li_diffusion": "diffusion", "fidelity_gap": "gap", "read_structure": "io", "resolve_calculator": "io",
+            "plot_md_log": "md", "read_md_log": "md", "run_md": "md", "arrhenius_fit": "msd", "msd_analysis": "msd",
+            "unwrapped_positions": "msd", "charge_balance": "oxidation", "oxidation_states": "oxidation",
+            "oxidation_summary": "oxidation"}
+__all__ = sorted([*_EXPORTS, "phonons", "relax"])
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'mf_calc.workflows' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"mf_calc.workflows.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value

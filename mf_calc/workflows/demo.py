@@ -14,8 +14,8 @@ from pathlib import Path
 
 from mf_calc import MFCalculator, lmfp, load_model
 from mf_calc.atomic import write_json
+from mf_calc.constants import EV_A3_TO_GPA as GPA
 from mf_calc.model.mfchgnet import MFCHGNet
-from mf_calc.workflows.io import GPA
 from mf_calc.workflows.md import plot_md_log, run_md
 from mf_calc.workflows.relax import format_summary, relax
 

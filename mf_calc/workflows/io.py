@@ -10,12 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ase import Atoms, units
+from ase import Atoms
 from ase.calculators.calculator import Calculator
-
-from mf_calc import MFCalculator, lmfp, load_model
-
-GPA = 1.0 / units.GPa  # eV/Å³ -> GPa (160.2177)
 
 
 def read_structure(path, index=-1) -> Atoms:
@@ -72,6 +68,8 @@ def resolve_calculator(model=None, fidelity=None) -> Calculator:
             model.fidelity = fidelity
         return model
 
+    from mf_calc.calculator import MFCalculator
+
     return MFCalculator(model, fidelity=fidelity)
 
 
@@ -89,6 +87,8 @@ def fidelity_sweep_setup(args, quick: dict):
     ``--quick`` (the ``quick`` values replace those arguments), read the structure file or build LMFP at
     x_Li = 1 from ``--y-mn --supercell --seed``, load ``--model``, resolve the repeatable ``--fidelity``
     and create ``--out`` — all before any work. Returns (atoms, model, fidelity names, output folder)."""
+    from mf_calc.hub import load_model
+    from mf_calc.structures import lmfp
 
     if args.quick:
         for key, value in quick.items():

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mf_calc.workflows.io import GPA, lattice_dict
+from mf_calc.constants import EV_A3_TO_GPA as GPA
+from mf_calc.workflows.io import lattice_dict
 from mf_calc.workflows.oxidation import format_oxidation_record, oxidation_columns, oxidation_record
 
 #: Log columns every run has; oxidation columns follow when the calculator gives magmoms.

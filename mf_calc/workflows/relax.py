@@ -9,7 +9,8 @@ import ase.optimize
 import numpy as np
 from ase import Atoms
 
-from mf_calc.workflows.io import GPA, fidelity_of, lattice_dict
+from mf_calc.constants import EV_A3_TO_GPA as GPA
+from mf_calc.workflows.io import fidelity_of, lattice_dict
 from mf_calc.workflows.oxidation import format_oxidation, oxidation_summary
 
 OPTIMIZERS = ("FIRE", "BFGS", "LBFGS", "BFGSLineSearch", "LBFGSLineSearch", "MDMin", "GPMin")
