@@ -309,3 +309,26 @@ def test_two_process_training_equals_one_process_with_the_global_batch(tmp_path)
         for fid in FIDS:
             assert mine["val"][fid]["f_mae"] == pytest.approx(theirs["val"][fid]["f_mae"], rel=1e-4)
             assert mine["val"][fid]["e_n"] == theirs["val"][fid]["e_n"] == 1
+
+
+def test_validation_split_keeps_each_configuration_on_one_side():
+    """Snapshots of one configuration (info config_id) are never split between training and validation; frames
+    without the key split one by one, as before."""
+    from mf_calc.data import Frame
+    from mf_calc.train.dataset import FrameDataset
+
+    frames = []
+    for c in range(10):
+        for snapshot in range(4):
+            atoms = lmfp(supercell=(1, 1, 1), seed=c)
+            atoms.rattle(0.01, seed=snapshot)
+            atoms.info["config_id"] = f"cfg-{c}"
+            frames.append(Frame(atoms, "high", -1.0, None, None, None, f"f{c}-{snapshot}"))
+    train, val = FrameDataset(frames).split(0.2, seed=3)
+    ids = lambda d: {f.atoms.info["config_id"] for f in d.frames}  # noqa: E731
+    assert not ids(train) & ids(val) and len(val) == 8 and len(train) == 32
+    assert ids(val) != ids(FrameDataset(frames).split(0.2, seed=4)[1])  # seeded
+    for f in frames:
+        del f.atoms.info["config_id"]
+    train, val = FrameDataset(frames).split(0.2, seed=3)
+    assert len(val) == 8 and len(train) == 32

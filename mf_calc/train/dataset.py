@@ -24,6 +24,18 @@ TARGETS = "efsm"
 ATOM_LEVEL = {"f", "m"}  # labels per atom; e and s are per structure
 
 
+#: ``info`` keys naming the configuration a frame was made from (first found wins)
+GROUP_KEYS = ("config_id", "trajectory")
+
+
+def _configuration(frame: Frame, index: int):
+    """The configuration a frame belongs to: its first ``GROUP_KEYS`` value, else the frame alone."""
+    for key in GROUP_KEYS:
+        if key in frame.atoms.info:
+            return (key, str(frame.atoms.info[key]))
+    return ("frame", index)
+
+
 @dataclass
 class Labels:
     """Labels of a batch: ``values[t]`` and boolean ``masks[t]`` (per structure for e, s; per atom for f, m)."""
@@ -65,15 +77,29 @@ class FrameDataset:
         return FrameDataset([f for f in self.frames if f.fidelity == name])
 
     def split(self, val_fraction: float, seed: int) -> tuple[FrameDataset, FrameDataset]:
-        """Random (train, validation) split, stratified by fidelity, reproducible from ``seed``."""
+        """Random (train, validation) split by configuration, stratified by fidelity, reproducible from ``seed``:
+        frames sharing a configuration (``info`` key of ``GROUP_KEYS``: the MD snapshots and strained copies of
+        one relaxed configuration) go to the same side, so validation never sees a sibling of a training frame.
+        Whole configurations are drawn until ``val_fraction`` of the fidelity's frames is reached; a frame
+        without such a key is a configuration of its own."""
         rng = np.random.default_rng([seed, 1])
         val: list[int] = []
         for name in self.fidelity_names:
-            idx = np.array([i for i, f in enumerate(self.frames) if f.fidelity == name])
-            n_val = int(round(val_fraction * len(idx)))
-            if val_fraction > 0 and n_val == 0 and len(idx) > 1:
+            groups: dict = {}
+            for i, f in enumerate(self.frames):
+                if f.fidelity == name:
+                    groups.setdefault(_configuration(f, i), []).append(i)
+            members = list(groups.values())
+            n_frames = sum(len(m) for m in members)
+            n_val = int(round(val_fraction * n_frames))
+            if val_fraction > 0 and n_val == 0 and len(members) > 1:
                 n_val = 1
-            val.extend(rng.permutation(idx)[:n_val].tolist())
+            taken = 0
+            for g in rng.permutation(len(members)):
+                if taken >= n_val:
+                    break
+                val.extend(members[g])
+                taken += len(members[g])
         val_set = set(val)
         return self.subset([i for i in range(len(self)) if i not in val_set]), self.subset(sorted(val))
 
