@@ -24,9 +24,7 @@ def run(args) -> int:
     from mf_calc.model.export import save_chgnet
 
     model = load_model(args.model)
-    fidelity = int(args.fidelity) if args.fidelity is not None and args.fidelity.isdigit() \
-        and args.fidelity not in model.fidelities.names else args.fidelity
-    name = model.fidelities.name(fidelity)
+    name = model.fidelities.name(args.fidelity)  # a name, or an index given as text
     out = Path(args.out)
     if out.suffix in CHGNET_SUFFIXES:
         written = [save_chgnet(model, name, out)]

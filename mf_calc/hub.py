@@ -19,11 +19,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from mf_calc.constants import WARM_STARTS
 from mf_calc.model.io import is_model_folder
 from mf_calc.model.mfchgnet import MFCHGNet
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
-WARM_STARTS = {"chgnet-0.3.0": ("0.3.0", ("pbe_u",)), "chgnet-r2scan": ("r2scan", ("r2scan",))}
 DEFAULT_MODEL = "lmfp-mf"
 
 

@@ -20,7 +20,7 @@ TEACHER_FILES = {"high": "lmfp_r2scan_train.extxyz.gz", "low": "lmfp_pbe_u_train
 #: the high and the low file
 DFT_FILES = {"high": "lmfp_gpaw_afm_train.extxyz.gz", "low": "lmfp_gpaw_nonmag.extxyz.gz",
              "test": "lmfp_gpaw_afm_test.extxyz.gz"}
-WARM = "chgnet-0.3.0"  # the pretrained model warm-started runs begin from
+WARM = "chgnet-0.3.0"  # the pretrained model warm-started runs begin from (a key of mf_calc.constants.WARM_STARTS)
 
 ALL = None  # "all frames" in n_high / n_low
 

@@ -49,10 +49,10 @@ def register(sub) -> None:
 def cmd_label(args) -> int:
     from mf_calc.atomic import json_safe
     from mf_calc.label.spec import LabelSpec
-    from mf_calc.workflows.io import read_frames
+    from mf_calc.workflows.io import read_structures
 
     spec = LabelSpec.load(args.spec)
-    frames = read_frames(args.frames)
+    frames = read_structures(args.frames)
     if args.check:
         from mf_calc.label.checks import finite_difference_check
 

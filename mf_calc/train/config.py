@@ -11,10 +11,10 @@ import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
-from mf_calc.constants import dataclass_from_dict
+from mf_calc.constants import WARM_STARTS, dataclass_from_dict
 from mf_calc.model.io import is_model_folder
 
-INITS = ("scratch", "chgnet-0.3.0", "chgnet-r2scan")
+INITS = ("scratch", *WARM_STARTS)
 TARGET_LETTERS = "efsm"
 
 

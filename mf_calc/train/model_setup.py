@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
+from mf_calc.constants import WARM_STARTS
 from mf_calc.model.io import is_model_folder
 from mf_calc.model.mfchgnet import MFCHGNet, MFConfig
 from mf_calc.train.config import TrainConfig
@@ -47,7 +48,7 @@ def build_model(config: TrainConfig, fidelities: Sequence[str]) -> MFCHGNet:
         model = MFCHGNet(MFConfig(fidelities=fidelities, modules=config.modules, **config.model))
         model.metadata = {"init": "scratch"}
         return model
-    return MFCHGNet.from_chgnet(config.init.removeprefix("chgnet-"), fidelities=fidelities, modules=config.modules)
+    return MFCHGNet.from_chgnet(WARM_STARTS[config.init][0], fidelities=fidelities, modules=config.modules)
 
 
 def freeze(model: MFCHGNet, names: Sequence[str]) -> None:

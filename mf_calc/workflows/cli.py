@@ -281,9 +281,9 @@ def _add_phonons(sub):
 def cmd_gap(args) -> int:
     from mf_calc.atomic import write_json
     from mf_calc.workflows.gap import fidelity_gap, format_gap_table
-    from mf_calc.workflows.io import read_frames
+    from mf_calc.workflows.io import read_structures
 
-    frames = read_frames(args.frames)
+    frames = read_structures(args.frames)
     calc = _calculator(args)
     t0 = time.perf_counter()
     rows = fidelity_gap(frames, calc.model, reference=calc.fidelity, sort_by=args.sort_by)

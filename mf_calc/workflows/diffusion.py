@@ -11,7 +11,7 @@ import numpy as np
 from ase.units import kB
 
 from mf_calc.atomic import write_json
-from mf_calc.workflows.io import read_frames
+from mf_calc.workflows.io import read_structures
 from mf_calc.workflows.md import run_md
 from mf_calc.workflows.msd import arrhenius_fit, msd_analysis
 from mf_calc.workflows.plots import new_figure, save_figure
@@ -158,7 +158,7 @@ def li_diffusion(
 
     per_T = {}
     for T, path in pairs:
-        per_T[T] = msd_analysis(read_frames(path), species=species, frame_interval_ps=frame_interval_ps,
+        per_T[T] = msd_analysis(read_structures(path), species=species, frame_interval_ps=frame_interval_ps,
                                 drift=drift, skip=skip, n_blocks=n_blocks)
         if verbose:
             r = per_T[T]

@@ -35,7 +35,7 @@ from ase import Atoms
 
 from mf_calc import MFCalculator, load_model
 from mf_calc.atomic import write_json
-from mf_calc.hub import WARM_STARTS
+from mf_calc.constants import WARM_STARTS
 from mf_calc.workflows.plots import new_figure, save_figure
 from mf_calc.workflows.relax import relax, relax_summary
 

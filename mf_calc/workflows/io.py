@@ -38,7 +38,7 @@ def read_structure(path, index=-1) -> Atoms:
     return atoms
 
 
-def read_frames(path) -> list[Atoms]:
+def read_structures(path) -> list[Atoms]:
     """All frames of a trajectory file (.traj, .extxyz, ...), with the same error rules as read_structure."""
     from ase.io import read
 

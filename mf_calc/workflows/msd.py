@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from ase.units import kB
 
-from mf_calc.workflows.io import read_frames
+from mf_calc.workflows.io import read_structures
 
 A2PS_TO_CM2S = 1e-4
 AXES = ("x", "y", "z")
@@ -123,7 +123,7 @@ def msd_analysis(
     dicts keyed "total", "x", "y", "z", the fit window, the error method and counts.
     """
     if isinstance(frames, (str, Path)):
-        frames = read_frames(frames)
+        frames = read_structures(frames)
     if frames is not None:
         positions = unwrapped_positions(frames)
         times_ps = frame_times(frames, frame_interval_ps)
