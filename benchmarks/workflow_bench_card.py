@@ -1,0 +1,88 @@
+"""The data card of the DFT workflow benchmark (``benchmarks/data/dft/workflow_bench/DATA_CARD.md``), made from its
+records and inputs: progress and cost per part, the DFT moments and oxidation states of every labelled hull
+ordering, and the scores of ``lmfp-dft`` (``workflow_bench_report.py``).
+
+    python benchmarks/workflow_bench_card.py
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import ase.io
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from make_workflow_bench import BENCH, INPUTS, PARTS, RAW, charge_ordered_spec  # noqa: E402
+from workflow_bench_report import evaluate  # noqa: E402
+
+
+def progress_rows() -> list[str]:
+    rows = ["| part | inputs | ok | failed | pending | median s per frame (one core) | SCF iterations (median) |",
+            "|---|---|---|---|---|---|---|"]
+    for part in PARTS:
+        path = INPUTS / f"{part}.extxyz"
+        n = len(ase.io.read(path, ":")) if path.is_file() else 0
+        records = [json.loads(p.read_text()) for p in sorted((RAW / part / "records").glob("*.json"))]
+        ok = [r for r in records if r["status"] == "ok"]
+        seconds = np.median([r["seconds"] for r in records]) if records else float("nan")
+        iterations = np.median([r["scf_iterations"] for r in ok if r["scf_iterations"]]) if ok else float("nan")
+        rows.append(f"| {part} | {n} | {len(ok)} | {len(records) - len(ok)} | {n - len(records)} | "
+                    f"{seconds:.0f} | {iterations:.0f} |")
+    return rows
+
+
+def moment_rows(part: str) -> list[str]:
+    from mf_calc.label.store import LabelStore, record_to_atoms
+    from mf_calc.workflows.oxidation import charge_balance, oxidation_states
+
+    if not (RAW / part / "run.json").is_file():
+        return []
+    inputs = ase.io.read(INPUTS / f"{part}.extxyz", ":")
+    rows = [f"| {part} frame | x | ordering | Fe/Mn moments (μB, DFT) | oxidation states | charge excess | E (eV) |",
+            "|---|---|---|---|---|---|---|"]
+    for record in LabelStore(RAW / part).all_records():
+        if record["status"] != "ok":
+            continue
+        atoms = record_to_atoms(record, "gpaw_afm")
+        tm = np.isin(atoms.numbers, (25, 26))
+        m = atoms.get_magnetic_moments()
+        ox = oxidation_states(atoms, m, scale="gpaw_afm")
+        states = " ".join(f"{atoms.get_chemical_symbols()[i]}{ox[i]}+" for i in np.flatnonzero(tm))
+        info = inputs[record["index"]].info
+        rows.append(f"| {record['index']} | {info['x_li']:.2f} | {info['ordering']} | "
+                    f"{' '.join(f'{v:+.2f}' for v in m[tm])} | {states} | {charge_balance(atoms, ox)} | "
+                    f"{atoms.get_potential_energy():.4f} |")
+    return rows
+
+
+def card() -> str:
+    spec = charge_ordered_spec()
+    scores = evaluate()
+    lines = ["# DFT workflow benchmark (gpaw_afm single points of what the workflows compute)", "",
+             "Made by `python benchmarks/make_workflow_bench.py` (see its docstring: parts, how each input was made "
+             "with `lmfp-dft`); this card by `python benchmarks/workflow_bench_card.py`. Never trained on: the "
+             "inputs are configurations the training sets never used (hull orderings relaxed by the model, other "
+             "site arrangements and MD seeds, the NEB path, strained volumes).", "",
+             "Labels: the shipped `gpaw_afm` spec; part `hull_fe_co` the same settings from the frame's own "
+             f"charge-ordered initial moments without the U ramp (spec hash `{spec.hash}`).", "",
+             "## Progress and cost", "", *progress_rows(), "",
+             "## What the project's PBE+U gives: moments and oxidation states of the hull orderings", "",
+             "Thresholds of the `gpaw_afm` scale (`mf_calc.workflows.oxidation`): Fe 3.92, Mn2+/3+ 4.30 μB. A charge "
+             "excess other than 0 means the moments do not give a charge-balanced set of Fe2+/Fe3+: the extra "
+             "electrons of the Li are spread over several Fe.", ""]
+    for part in ("hull_fe", "hull_fe_co", "hull_mnfe"):
+        rows = moment_rows(part)
+        if rows:
+            lines += [*rows, ""]
+    lines += ["## Scores of `lmfp-dft` on the frames labelled so far", "",
+              "```json", json.dumps(scores, indent=1), "```", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    text = card()
+    (BENCH / "DATA_CARD.md").write_text(text)
+    print(text)
