@@ -20,9 +20,11 @@ def parser(description: str, out: str) -> argparse.ArgumentParser:
 
 def setup(args):
     """Apply --threads, load the calculator (fails fast on a bad model/fidelity), make the output folder."""
+    from mf_calc.cli import show_messages
     from mf_calc.threads import configure_threads
     from mf_calc.workflows.io import resolve_calculator
 
+    show_messages()
     configure_threads(args.threads)
 
     calc = resolve_calculator(args.model, args.fidelity)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from mf_calc.cli_demo import register as register_demo
@@ -41,8 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def show_messages() -> None:
+    """Print the library's notes and progress messages (``logging`` at INFO) to stderr, as the commands do."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    show_messages()
     try:
         configure_threads(args.threads)
         return int(args.func(args) or 0)

@@ -16,12 +16,14 @@ Folders under ``mf_calc/pretrained/`` (config.json + weights.pt) are listed as w
 
 from __future__ import annotations
 
-import sys
+import logging
 from pathlib import Path
 
 from mf_calc.constants import WARM_STARTS
 from mf_calc.model.io import is_model_folder
 from mf_calc.model.mfchgnet import MFCHGNet
+
+log = logging.getLogger(__name__)
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 DEFAULT_MODEL = "lmfp-mf"
@@ -51,8 +53,8 @@ def load_model(name_or_path: str | Path | None = None) -> MFCHGNet:
     if Path(name).exists():
         path = Path(name)
         if not is_model_folder(path) and is_model_folder(path / "best"):
-            print(f"note: {path} is a training run folder; using its best model {path / 'best'} "
-                  f"(the last epoch's is {path / 'final'})", file=sys.stderr)
+            log.warning("note: %s is a training run folder; using its best model %s (the last epoch's is %s)",
+                        path, path / "best", path / "final")
             path = path / "best"
         return MFCHGNet.load(path)
     raise ValueError(f"unknown model {str(name)!r}: not a model folder, nor one of {available_models()}")

@@ -17,8 +17,10 @@ steals the core its partner needs. Two defences:
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
+
+log = logging.getLogger(__name__)
 
 WAIT_POLICY = "OMP_WAIT_POLICY"
 
@@ -60,7 +62,7 @@ def configure_threads(threads: int | None = None, quiet: bool = False) -> int:
         n_cores = available_cores()
         threads = free_cores(n_cores)
         if threads < n_cores and not quiet:
-            print(f"note: other work is using {n_cores - threads} of this process's {n_cores} cores (load average "
-                  f"{os.getloadavg()[0]:.1f}); using {threads} torch thread(s). --threads N overrides.", file=sys.stderr)
+            log.warning("note: other work is using %d of this process's %d cores (load average %.1f); using %d torch "
+                        "thread(s). --threads N overrides.", n_cores - threads, n_cores, os.getloadavg()[0], threads)
     torch.set_num_threads(threads)
     return threads

@@ -51,11 +51,11 @@ def test_nan_appearing_during_md_is_caught_by_the_cached_path():
         atoms.get_potential_energy()
 
 
-def test_a_training_run_folder_loads_its_best_model(tmp_path, capsys):
+def test_a_training_run_folder_loads_its_best_model(tmp_path, caplog):
     tiny_model().save(tmp_path / "run" / "best")
     model = load_model(tmp_path / "run")
     assert model.fidelities.names == ("low", "high")
-    assert "training run folder" in capsys.readouterr().err
+    assert "training run folder" in caplog.text
     with pytest.raises(ValueError, match="not a model folder|config.json"):
         (tmp_path / "empty").mkdir()
         load_model(tmp_path / "empty")

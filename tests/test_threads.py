@@ -36,7 +36,7 @@ def test_import_sets_a_passive_openmp_wait_on_a_busy_machine_unless_the_user_cho
     assert policy(64.0, {"OMP_WAIT_POLICY": "ACTIVE"}) == "ACTIVE"
 
 
-def test_configure_threads_explicit_and_by_free_cores(monkeypatch, capsys, restore_threads):
+def test_configure_threads_explicit_and_by_free_cores(monkeypatch, capsys, caplog, restore_threads):
     assert configure_threads(1) == 1 and torch.get_num_threads() == 1
     with pytest.raises(ValueError, match="threads must be >= 1"):
         configure_threads(0)
@@ -46,7 +46,7 @@ def test_configure_threads_explicit_and_by_free_cores(monkeypatch, capsys, resto
     monkeypatch.setattr(os, "getloadavg", lambda: (n + 3.0, 0.0, 0.0))
     assert configure_threads() == 1 and torch.get_num_threads() == 1
     if n > 1:
-        assert "using 1 torch thread(s)" in capsys.readouterr().err
+        assert "using 1 torch thread(s)" in caplog.text
 
 
 def test_every_command_takes_threads():

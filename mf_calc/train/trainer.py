@@ -8,6 +8,7 @@ Files in ``out_dir`` (rank 0 only): ``train_config.json``, ``checkpoint.pt``, ``
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -29,6 +30,8 @@ from mf_calc.train.distributed import World, global_batches
 from mf_calc.train.loss import in_label_units, loss_terms, model_task
 from mf_calc.train.metrics import REPORT, ErrorSums, accumulate_errors
 from mf_calc.train.model_setup import freeze
+
+log = logging.getLogger(__name__)
 
 #: Config keys that may differ between an interrupted run and its resumption.
 RESUME_FREE_KEYS = {"progress", "device", "eval_batch_size"}
@@ -218,7 +221,7 @@ class Trainer:
         if state is not None and not resume:
             raise ValueError(f"{self.out_dir} already holds a training run; resume it or choose another output folder")
         if resume and state is None and self.world.is_main:
-            print(f"no checkpoint in {self.out_dir}: starting a new run")
+            log.info("no checkpoint in %s: starting a new run", self.out_dir)
         return state
 
     def _restore(self, state: dict, data_id: dict) -> None:

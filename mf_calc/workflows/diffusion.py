@@ -4,6 +4,7 @@ conventions), plots and ``diffusion.json``."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import ase.io
@@ -15,6 +16,8 @@ from mf_calc.workflows.io import read_structures
 from mf_calc.workflows.md import run_md
 from mf_calc.workflows.msd import arrhenius_fit, msd_analysis
 from mf_calc.workflows.plots import new_figure, save_figure
+
+log = logging.getLogger(__name__)
 
 # ----------------------------------------------------------------------------- plots
 
@@ -153,7 +156,7 @@ def li_diffusion(
                              steps=steps, trajectory=traj, log=out / f"md_{T:g}K.csv", loginterval=loginterval,
                              seed=seed + 100 + k, init_velocities=False, progress=progress)
             if verbose:
-                print(f"  {T:g} K: {steps} steps, <T> = {summ['T_K_mean']:.0f} K, {summ['wall_s']:.0f} s", flush=True)
+                log.info("  %g K: %d steps, <T> = %.0f K, %.0f s", T, steps, summ["T_K_mean"], summ["wall_s"])
             pairs.append((T, traj))
 
     per_T = {}
@@ -163,9 +166,9 @@ def li_diffusion(
         if verbose:
             r = per_T[T]
             note = "" if r["resolved"]["total"] else "  [not resolved: D <= 2 sigma, run longer / hotter]"
-            print(f"  {T:g} K: D = {r['D_cm2_per_s']['total']:.2e} ± {r['D_err_cm2_per_s']['total']:.1e} cm²/s "
-                  f"(x {r['D_cm2_per_s']['x']:.1e}, y {r['D_cm2_per_s']['y']:.1e}, z {r['D_cm2_per_s']['z']:.1e})"
-                  + note, flush=True)
+            log.info("  %g K: D = %.2e ± %.1e cm²/s (x %.1e, y %.1e, z %.1e)%s", T, r["D_cm2_per_s"]["total"],
+                     r["D_err_cm2_per_s"]["total"], r["D_cm2_per_s"]["x"], r["D_cm2_per_s"]["y"], r["D_cm2_per_s"]["z"],
+                     note)
     Ts = sorted(per_T)
     fits = {}
     for key in ("total", "x", "y", "z"):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ from mf_calc.atomic import write_json
 from mf_calc.constants import WARM_STARTS
 from mf_calc.workflows.plots import new_figure, save_figure
 from mf_calc.workflows.relax import relax, relax_summary
+
+log = logging.getLogger(__name__)
 
 ON_HULL_TOL = 1e-3  # eV / fu: an ordering this close to the hull counts as on it
 
@@ -331,7 +334,7 @@ def li_chemical_potential(reference: str | None, fidelity: str, fmax: float = 0.
     if reference == "auto":
         reference = next((name for name, (_, fids) in WARM_STARTS.items() if fidelity in fids), None)
         if reference is None:
-            print(f"note: no shipped model covers Li metal at fidelity {fidelity!r}; voltages are relative")
+            log.warning("note: no shipped model covers Li metal at fidelity %r; voltages are relative", fidelity)
             return None
     model = load_model(reference)
     if fidelity not in model.fidelities.names:
