@@ -102,6 +102,12 @@ class MFCalculator(Calculator):
                                     self._fidelity, dtype=self.model.dtype)
 
 
+def model_of(calc) -> MFCHGNet | None:
+    """The MF-CHGNet behind a calculator (an ``MFCalculator``), or None for any other calculator."""
+    model = getattr(calc, "model", None)
+    return model if isinstance(model, MFCHGNet) else None
+
+
 @contextmanager
 def _parameters_frozen(model: torch.nn.Module):
     """No autograd graph towards the weights during a prediction (forces and stress need only the gradient

@@ -32,7 +32,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the opti
     raise ImportError("mf_calc.torchsim needs TorchSim: install it with `make torchsim` "
                       "(pip install torch-sim-atomistic)") from exc
 
-from mf_calc.calculator import _parameters_frozen
+from mf_calc.calculator import _parameters_frozen, model_of
 from mf_calc.hub import load_model
 from mf_calc.model.contacts import contact_check_for
 from mf_calc.model.device_graph import DeviceGraphBuilder
@@ -63,6 +63,16 @@ class MFTorchSimModel(ModelInterface):
         self.graphs = DeviceGraphBuilder(model.config.cutoff, model.config.bond_cutoff, skin,
                                          contacts=contact_check_for(model))
         self.fidelity = fidelity
+
+    @classmethod
+    def from_calculator(cls, calc, **kwargs) -> MFTorchSimModel:
+        """The TorchSim model of an ``MFCalculator``: its model, fidelity and device (ValueError for any other
+        calculator: only an MF-CHGNet runs in TorchSim)."""
+        model = model_of(calc)
+        if model is None:
+            raise ValueError(f"TorchSim needs an MFCalculator (its model and fidelity run there), got "
+                             f"{type(calc).__name__}")
+        return cls(model, fidelity=calc.fidelity, device=model.device, **kwargs)
 
     @property
     def fidelity(self):

@@ -205,11 +205,8 @@ def _torchsim_runs(atoms, calc, temperatures_K, steps, equil_steps, timestep_fs,
 
     from mf_calc.torchsim import MFTorchSimModel, batched_nvt
 
-    model = getattr(getattr(calc, "base", calc), "model", None)
-    if model is None:
-        raise ValueError("engine='torchsim' needs an MFCalculator (its model and fidelity run in TorchSim)")
     temperatures = [float(T) for T in temperatures_K]
-    tsm = MFTorchSimModel(model, fidelity=calc.fidelity, compute_stress=False)  # NVT needs no stress
+    tsm = MFTorchSimModel.from_calculator(calc, compute_stress=False)  # NVT needs no stress
     frames = batched_nvt([atoms] * len(temperatures), tsm, temperatures, steps, timestep_fs=timestep_fs,
                          loginterval=loginterval, equil_steps=equil_steps, seed=seed, progress=progress)
     pairs = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from mf_calc import load_model
+from mf_calc.calculator import model_of
 from mf_calc.model.mfchgnet import MFCHGNet
 
 SORT_KEYS = ("energy", "force_rms", "force_max")
@@ -29,8 +30,7 @@ def fidelity_gap(atoms_list, model=None, reference=None, sort_by: str = "force_r
 
     if sort_by not in SORT_KEYS:
         raise ValueError(f"sort_by must be one of {SORT_KEYS}, got {sort_by!r}")
-    if hasattr(model, "model") and isinstance(model.model, MFCHGNet):
-        model = model.model
+    model = model_of(model) or model
     if not isinstance(model, MFCHGNet):
         model = load_model(model)
     names = list(model.fidelities.names)

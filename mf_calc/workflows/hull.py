@@ -202,10 +202,8 @@ def relax_orderings(orderings: list[Ordering], calc_factory, folder, fmax: float
     if engine == "torchsim" and todo:
         from mf_calc.torchsim import MFTorchSimModel, batched_relax
 
-        if not hasattr(calc, "model"):
-            raise ValueError("engine='torchsim' needs an MFCalculator from calc_factory")
         t0 = time.perf_counter()
-        relaxed = batched_relax([o.atoms for o in todo], MFTorchSimModel(calc.model, fidelity=calc.fidelity),
+        relaxed = batched_relax([o.atoms for o in todo], MFTorchSimModel.from_calculator(calc),
                                 fmax=fmax, steps=steps)
         seconds = (time.perf_counter() - t0) / len(todo)
         for o, (atoms, converged) in zip(todo, relaxed):
