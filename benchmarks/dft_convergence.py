@@ -109,10 +109,14 @@ def variant_spec(name: str) -> LabelSpec:
     return LabelSpec.from_dict(base | {"settings": settings})
 
 
+#: the convergence frames: the first strained + rattled cell and the first MD snapshot of the test inputs
+CONVERGENCE_KINDS = ("strain", "md")
+
+
 def frames() -> list:
-    """The two convergence frames: first strained + rattled cell, first MD snapshot of the test inputs."""
+    """The convergence frames (``CONVERGENCE_KINDS``) of the test inputs."""
     test = ase.io.read(DATA / "inputs" / "afm_test.extxyz", ":")
-    return [next(a for a in test if a.info["kind"] == kind) for kind in ("strain", "md")]
+    return [next(a for a in test if a.info["kind"] == kind) for kind in CONVERGENCE_KINDS]
 
 
 def run(names: list[str], indices: list[int]) -> None:

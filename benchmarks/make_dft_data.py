@@ -1,10 +1,10 @@
 """Real-DFT LMFP data at two fidelities (GPAW PBE+U): ``gpaw_nonmag`` (cheap, non-spin-polarised) and
 ``gpaw_afm`` (spin-polarised from the antiferromagnetic olivine start), labelled with mf_calc.label.
 
-Configurations (28-atom olivine cells, ``lmfp(x, y, supercell=(1, 1, 1))``, x_Li and y_Mn in {0, 1/4, 1/2, 3/4,
-1} with random site choice) are relaxed (cell and positions) with the shipped model, then become either a
-short NVT trajectory (5 snapshots, 300-1000 K, driven by the shipped model) or a strained (±2 %) and
-rattled (0.02-0.06 Å) cell. Sets, from disjoint configurations:
+Configurations (the 28-atom olivine cell with 0-4 Li removed: 24-28 atoms, ``lmfp(x, y, supercell=(1, 1, 1))``,
+x_Li and y_Mn in {0, 1/4, 1/2, 3/4, 1} with random site choice) are relaxed (cell and positions) with the shipped
+model, then become either a short NVT trajectory (5 snapshots, 300-1000 K, driven by the shipped model) or a
+strained (±2 %) and rattled (0.02-0.06 Å) cell. Sets, from disjoint configurations:
 
     afm_test     30 frames, gpaw_afm only: the fixed test split nothing trains on
     paired       90 frames, labelled at both fidelities (gpaw_afm training frames; Δ-learning, fidelity gap)

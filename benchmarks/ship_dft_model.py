@@ -189,7 +189,8 @@ Targets of the issue:
 {chr(10).join(target_report(rows))}
 
 ## Limits
-- Trained on 28-atom LMFP olivine cells (x_Li, y_Mn in steps of 1/4; rattled, strained, 300-1000 K MD snapshots).
+- Trained on 24-28-atom LMFP olivine cells (the 28-atom cell, delithiated;
+  x_Li, y_Mn in steps of 1/4; rattled, strained, 300-1000 K MD snapshots).
 - {HIGH} labels have no stress (plane-wave stress at 600 eV is 2.5 GPa off): the stress of this model at {HIGH} is
   the strain derivative of an energy trained on the strained frames' energies and forces, never fitted to a stress.
 """
