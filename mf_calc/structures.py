@@ -1,4 +1,5 @@
-"""Olivine Li_x Mn_y Fe_(1-y) PO4 (LMFP) structure builder.
+"""Structures in: the olivine Li_x Mn_y Fe_(1-y) PO4 (LMFP) builder, and reading structure files with errors
+that name the file (:func:`read_structure`, :func:`read_structures`).
 
 Cells are built with :func:`ase.spacegroup.crystal` in space group Pnma
 (No. 62, standard setting); the Li channels run along b ([010]).
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import math
 from numbers import Integral
+from pathlib import Path
 
 import numpy as np
 from ase import Atoms
@@ -126,3 +128,43 @@ def lmfp(
         seed=None if seed is None else int(seed),
     )
     return atoms
+
+
+def read_structure(path, index=-1) -> Atoms:
+    """Read one structure (the last frame by default) with ``ase.io.read``.
+
+    Raises FileNotFoundError when the file is missing and ValueError (naming the file) when ASE
+    cannot parse it or it holds no atoms.
+    """
+    from ase.io import read
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"structure file {str(path)!r} not found")
+    try:
+        atoms = read(path, index=index)
+    except Exception as exc:  # ase raises many different types for bad files
+        raise ValueError(f"cannot read structure file {str(path)!r}: {type(exc).__name__}: {exc}") from None
+    if isinstance(atoms, list):
+        atoms = atoms[-1] if atoms else None
+    if atoms is None or len(atoms) == 0:
+        raise ValueError(f"structure file {str(path)!r} holds no atoms")
+    if not all(atoms.pbc) or atoms.cell.rank < 3:
+        raise ValueError(f"structure in {str(path)!r} is not a periodic 3-D crystal (pbc={atoms.pbc.tolist()})")
+    return atoms
+
+
+def read_structures(path) -> list[Atoms]:
+    """All frames of a trajectory file (.traj, .extxyz, ...), with the same error rules as read_structure."""
+    from ase.io import read
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"trajectory file {str(path)!r} not found")
+    try:
+        frames = read(path, index=":")
+    except Exception as exc:
+        raise ValueError(f"cannot read trajectory file {str(path)!r}: {type(exc).__name__}: {exc}") from None
+    if not frames:
+        raise ValueError(f"trajectory file {str(path)!r} holds no frames")
+    return list(frames)

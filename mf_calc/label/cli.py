@@ -49,7 +49,7 @@ def register(sub) -> None:
 def cmd_label(args) -> int:
     from mf_calc.atomic import json_safe
     from mf_calc.label.spec import LabelSpec
-    from mf_calc.workflows.io import read_structures
+    from mf_calc.structures import read_structures
 
     spec = LabelSpec.load(args.spec)
     frames = read_structures(args.frames)

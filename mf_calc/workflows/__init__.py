@@ -9,7 +9,7 @@ Each lives in its own small module; the names below are imported on first use, s
 from mf_calc.workflows.phonons import phonons as phonons
 from mf_calc.workflows.relax import relax as relax
 
-_EXPORTS = {"li_diffusion": "diffusion", "fidelity_gap": "gap", "read_structure": "io", "resolve_calculator": "io",
+_EXPORTS = {"li_diffusion": "diffusion", "fidelity_gap": "gap", "resolve_calculator": "io",
             "plot_md_log": "md", "read_md_log": "md", "run_md": "md", "arrhenius_fit": "msd", "msd_analysis": "msd",
             "unwrapped_positions": "msd", "charge_balance": "oxidation", "oxidation_states": "oxidation",
             "oxidation_summary": "oxidation"}

@@ -13,31 +13,16 @@ import argparse
 import time
 from pathlib import Path
 
+from mf_calc.workflows.cli_args import add_model_args, add_structure_args, structure_from_args
+
 
 # ----------------------------------------------------------------------------- shared arguments
 def _common(p: argparse.ArgumentParser, out: str, x_li: float = 1.0, supercell=(1, 1, 2), structure=True):
     if structure:
-        p.add_argument("structure", nargs="?", default=None,
-                       help="structure file (CIF, POSCAR, extxyz, traj; last frame). Default: build LMFP")
-        g = p.add_argument_group("LMFP builder (used when no structure file is given)")
-        g.add_argument("--x-li", type=float, default=x_li, help=f"Li fraction (default {x_li})")
-        g.add_argument("--y-mn", type=float, default=0.0, help="Mn fraction on TM sites (default 0)")
-        g.add_argument("--supercell", type=int, nargs=3, default=list(supercell), metavar=("NA", "NB", "NC"),
-                       help=f"repetitions of the 28-atom cell (default {' '.join(map(str, supercell))})")
-        g.add_argument("--seed", type=int, default=0, help="seed for the Li/Mn site choice (default 0)")
-    p.add_argument("--model", default=None, help="model name or folder (default: the shipped default model)")
-    p.add_argument("--fidelity", default=None, help="fidelity name or index (default: the highest)")
+        add_structure_args(p, supercell=supercell, x_li=x_li)
+    add_model_args(p)
     p.add_argument("--out", default=out, help=f"output folder (default {out})")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
-def _structure(args):
-    from mf_calc import lmfp
-    from mf_calc.workflows.io import read_structure
-
-    if args.structure:
-        return read_structure(args.structure)
-    return lmfp(x_li=args.x_li, y_mn=args.y_mn, supercell=tuple(args.supercell), seed=args.seed)
 
 
 def _calculator(args):
@@ -53,7 +38,7 @@ def _calculator(args):
 
 def _prepare(args):
     """Structure, calculator and output folder — everything that can fail cheaply, before any work."""
-    atoms = _structure(args)
+    atoms = structure_from_args(args)
     calc = _calculator(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -280,8 +265,8 @@ def _add_phonons(sub):
 # ----------------------------------------------------------------------------- gap
 def cmd_gap(args) -> int:
     from mf_calc.atomic import write_json
+    from mf_calc.structures import read_structures
     from mf_calc.workflows.gap import fidelity_gap, format_gap_table
-    from mf_calc.workflows.io import read_structures
 
     frames = read_structures(args.frames)
     calc = _calculator(args)

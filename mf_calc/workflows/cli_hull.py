@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mf_calc.workflows.cli_args import add_model_args, add_structure_args, fidelity_sweep_setup
+
 QUICK = {"supercell": (1, 1, 1), "max_per_x": 3, "fmax": 0.1}  # --quick: these arguments
 
 
@@ -15,22 +17,14 @@ def register(sub) -> None:
                                    "the voltage plateaus between hull points. Energies eV, voltages V. A rerun "
                                    "with the same --out reuses finished relaxations.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("structure", nargs="?", default=None,
-                   help="lithiated host structure file (CIF, POSCAR, extxyz; last frame); default: the LMFP builder")
-    g = p.add_argument_group("LMFP builder (used when no structure file is given)")
-    g.add_argument("--y-mn", "--mn-fraction", type=float, default=0.0, help="Mn fraction y on transition-metal sites")
-    g.add_argument("--supercell", type=int, nargs=3, default=[1, 2, 1], metavar=("NA", "NB", "NC"),
-                   help="repetitions of the 28-atom cell (1 2 1: 8 Li sites, x in steps of 1/8)")
-    g.add_argument("--seed", type=int, default=0, help="seed for the Mn site choice")
+    add_structure_args(p, supercell=(1, 2, 1), x_li=None)  # the lithiated host; 1 2 1: x in steps of 1/8
     p.add_argument("--x", type=float, nargs="+", default=None,
                    help="Li fractions to sample besides 0 and 1 (default: every multiple of 1/n_Li)")
     p.add_argument("--max-per-x", type=int, default=10,
                    help="relax at most this many orderings per x (the lowest by unrelaxed energy)")
     p.add_argument("--max-enumerate", type=int, default=20000,
                    help="enumerate all Li subsets up to this many per x, otherwise sample this many at random")
-    p.add_argument("--model", default=None, help="model name or folder (default: the shipped default model)")
-    p.add_argument("--fidelity", action="append", default=None,
-                   help="fidelity name or index, repeatable, or 'all' (default: the highest)")
+    add_model_args(p, several_fidelities=True)
     ref = p.add_mutually_exclusive_group()
     ref.add_argument("--mu-li", type=float, default=None,
                      help="Li chemical potential of the anode, eV/atom, for absolute voltages (every fidelity)")
@@ -56,7 +50,6 @@ def cmd_hull(args) -> int:
     from mf_calc import MFCalculator
     from mf_calc.atomic import write_json
     from mf_calc.workflows.hull import formation_hull, li_chemical_potential, plot_hull, stable_structures
-    from mf_calc.workflows.io import fidelity_sweep_setup
 
     host, model, fidelities, out = fidelity_sweep_setup(args, QUICK)
     model_name = model.metadata.get("name", str(args.model))

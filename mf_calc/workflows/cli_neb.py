@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mf_calc.workflows.cli_args import add_model_args, add_structure_args, fidelity_sweep_setup
+
 QUICK = {"supercell": (1, 1, 2), "images": 3, "fmax": 0.1}  # --quick: these arguments
 
 
@@ -12,17 +14,9 @@ def register(sub) -> None:
                        description="Remove one Li, relax the end points (fixed cell), interpolate (IDPP) and relax a "
                                    "climbing-image NEB for each direction and fidelity. Energies eV, lengths Å.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("structure", nargs="?", default=None,
-                   help="lithiated structure file (CIF, POSCAR, extxyz; last frame); default: LiFePO4 from the builder")
-    g = p.add_argument_group("LMFP builder (used when no structure file is given)")
-    g.add_argument("--y-mn", type=float, default=0.0, help="Mn fraction on transition-metal sites")
-    g.add_argument("--supercell", type=int, nargs=3, default=[1, 2, 2], metavar=("NA", "NB", "NC"),
-                   help="repetitions of the 28-atom cell (1 2 2: 112 atoms, the vacancy far from its images)")
-    g.add_argument("--seed", type=int, default=0, help="seed for the Mn site choice")
+    add_structure_args(p, supercell=(1, 2, 2), x_li=None)  # lithiated; 1 2 2: the vacancy far from its images
     p.add_argument("--directions", nargs="+", default=["010", "001"], help="hop directions (010 = in the channel)")
-    p.add_argument("--model", default=None, help="model name or folder (default: the shipped default model)")
-    p.add_argument("--fidelity", action="append", default=None,
-                   help="fidelity name or index, repeatable, or 'all' (default: the highest)")
+    add_model_args(p, several_fidelities=True)
     p.add_argument("--images", type=int, default=5, help="moving images between the end points")
     p.add_argument("--fmax", type=float, default=0.05, help="NEB force criterion, eV/Å")
     p.add_argument("--steps", type=int, default=500, help="maximum optimiser steps (end points and band)")
@@ -38,7 +32,6 @@ def cmd_neb(args) -> int:
 
     from mf_calc import MFCalculator
     from mf_calc.atomic import write_json
-    from mf_calc.workflows.io import fidelity_sweep_setup
     from mf_calc.workflows.neb import li_barriers, plot_profiles
 
     atoms, model, fidelities, out = fidelity_sweep_setup(args, QUICK)

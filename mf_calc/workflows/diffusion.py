@@ -12,7 +12,7 @@ import numpy as np
 from ase.units import kB
 
 from mf_calc.atomic import write_json
-from mf_calc.workflows.io import read_structures
+from mf_calc.structures import read_structures
 from mf_calc.workflows.md import run_md
 from mf_calc.workflows.msd import arrhenius_fit, msd_analysis
 from mf_calc.workflows.plots import new_figure, save_figure

@@ -1,57 +1,14 @@
-"""Structures in, calculators out: the small plumbing every workflow shares.
+"""Calculators out: the small plumbing every workflow shares (structures come in through
+:mod:`mf_calc.structures`).
 
-- :func:`read_structure` reads CIF / POSCAR / extxyz / ASE traj (anything ``ase.io.read`` knows) and fails
-  with a clear ``FileNotFoundError`` / ``ValueError`` naming the file.
 - :func:`resolve_calculator` turns ``model`` (None, name, folder, ``MFCHGNet``, or any ASE calculator) and
   ``fidelity`` into a calculator, checking the fidelity *before* any work is done.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ase import Atoms
 from ase.calculators.calculator import Calculator
-
-
-def read_structure(path, index=-1) -> Atoms:
-    """Read one structure (the last frame by default) with ``ase.io.read``.
-
-    Raises FileNotFoundError when the file is missing and ValueError (naming the file) when ASE
-    cannot parse it or it holds no atoms.
-    """
-    from ase.io import read
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"structure file {str(path)!r} not found")
-    try:
-        atoms = read(path, index=index)
-    except Exception as exc:  # ase raises many different types for bad files
-        raise ValueError(f"cannot read structure file {str(path)!r}: {type(exc).__name__}: {exc}") from None
-    if isinstance(atoms, list):
-        atoms = atoms[-1] if atoms else None
-    if atoms is None or len(atoms) == 0:
-        raise ValueError(f"structure file {str(path)!r} holds no atoms")
-    if not all(atoms.pbc) or atoms.cell.rank < 3:
-        raise ValueError(f"structure in {str(path)!r} is not a periodic 3-D crystal (pbc={atoms.pbc.tolist()})")
-    return atoms
-
-
-def read_structures(path) -> list[Atoms]:
-    """All frames of a trajectory file (.traj, .extxyz, ...), with the same error rules as read_structure."""
-    from ase.io import read
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"trajectory file {str(path)!r} not found")
-    try:
-        frames = read(path, index=":")
-    except Exception as exc:
-        raise ValueError(f"cannot read trajectory file {str(path)!r}: {type(exc).__name__}: {exc}") from None
-    if not frames:
-        raise ValueError(f"trajectory file {str(path)!r} holds no frames")
-    return list(frames)
 
 
 def resolve_calculator(model=None, fidelity=None) -> Calculator:
@@ -80,26 +37,6 @@ def fidelity_names(model, wanted=None) -> list[str]:
     if wanted == ["all"]:
         return list(model.fidelities.names)
     return [model.fidelities.name(f) for f in wanted]
-
-
-def fidelity_sweep_setup(args, quick: dict):
-    """Shared start of the commands that compare fidelities on one lithiated host (``hull``, ``neb``): apply
-    ``--quick`` (the ``quick`` values replace those arguments), read the structure file or build LMFP at
-    x_Li = 1 from ``--y-mn --supercell --seed``, load ``--model``, resolve the repeatable ``--fidelity``
-    and create ``--out`` — all before any work. Returns (atoms, model, fidelity names, output folder)."""
-    from mf_calc.hub import load_model
-    from mf_calc.structures import lmfp
-
-    if args.quick:
-        for key, value in quick.items():
-            setattr(args, key, list(value) if isinstance(value, tuple) else value)
-    atoms = read_structure(args.structure) if args.structure else \
-        lmfp(x_li=1.0, y_mn=args.y_mn, supercell=tuple(args.supercell), seed=args.seed)
-    model = load_model(args.model)
-    fidelities = fidelity_names(model, args.fidelity)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    return atoms, model, fidelities, out
 
 
 def fidelity_of(calc) -> str | None:

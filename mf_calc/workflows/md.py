@@ -36,7 +36,8 @@ from typing import TypedDict
 import numpy as np
 from ase import Atoms, units
 
-from mf_calc.workflows.io import fidelity_of, lattice_dict, read_structure
+from mf_calc.structures import read_structure
+from mf_calc.workflows.io import fidelity_of, lattice_dict
 from mf_calc.workflows.md_observers import CsvLog, FrameWriter, Recorder, StabilityCheck, StatusLine
 from mf_calc.workflows.oxidation import oxidation_summary
 from mf_calc.workflows.plots import new_figure, save_figure

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from ase.units import kB
 
-from mf_calc.workflows.io import read_structures
+from mf_calc.structures import read_structures
 
 A2PS_TO_CM2S = 1e-4
 AXES = ("x", "y", "z")
