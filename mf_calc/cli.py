@@ -8,23 +8,16 @@ import sys
 
 from mf_calc.cli_demo import register as register_demo
 from mf_calc.cli_export import register as register_export
+from mf_calc.label.cli import register as register_label
+from mf_calc.learn.cli import register as register_learn
 from mf_calc.threads import configure_threads
+from mf_calc.train.cli import register as register_train
+from mf_calc.workflows.cli import register as register_workflows
+from mf_calc.workflows.cli_hull import register as register_hull
+from mf_calc.workflows.cli_neb import register as register_neb
 
-REGISTRARS = [register_demo, register_export]
-
-
-def _optional_registrars():
-    """Commands of modules that may be absent in a partial install."""
-    found = []
-    for module, attr in (("mf_calc.train.cli", "register"), ("mf_calc.workflows.cli", "register"),
-                         ("mf_calc.label.cli", "register"), ("mf_calc.workflows.cli_neb", "register"),
-                         ("mf_calc.workflows.cli_hull", "register"), ("mf_calc.learn.cli", "register")):
-        try:
-            found.append(getattr(__import__(module, fromlist=[attr]), attr))
-        except ImportError as exc:
-            if exc.name is None or not exc.name.startswith("mf_calc"):
-                raise
-    return found
+REGISTRARS = [register_demo, register_train, register_workflows, register_label, register_neb, register_hull,
+              register_learn, register_export]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Multi-fidelity CHGNet force field for Li-ion cathodes (LMFP). Units: eV, Å, eV/Å, GPa, μB.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for register in REGISTRARS + _optional_registrars():
+    for register in REGISTRARS:
         register(sub)
     for command in sub.choices.values():
         if not any("--threads" in action.option_strings for action in command._actions):

@@ -54,9 +54,9 @@ def cmd_relax(args) -> int:
     from ase.io import write
 
     from mf_calc.atomic import write_json
-    from mf_calc.workflows.relax import _optimizer_class, format_summary, relax
+    from mf_calc.workflows.relax import format_summary, optimizer_class, relax
 
-    _optimizer_class(args.optimizer)
+    optimizer_class(args.optimizer)
     atoms, calc, out = _prepare(args)
     relaxed, summary = relax(atoms, calc, fmax=args.fmax, relax_cell=not args.fixed_cell, optimizer=args.optimizer,
                              fix_symmetry=args.fix_symmetry, steps=args.steps, trajectory=out / "relax.traj",
@@ -85,10 +85,10 @@ def _add_relax(sub):
 # ----------------------------------------------------------------------------- md
 def cmd_md(args) -> int:
     from mf_calc.atomic import write_json
-    from mf_calc.workflows.md import _check_method, plot_md_log, run_md
+    from mf_calc.workflows.md import check_md_method, plot_md_log, run_md
     from mf_calc.workflows.relax import format_summary, relax
 
-    _check_method(args.ensemble, args.method)
+    check_md_method(args.ensemble, args.method)
     if args.traj_format not in ("traj", "extxyz"):
         raise ValueError("--traj-format must be traj or extxyz")
     if args.restart_from:

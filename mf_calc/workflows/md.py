@@ -92,7 +92,7 @@ def make_integrator(atoms, ensemble, temperature_K, pressure_GPa, timestep_fs, t
                          T_tau=tdamp_fs * units.fs, P_tau=pdamp_fs * units.fs, rng=rng)
 
 
-def _check_method(ensemble, method):
+def check_md_method(ensemble, method):
     ensemble = str(ensemble).lower()
     if ensemble not in ENSEMBLES:
         raise ValueError(f"unknown ensemble {ensemble!r}; choose from {list(ENSEMBLES)}")
@@ -168,7 +168,7 @@ def run_md(
     Summary: mean and std of T, P, V, a, b, c over the second half of the logged rows, conserved-energy
     drift (meV/atom/ps), model calls per step, wall time, final lattice and oxidation states.
     """
-    ensemble, method = _check_method(ensemble, method)
+    ensemble, method = check_md_method(ensemble, method)
     if steps < 0 or loginterval < 1:
         raise ValueError("steps must be >= 0 and loginterval >= 1")
     t_start, step0 = 0.0, 0

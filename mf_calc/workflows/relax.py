@@ -16,7 +16,7 @@ from mf_calc.workflows.oxidation import format_oxidation, oxidation_summary
 OPTIMIZERS = ("FIRE", "BFGS", "LBFGS", "BFGSLineSearch", "LBFGSLineSearch", "MDMin", "GPMin")
 
 
-def _optimizer_class(name):
+def optimizer_class(name):
 
     if not isinstance(name, str):
         return name  # an optimizer class
@@ -52,7 +52,7 @@ def relax(
     """
     from ase.filters import FrechetCellFilter
 
-    opt_cls = _optimizer_class(optimizer)
+    opt_cls = optimizer_class(optimizer)
     atoms = atoms.copy()
     atoms.calc = calc
     if fix_symmetry:
