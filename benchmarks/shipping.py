@@ -10,8 +10,10 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from mf_calc.train.metrics import REPORT
+
 #: target letter -> (name, unit) of the reported errors (MAE; energy per atom, forces per component)
-LABELS = {"e": ("energy", "meV/atom"), "f": ("forces", "meV/Å"), "s": ("stress", "GPa"), "m": ("magmoms", "μB")}
+LABELS = {letter: (name, unit) for letter, (name, unit, _) in REPORT.items()}
 
 
 def stage_dir(run_dir: Path, k: int) -> Path:
