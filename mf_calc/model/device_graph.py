@@ -5,8 +5,8 @@ The candidate pairs within cutoff + skin come from the same search as the numpy 
 have moved past the skin (the bound of :mod:`mf_calc.model.neighbors`) or whose atoms changed. Every
 call then computes on the device, for all systems at once: pair distances, the cutoff mask, the
 directed edges and undirected map, the angle triplets, the overlap and isolated-atom checks and the
-contact check. The graph is the one the numpy path builds (same edges and angles, in another order
-when there are several systems). Positions in Å, cells with lattice vectors as rows.
+contact check. The same pipeline makes the graphs of training data and batched predictions
+(``graph.build_graph``: one system, no skin). Positions in Å, cells with lattice vectors as rows.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from mf_calc.model.graph import MIN_DISTANCE, Batch, check_distances, check_stru
 
 def angle_triplets(centers: Tensor, lengths: Tensor, bond_cutoff: float) -> Tensor:
     """(n_ang, 3) centre atom, directed bond a, directed bond b: every ordered pair a != b of directed bonds
-    shorter than ``bond_cutoff`` with the same centre (the torch twin of the numpy ``_angle_triplets``)."""
+    shorter than ``bond_cutoff`` with the same centre."""
     short = torch.nonzero(lengths < bond_cutoff).view(-1)
     if len(short) == 0:
         return torch.zeros((0, 3), dtype=torch.long, device=centers.device)

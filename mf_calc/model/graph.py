@@ -2,9 +2,10 @@
 
 The atom graph holds every directed pair within ``cutoff`` (Å); the bond graph holds every
 ordered pair of distinct directed bonds that share a centre atom and are both shorter than
-``bond_cutoff`` (Å). This is the same graph chgnet's ``CrystalGraphConverter`` builds, made with
-vectorised numpy instead of chgnet's per-edge Python loops; the neighbour search is pymatgen's
-cython ``find_points_in_spheres``, the routine chgnet itself relies on.
+``bond_cutoff`` (Å). This is the same graph chgnet's ``CrystalGraphConverter`` builds, made with vectorised
+torch (``mf_calc.model.device_graph``, the one graph pipeline) instead of chgnet's per-edge
+Python loops; the neighbour search is pymatgen's cython ``find_points_in_spheres``, the routine
+chgnet itself relies on.
 """
 
 from __future__ import annotations
@@ -86,8 +87,8 @@ def neighbor_pairs(positions, cell, pbc, cutoff: float):
     """Each unordered neighbour pair once: (i, j, image, distance) with |r_j + image·cell − r_i| < cutoff.
 
     A pair is kept with i < j, or for an atom and its own periodic image with the first non-zero
-    image component positive; its reverse is generated exactly by ``directed_from_pairs``, so the
-    graph is symmetric even where floating-point rounding would make the search asymmetric.
+    image component positive; the graph builder adds its reverse exactly, so the graph is symmetric
+    even where floating-point rounding would make the search asymmetric.
     """
     pos = np.ascontiguousarray(positions, dtype=float)
     lattice = np.ascontiguousarray(cell, dtype=float)
@@ -103,57 +104,20 @@ def neighbor_pairs(positions, cell, pbc, cutoff: float):
     return i[keep].astype(np.int64), j[keep].astype(np.int64), img[keep], dist[keep]
 
 
-def directed_from_pairs(n_atoms: int, i, j, images, distances, bond_cutoff: float, *, check_isolated=True):
-    """Atom graph and bond graph index arrays from unordered pairs (see ``Graph``)."""
-    n_und = len(i)
-    edges = np.concatenate([np.stack([i, j], 1), np.stack([j, i], 1)]).reshape(-1, 2)
-    images_dir = np.concatenate([images, -images]).reshape(-1, 3)
-    dist_dir = np.concatenate([distances, distances])
-    dir2und = np.concatenate([np.arange(n_und), np.arange(n_und)])
-    und2dir = np.arange(n_und)
-    if check_isolated:
-        lonely = np.setdiff1d(np.arange(n_atoms), edges[:, 0])
-        if len(lonely):
-            raise ValueError(
-                f"isolated atom(s) {lonely.tolist()[:10]}: no neighbour within the "
-                "cutoff; the model is undefined for them (check the cell and positions)"
-            )
-    angles = _angle_triplets(edges[:, 0], dist_dir, bond_cutoff)
-    return edges, images_dir, dir2und, und2dir, angles
-
-
-def _angle_triplets(centers: np.ndarray, dist: np.ndarray, bond_cutoff: float) -> np.ndarray:
-    """All ordered pairs (a, b), a != b, of short directed bonds with the same centre atom."""
-    short = np.flatnonzero(dist < bond_cutoff)
-    if len(short) == 0:
-        return np.zeros((0, 3), dtype=np.int64)
-    order = short[np.argsort(centers[short], kind="stable")]
-    c_sorted = centers[order]
-    starts = np.flatnonzero(np.r_[True, c_sorted[1:] != c_sorted[:-1]])
-    counts = np.diff(np.r_[starts, len(order)])
-    # for a group of size k there are k*(k-1) ordered pairs
-    group_of = np.repeat(np.arange(len(starts)), counts * counts)
-    local = np.arange(len(group_of)) - np.repeat(np.cumsum(np.r_[0, counts * counts])[:-1], counts * counts)
-    k = counts[group_of]
-    a_local, b_local = local // k, local % k
-    keep = a_local != b_local
-    base = starts[group_of][keep]
-    a = order[base + a_local[keep]]
-    b = order[base + b_local[keep]]
-    return np.stack([centers[a], a, b], 1).astype(np.int64)
-
-
 def build_graph(numbers, positions, cell, pbc, *, cutoff: float, bond_cutoff: float, fidelity: int = 0) -> Graph:
-    """Graph of one structure. Raises ValueError naming the problem for invalid input (``check_structure``,
+    """Graph of one structure, made by the one graph pipeline (:class:`~mf_calc.model.device_graph.DeviceGraphBuilder`
+    on the CPU, no skin). Raises ValueError naming the problem for invalid input (``check_structure``,
     ``check_distances``) and for isolated atoms."""
+    from mf_calc.model.device_graph import DeviceGraphBuilder
+
     numbers = np.asarray(numbers, dtype=np.int64)
     positions = np.asarray(positions, dtype=float)
     cell = np.asarray(cell, dtype=float)
-    check_structure(numbers, positions, cell, pbc)
-    i, j, img, dist = neighbor_pairs(positions, cell, pbc, cutoff)
-    check_distances(i, j, dist)
-    edges, images, dir2und, und2dir, angles = directed_from_pairs(len(numbers), i, j, img, dist, bond_cutoff)
-    return Graph(numbers, positions, cell, edges, images, dir2und, und2dir, angles, int(fidelity))
+    batch = DeviceGraphBuilder(cutoff, bond_cutoff, skin=0.0).batch(
+        torch.from_numpy(numbers), torch.from_numpy(positions), torch.from_numpy(cell)[None], [len(numbers)], pbc,
+        fidelity, dtype=torch.float64)
+    return Graph(numbers, positions, cell, batch.edges.numpy(), np.rint(batch.images.numpy()).astype(np.int64),
+                 batch.dir2und.numpy(), batch.und2dir.numpy(), batch.angles.numpy(), int(fidelity))
 
 
 def graph_from_atoms(atoms, *, cutoff: float, bond_cutoff: float, fidelity: int = 0) -> Graph:
