@@ -13,7 +13,7 @@ from ase.calculators.emt import EMT
 
 from mf_calc.workflows import arrhenius_fit, msd_analysis, phonons, relax, run_md
 from mf_calc.workflows.md import read_md_log
-from mf_calc.workflows.msd import unwrapped_positions
+from mf_calc.workflows.msd import Trajectory, unwrapped_positions
 
 
 def cu_cell(rep=(2, 2, 2)):
@@ -196,13 +196,12 @@ def test_msd_recovers_random_walk_D_per_axis():
 def test_msd_from_positions_and_errors():
     rng = np.random.default_rng(1)
     pos = rng.normal(size=(400, 100, 3)).cumsum(axis=0) * np.sqrt(2 * 0.1 * 0.1)
-    res = msd_analysis(positions=pos, times_ps=np.arange(400) * 0.1, symbols=["Li"] * 100, drift=None)
+    res = msd_analysis(Trajectory(pos, np.arange(400) * 0.1, ["Li"] * 100), drift=None)
     assert res["D_A2_per_ps"]["total"] == pytest.approx(0.1, rel=0.1)
     with pytest.raises(ValueError, match="no Na"):
-        msd_analysis(positions=pos, times_ps=np.arange(400) * 0.1, symbols=["Li"] * 100, species="Na", drift=None)
+        msd_analysis(Trajectory(pos, np.arange(400) * 0.1, ["Li"] * 100), species="Na", drift=None)
     with pytest.raises(ValueError, match="equally spaced"):
-        msd_analysis(positions=pos, times_ps=np.r_[0, np.arange(1, 400) * 0.1 + 0.05], symbols=["Li"] * 100,
-                     drift=None)
+        msd_analysis(Trajectory(pos, np.r_[0, np.arange(1, 400) * 0.1 + 0.05], ["Li"] * 100), drift=None)
 
 
 def test_msd_agrees_with_pymatgen_diffusion_analyzer():

@@ -28,6 +28,8 @@ Conventions
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -102,106 +104,94 @@ def _fit_slope(t, y, with_error=False):
     return (float(fit.slope), float(fit.stderr)) if with_error else float(fit.slope)
 
 
-def msd_analysis(
-    frames=None,
-    species: str = "Li",
-    frame_interval_ps: float | None = None,
-    drift: str | None = "framework",
-    skip: float = 0.2,
-    max_lag_fraction: float = 0.5,
-    n_blocks: int = 4,
-    positions: np.ndarray | None = None,
-    times_ps: np.ndarray | None = None,
-    symbols=None,
-    masses=None,
-) -> dict:
-    """MSD and diffusion coefficients of ``species`` (total and per axis).
+@dataclass(frozen=True)
+class Trajectory:
+    """Unwrapped positions (F, N, 3) Å at times_ps (F,) of atoms ``symbols`` (``masses`` for drift removal)."""
 
-    frames: list of ase.Atoms (or a trajectory path). Alternatively give ``positions`` (F, N, 3,
-    already unwrapped, Å), ``times_ps`` and ``symbols`` (+ ``masses`` for drift removal).
-    Returns a dict with t_ps, msd / msd_x / msd_y / msd_z (Å²), D_A2_per_ps / D_cm2_per_s / D_err_*
-    dicts keyed "total", "x", "y", "z", the fit window, the error method and counts.
-    """
-    if isinstance(frames, (str, Path)):
-        frames = read_structures(frames)
-    if frames is not None:
-        positions = unwrapped_positions(frames)
-        times_ps = frame_times(frames, frame_interval_ps)
-        symbols = frames[0].get_chemical_symbols()
-        masses = frames[0].get_masses()
-    elif positions is None or symbols is None:
-        raise ValueError("give frames, or positions + times_ps + symbols")
-    elif times_ps is None:
-        if frame_interval_ps is None:
-            raise ValueError("give times_ps or frame_interval_ps")
-        times_ps = np.arange(len(positions)) * frame_interval_ps
-    positions = np.asarray(positions, dtype=float)
-    times_ps = np.asarray(times_ps, dtype=float)
-    symbols = np.asarray(symbols)
+    positions: np.ndarray
+    times_ps: np.ndarray
+    symbols: Sequence[str]
+    masses: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, frames, frame_interval_ps: float | None = None) -> Trajectory:
+        """A Trajectory as it is, or of a list of ase.Atoms or a trajectory file (times from ``info`` or
+        ``frame_interval_ps``)."""
+        if isinstance(frames, Trajectory):
+            return frames
+        if isinstance(frames, (str, Path)):
+            frames = read_structures(frames)
+        return cls(unwrapped_positions(frames), frame_times(frames, frame_interval_ps),
+                   frames[0].get_chemical_symbols(), frames[0].get_masses())
+
+
+def _species_displacements(traj: Trajectory, species: str, drift: str | None) -> tuple[np.ndarray, float]:
+    """Positions of ``species`` with the drift removed (F, n, 3) and the time step (ps); checks the input."""
+    symbols = np.asarray(traj.symbols)
     mask = symbols == species
     if not mask.any():
         raise ValueError(f"no {species} atoms in the trajectory")
-    n_frames = len(positions)
-    if n_frames < 8:
-        raise ValueError(f"need at least 8 frames for an MSD fit, got {n_frames}")
-    dt = np.diff(times_ps)
+    if len(traj.positions) < 8:
+        raise ValueError(f"need at least 8 frames for an MSD fit, got {len(traj.positions)}")
+    dt = np.diff(np.asarray(traj.times_ps, dtype=float))
     if not np.allclose(dt, dt[0], rtol=1e-3, atol=1e-9) or dt[0] <= 0:
         raise ValueError("frames must be equally spaced in time (check for duplicated or missing frames)")
-    dt = float(dt[0])
-    if masses is None:
-        masses = np.ones(len(symbols))
-    r = positions - framework_drift(positions, np.asarray(masses, dtype=float), mask, drift)
-    r = r[:, mask]
+    positions = np.asarray(traj.positions, dtype=float)
+    masses = np.ones(len(symbols)) if traj.masses is None else np.asarray(traj.masses, dtype=float)
+    return (positions - framework_drift(positions, masses, mask, drift))[:, mask], float(dt[0])
 
-    max_lag = max(int((n_frames - 1) * max_lag_fraction), 4)
+
+DIMENSIONS = {"total": 3, "x": 1, "y": 1, "z": 1}
+
+
+def _slopes(r: np.ndarray, dt: float, skip: float, max_lag_fraction: float) -> tuple[dict, dict, dict]:
+    """MSD curves (Å²), D (Å²/ps) and its regression error per key of DIMENSIONS, and the fit window (ps)."""
+    max_lag = max(int((len(r) - 1) * max_lag_fraction), 4)
     msd_xyz = _msd_curve(r, max_lag)
     t = np.arange(max_lag + 1) * dt
     lo = max(int(round(skip * max_lag)), 1)
-    window = slice(lo, max_lag + 1)
-
     curves = {"total": msd_xyz.sum(axis=1), **{ax: msd_xyz[:, i] for i, ax in enumerate(AXES)}}
-    dims = {"total": 3, "x": 1, "y": 1, "z": 1}
-    D, D_err_reg = {}, {}
-    for key, y in curves.items():
-        slope, err = _fit_slope(t[window], y[window], with_error=True)
-        D[key] = slope / (2 * dims[key])
-        D_err_reg[key] = err / (2 * dims[key])
+    fits = {key: _fit_slope(t[lo:], y[lo:], with_error=True) for key, y in curves.items()}
+    D = {key: slope / (2 * DIMENSIONS[key]) for key, (slope, _) in fits.items()}
+    err = {key: e / (2 * DIMENSIONS[key]) for key, (_, e) in fits.items()}
+    return curves | {"t_ps": t, "window": (float(t[lo]), float(t[max_lag]))}, D, err
 
-    # block error estimate
-    block_len = n_frames // n_blocks if n_blocks > 1 else 0
-    blocks = []
-    if n_blocks > 1 and block_len >= 16:
-        b_lag = max(int((block_len - 1) * max_lag_fraction), 4)
-        b_lo = max(int(round(skip * b_lag)), 1)
-        tb = np.arange(b_lag + 1) * dt
-        for k in range(n_blocks):
-            seg = _msd_curve(r[k * block_len:(k + 1) * block_len], b_lag)
-            segc = {"total": seg.sum(axis=1), **{ax: seg[:, i] for i, ax in enumerate(AXES)}}
-            blocks.append({key: _fit_slope(tb[b_lo:], y[b_lo:]) / (2 * dims[key]) for key, y in segc.items()})
-        D_err = {key: float(np.std([b[key] for b in blocks], ddof=1) / math.sqrt(n_blocks)) for key in D}
-        err_method = f"std of {n_blocks} blocks / sqrt({n_blocks})"
+
+def _block_errors(r: np.ndarray, dt: float, skip: float, max_lag_fraction: float, n_blocks: int):
+    """D per block of the run and the error of the mean over blocks (Å²/ps), or None when blocks are too short."""
+    block_len = len(r) // n_blocks if n_blocks > 1 else 0
+    if n_blocks <= 1 or block_len < 16:
+        return [], None
+    blocks = [_slopes(r[k * block_len:(k + 1) * block_len], dt, skip, max_lag_fraction)[1] for k in range(n_blocks)]
+    return blocks, {key: float(np.std([b[key] for b in blocks], ddof=1) / math.sqrt(n_blocks)) for key in DIMENSIONS}
+
+
+def msd_analysis(frames, species: str = "Li", frame_interval_ps: float | None = None, drift: str | None = "framework",
+                 skip: float = 0.2, max_lag_fraction: float = 0.5, n_blocks: int = 4) -> dict:
+    """MSD and diffusion coefficients of ``species`` (total and per axis).
+
+    frames: list of ase.Atoms, a trajectory path, or a :class:`Trajectory` (positions already unwrapped).
+    Returns a dict with t_ps, msd / msd_x / msd_y / msd_z (Å²), D_A2_per_ps / D_cm2_per_s / D_err_*
+    dicts keyed "total", "x", "y", "z", the fit window, the error method and counts.
+    """
+    traj = Trajectory.of(frames, frame_interval_ps)
+    r, dt = _species_displacements(traj, species, drift)
+    curves, D, D_err = _slopes(r, dt, skip, max_lag_fraction)
+    blocks, block_err = _block_errors(r, dt, skip, max_lag_fraction, n_blocks)
+    if block_err is not None:
+        D_err, err_method = block_err, f"std of {n_blocks} blocks / sqrt({n_blocks})"
     else:
-        D_err = D_err_reg
         err_method = "regression standard error (run too short for blocks)"
-
-    resolved = {k: bool(D[k] > 0 and D[k] > 2 * D_err[k]) for k in D}
     return {
-        "species": species,
-        "n_atoms": int(mask.sum()),
-        "n_frames": n_frames,
-        "frame_interval_ps": dt,
-        "duration_ps": float(times_ps[-1] - times_ps[0]),
-        "drift": drift,
-        "t_ps": t,
-        "msd": curves["total"],
-        **{f"msd_{ax}": curves[ax] for ax in AXES},
-        "fit_window_ps": (float(t[lo]), float(t[max_lag])),
+        "species": species, "n_atoms": int(r.shape[1]), "n_frames": len(r), "frame_interval_ps": dt,
+        "duration_ps": float(traj.times_ps[-1] - traj.times_ps[0]), "drift": drift, "t_ps": curves["t_ps"],
+        "msd": curves["total"], **{f"msd_{ax}": curves[ax] for ax in AXES}, "fit_window_ps": curves["window"],
         "D_A2_per_ps": {k: float(v) for k, v in D.items()},
         "D_err_A2_per_ps": {k: float(v) for k, v in D_err.items()},
         "D_cm2_per_s": {k: float(v) * A2PS_TO_CM2S for k, v in D.items()},
         "D_err_cm2_per_s": {k: float(v) * A2PS_TO_CM2S for k, v in D_err.items()},
         "D_blocks_A2_per_ps": blocks,
-        "resolved": resolved,
+        "resolved": {k: bool(D[k] > 0 and D[k] > 2 * D_err[k]) for k in D},
         "error_method": err_method,
     }
 
