@@ -118,3 +118,19 @@ def test_bad_settings_are_named():
         LearnSettings(model="m", data=("d",), committee=1)
     with pytest.raises(ValueError, match="unknown learn setting"):
         LearnSettings.from_dict({"model": "m", "data": ["d"], "budget": 3})
+
+
+def test_the_committed_run_settings_are_valid():
+    """benchmarks/active_learning/*.json load as LearnSettings with a valid training config and existing data."""
+    from pathlib import Path
+
+    from mf_calc.train.config import TrainConfig
+
+    root = Path(__file__).resolve().parents[1]
+    files = sorted((root / "benchmarks" / "active_learning").glob("*.json"))
+    assert len(files) >= 3
+    for path in files:
+        settings = LearnSettings.from_dict(json.loads(path.read_text()))
+        TrainConfig.from_dict(settings.train | {"init": settings.model})
+        for item in settings.data + settings.evaluate:
+            assert (root / item.rsplit(":", 1)[0]).is_file() or (root / item).is_file(), item
