@@ -54,8 +54,8 @@ TEACHER = HERE / "data"
 NAME = "lmfp-dft"
 INSTALL_DIR = ROOT / "mf_calc" / "pretrained" / NAME
 LOW, HIGH = "gpaw_nonmag", "gpaw_afm"
-#: gpaw_afm first: the split draws each fidelity's held-out frames in turn from one seeded RNG, so the fidelity that
-#: comes first gets the same frames whatever follows it; every candidate is chosen on the same gpaw_afm frames
+#: every candidate is chosen on the same gpaw_afm frames: the split draws each fidelity's held-out configurations
+#: from its own seeded stream, whatever other fidelities the data has
 DFT_DATA = [f"{DFT / 'lmfp_gpaw_afm_train.extxyz.gz'}:{HIGH}", f"{DFT / 'lmfp_gpaw_nonmag.extxyz.gz'}:{LOW}"]
 TEST_FILE = DFT / "lmfp_gpaw_afm_test.extxyz.gz"
 TEACHER_DATA = [f"{TEACHER / 'lmfp_pbe_u_train.extxyz.gz'}:pbe_u", f"{TEACHER / 'lmfp_r2scan_train.extxyz.gz'}:r2scan"]

@@ -332,3 +332,7 @@ def test_validation_split_keeps_each_configuration_on_one_side():
         del f.atoms.info["config_id"]
     train, val = FrameDataset(frames).split(0.2, seed=3)
     assert len(val) == 8 and len(train) == 32
+    # the high-fidelity frames held out at a seed are the same with or without low-fidelity frames in the data
+    low = [Frame(f.atoms, "low", -2.0, None, None, None, f.source + "-low") for f in frames[:20]]
+    _, mixed_val = FrameDataset(low + frames).split(0.2, seed=3)
+    assert [f.source for f in mixed_val.frames if f.fidelity == "high"] == [f.source for f in val.frames]

@@ -8,6 +8,7 @@ A missing label is masked, never replaced by zeros.
 from __future__ import annotations
 
 import hashlib
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -81,10 +82,12 @@ class FrameDataset:
         frames sharing a configuration (``info`` key of ``GROUP_KEYS``: the MD snapshots and strained copies of
         one relaxed configuration) go to the same side, so validation never sees a sibling of a training frame.
         Whole configurations are drawn until ``val_fraction`` of the fidelity's frames is reached; a frame
-        without such a key is a configuration of its own."""
-        rng = np.random.default_rng([seed, 1])
+        without such a key is a configuration of its own. Each fidelity draws from its own seeded stream, so the
+        frames of a fidelity held out at a seed do not depend on which other fidelities are in the data (an MF
+        run and a single-fidelity run validate on the same high-fidelity frames)."""
         val: list[int] = []
         for name in self.fidelity_names:
+            rng = np.random.default_rng([seed, 1, zlib.crc32(name.encode())])
             groups: dict = {}
             for i, f in enumerate(self.frames):
                 if f.fidelity == name:
