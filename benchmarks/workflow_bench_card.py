@@ -20,12 +20,14 @@ from workflow_bench_report import evaluate  # noqa: E402
 
 
 def progress_rows() -> list[str]:
+    from mf_calc.label.store import LabelStore
+
     rows = ["| part | inputs | ok | failed | pending | median s per frame (one core) | SCF iterations (median) |",
             "|---|---|---|---|---|---|---|"]
     for part in PARTS:
         path = INPUTS / f"{part}.extxyz"
         n = len(ase.io.read(path, ":")) if path.is_file() else 0
-        records = [json.loads(p.read_text()) for p in sorted((RAW / part / "records").glob("*.json"))]
+        records = LabelStore(RAW / part).all_records() if (RAW / part / "records").is_dir() else []
         ok = [r for r in records if r["status"] == "ok"]
         seconds = np.median([r["seconds"] for r in records]) if records else float("nan")
         iterations = np.median([r["scf_iterations"] for r in ok if r["scf_iterations"]]) if ok else float("nan")

@@ -127,12 +127,17 @@ def score_ev(frames, preds) -> dict:
     return out
 
 
+def forces_mae(frames, preds) -> float:
+    """Force MAE (meV/Å, per component) of the predictions against the DFT labels."""
+    return float(np.concatenate([np.abs(f.get_forces() - p["forces"]).ravel() for f, p in zip(frames, preds)]).mean()
+                 * 1e3)
+
+
 def score_md(frames, preds) -> dict:
     n = np.array([len(f) for f in frames])
     e = np.array([f.get_potential_energy() - p["energy"] for f, p in zip(frames, preds)]) / n
-    forces = np.concatenate([np.abs(f.get_forces() - p["forces"]).ravel() for f, p in zip(frames, preds)])
     return {"n": len(frames), "energy_mae_meV_atom": float(np.abs(e).mean() * 1e3),
-            "forces_mae_meV_A": float(forces.mean() * 1e3)}
+            "forces_mae_meV_A": forces_mae(frames, preds)}
 
 
 def score_neb(frames, preds) -> dict:
@@ -160,9 +165,8 @@ def evaluate(model_name: str = MODEL, fidelity: str = FIDELITY) -> dict:
         if not frames:
             continue
         preds = predictions(model, fidelity, frames)
-        forces = np.concatenate([np.abs(f.get_forces() - p["forces"]).ravel() for f, p in zip(frames, preds)])
         scores[part] = SCORES[part](frames, preds) | {"n_frames": len(frames),
-                                                      "forces_mae_meV_A": float(forces.mean() * 1e3)}
+                                                      "forces_mae_meV_A": forces_mae(frames, preds)}
     return {"model": model_name, "fidelity": fidelity, "parts": scores}
 
 

@@ -110,16 +110,10 @@ def labelled_so_far(directory, settings: LearnSettings, before: int) -> list:
 
 
 def _training_data(directory, settings: LearnSettings, index: int):
-    from mf_calc.data import read_frames
+    from mf_calc.train.cli import read_data
     from mf_calc.train.dataset import FrameDataset
 
-    frames = []
-    for item in settings.data:
-        path, fidelity = item, None
-        if not Path(item).exists() and ":" in item:
-            path, _, fidelity = item.rpartition(":")
-        frames += read_frames(path, fidelity=fidelity or None)
-    return FrameDataset(frames + labelled_so_far(directory, settings, index))
+    return FrameDataset(read_data(list(settings.data)).frames + labelled_so_far(directory, settings, index))
 
 
 def train_committee(directory, settings: LearnSettings, index: int) -> list[Path]:

@@ -77,23 +77,16 @@ class ContactCheck:
                 a, b = (index[s] for s in name.split("-"))
                 self.allowed[a, b] = self.allowed[b, a] = d
 
-    def __call__(self, graph) -> None:
-        """Check the edges of a numpy :class:`~mf_calc.model.graph.Graph`."""
-        if self.allowed is None or len(graph.edges) == 0:
-            return
-        z = np.asarray(graph.numbers)[graph.edges]
-        self.check_pairs(z[:, 0], z[:, 1], edge_distances(graph))
-
     def check_pairs(self, z_i, z_j, distances) -> None:
-        """Check pairs given by atomic numbers and distances (Å): numpy arrays, or torch tensors on any device
-        (compared there; only flagged pairs come to the host)."""
+        """Check pairs given by atomic numbers and distances (Å), torch tensors on any device (compared there;
+        only flagged pairs come to the host)."""
         if self.allowed is None or len(distances) == 0:
             return
         flagged = distances < self._table(distances)[z_i, z_j]
         if not bool(flagged.any()):
             return
-        z = np.stack([_host(z_i[flagged]), _host(z_j[flagged])], 1)
-        d = _host(distances[flagged])
+        z = np.stack([z_i[flagged].cpu().numpy(), z_j[flagged].cpu().numpy()], 1)
+        d = distances[flagged].detach().cpu().numpy()
         keys, inverse = np.unique(np.sort(z, axis=1), axis=0, return_inverse=True)
         minima = np.full(len(keys), np.inf)
         np.minimum.at(minima, inverse.reshape(-1), d)
@@ -101,9 +94,7 @@ class ContactCheck:
             self._warn((int(a), int(b)), float(shortest))
 
     def _table(self, like):
-        """The table of shortest allowed distances, as an array like ``like`` (numpy, or torch on its device)."""
-        if isinstance(like, np.ndarray):
-            return self.allowed
+        """The table of shortest allowed distances as a torch tensor on the device and in the dtype of ``like``."""
         if self._tables.get(like.device) is None:
             import torch
 
@@ -126,10 +117,6 @@ class ContactCheck:
         self._tables.clear()
         warnings.warn(f"a {name} contact of {d:.3f} Å: {problem}, so the model is extrapolating here "
                       "(energies and forces may be unphysical)", ExtrapolationWarning, stacklevel=5)
-
-
-def _host(values) -> np.ndarray:
-    return values.detach().cpu().numpy() if hasattr(values, "detach") else np.asarray(values)
 
 
 _CHECKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -1,8 +1,8 @@
 """Crystal graphs of a batch of systems built on the model's device, with Verlet-skin reuse.
 
-The candidate pairs within cutoff + skin come from the same search as the numpy path
-(:func:`mf_calc.model.graph.neighbor_pairs`, on the host), run again only for a system whose atoms may
-have moved past the skin (the bound of :mod:`mf_calc.model.neighbors`) or whose atoms changed. Every
+The candidate pairs within cutoff + skin come from pymatgen's search (:func:`mf_calc.model.graph.neighbor_pairs`,
+on the host), run again only for a system whose atoms may have moved past the skin (bound in
+``DeviceGraphBuilder._stale``) or whose atoms changed. Every
 call then computes on the device, for all systems at once: pair distances, the cutoff mask, the
 directed edges and undirected map, the angle triplets, the overlap and isolated-atom checks and the
 contact check. The same pipeline makes the graphs of training data and batched predictions
