@@ -2,7 +2,7 @@
 
 N replicas of a 28-atom Li(Mn0.5Fe0.5)PO4 cell (each rattled differently) run NVT at 600 K with 1 fs steps:
 
-- ``TorchSim batch``: all N in one ``SimState`` (``mf_calc.torchsim.batched_nvt``, Langevin);
+- ``TorchSim batch``: all N in one ``SimState`` (``mf_calc.workflows.engine.batched_nvt``, Langevin);
 - ``ASE sequential``: one ``MFCalculator`` per replica, ASE's ``Langevin`` (same thermostat), the replicas
   one after another. Its throughput does not depend on N, so it is measured on ``--ase-replicas``
   replicas before and after the batches (their mean is the reference) and compared with every N.
@@ -63,13 +63,14 @@ def ase_throughput(model, fidelity: str, n: int, steps: int, warmup: int) -> flo
 
 def torchsim_throughput(model, fidelity: str, n: int, steps: int, warmup: int) -> float:
     """Replica-steps per second of one TorchSim batch of n replicas."""
-    from mf_calc.torchsim import MFTorchSimModel, batched_nvt
+    from mf_calc.torchsim import MFTorchSimModel
+    from mf_calc.workflows.engine import NVTRun, batched_nvt
 
     tsm = MFTorchSimModel(model, fidelity=fidelity, compute_stress=False)  # NVT: forces (and magmoms) only, as ASE
     systems = replicas(n)
-    batched_nvt(systems, tsm, [600.0] * n, steps=warmup, loginterval=max(warmup, 1))
+    batched_nvt(systems, tsm, NVTRun((600.0,) * n, steps=warmup, equil_steps=0, loginterval=max(warmup, 1)))
     t0 = time.perf_counter()
-    batched_nvt(systems, tsm, [600.0] * n, steps=steps, loginterval=steps)
+    batched_nvt(systems, tsm, NVTRun((600.0,) * n, steps=steps, equil_steps=0, loginterval=steps))
     return n * steps / (time.perf_counter() - t0)
 
 
@@ -78,15 +79,15 @@ def hull_comparison(model, fidelity: str, out: Path) -> str:
     import tempfile
 
     from mf_calc import MFCalculator, lmfp
-    from mf_calc.workflows.hull import formation_hull
+    from mf_calc.workflows.hull import HullSettings, formation_hull
 
     host = lmfp(supercell=(1, 1, 1))
     rows = {}
     for engine in ("torchsim", "ase"):
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            r = formation_hull(host, lambda: MFCalculator(model, fidelity=fidelity), tmp, max_per_x=3, fmax=0.05,
-                               engine=engine, progress=False)
+            settings = HullSettings(max_per_x=3, fmax=0.05, engine=engine)
+            r = formation_hull(host, lambda: MFCalculator(model, fidelity=fidelity), tmp, settings, progress=False)
             rows[engine] = (time.perf_counter() - t0, r)
         print(f"hull relaxations, {engine}: {rows[engine][0]:.0f} s", flush=True)
     (t_ts, r_ts), (t_ase, r_ase) = rows["torchsim"], rows["ase"]

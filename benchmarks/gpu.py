@@ -152,7 +152,8 @@ def torchsim_sweep(args) -> list[dict]:
     """Replica-steps/s of TorchSim Langevin NVT with n replicas of a 28-atom cell in one batch, and of the
     same replica run with ASE one after another."""
     from mf_calc import lmfp
-    from mf_calc.torchsim import MFTorchSimModel, batched_nvt
+    from mf_calc.torchsim import MFTorchSimModel
+    from mf_calc.workflows.engine import NVTRun, batched_nvt
 
     model = MFTorchSimModel("lmfp-mf", device=args.device)
     base = lmfp(x_li=1.0, y_mn=0.5, supercell=(1, 1, 1), seed=0)
@@ -165,10 +166,11 @@ def torchsim_sweep(args) -> list[dict]:
             systems.append(atoms)
         model.graphs = type(model.graphs)(model.model.config.cutoff, model.model.config.bond_cutoff, 1.0)
         reset_peak(args.device)
-        batched_nvt(systems, model, [300.0] * n, steps=2, loginterval=2)  # warm-up
+        batched_nvt(systems, model, NVTRun((300.0,) * n, steps=2, equil_steps=0, loginterval=2))  # warm-up
         sync(args.device)
         t0 = time.perf_counter()
-        batched_nvt(systems, model, [300.0] * n, steps=args.torchsim_steps, loginterval=args.torchsim_steps)
+        steps = args.torchsim_steps
+        batched_nvt(systems, model, NVTRun((300.0,) * n, steps=steps, equil_steps=0, loginterval=steps))
         sync(args.device)
         seconds = time.perf_counter() - t0
         rows.append({"replicas": n, "replica_steps_per_s": n * args.torchsim_steps / seconds,
@@ -180,7 +182,8 @@ def torchsim_sweep(args) -> list[dict]:
 def relax_check(args, n: int = 8) -> dict:
     """batched_relax of n rattled x = 1/2 cells on the device: seconds and how many converged."""
     from mf_calc import lmfp
-    from mf_calc.torchsim import MFTorchSimModel, batched_relax
+    from mf_calc.torchsim import MFTorchSimModel
+    from mf_calc.workflows.engine import batched_relax
 
     systems = [lmfp(x_li=0.5, y_mn=0.5, supercell=(1, 1, 1), seed=k) for k in range(n)]
     for k, atoms in enumerate(systems):

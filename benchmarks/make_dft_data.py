@@ -68,7 +68,7 @@ STRAIN, RATTLE = 0.02, (0.02, 0.06)
 def make_inputs(name: str, n_frames: int, seed: int, calc) -> list[Atoms]:
     """The unlabelled frames of one set: half MD snapshots (whole trajectories), half strained + rattled."""
     from mf_calc import lmfp
-    from mf_calc.workflows.relax import relax
+    from mf_calc.workflows.relax import RelaxSettings, relax
 
     set_index = list(SETS).index(name)
     n_traj = n_frames // (2 * SNAPSHOTS)
@@ -79,7 +79,7 @@ def make_inputs(name: str, n_frames: int, seed: int, calc) -> list[Atoms]:
         rng = np.random.default_rng([seed, set_index, i])
         x_li, y_mn = (float(v) for v in rng.choice(FRACTIONS, size=2))
         atoms = lmfp(x_li=x_li, y_mn=y_mn, supercell=(1, 1, 1), seed=int(rng.integers(2**31)))
-        atoms, summary = relax(atoms, calc, fmax=0.05, steps=400)
+        atoms, summary = relax(atoms, calc, RelaxSettings(fmax=0.05, steps=400))
         info = {"config_id": f"{name}-{i:03d}", "kind": kind, "x_li": x_li, "y_mn": y_mn,
                 "relax_converged": summary["converged"]}
         if kind == "strain":

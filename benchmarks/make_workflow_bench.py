@@ -75,10 +75,10 @@ def _bare(atoms: Atoms, info: dict) -> Atoms:
 
 def build_hull(y_mn: float, part: str) -> list[Atoms]:
     from mf_calc.structures import lmfp
-    from mf_calc.workflows.hull import formation_hull, record_atoms
+    from mf_calc.workflows.hull import HullSettings, formation_hull, record_atoms
 
     host = lmfp(1.0, y_mn, supercell=(1, 1, 1), seed=0)
-    result = formation_hull(host, calculator, WORK / part, max_per_x=1000, fmax=0.05, progress=False)
+    result = formation_hull(host, calculator, WORK / part, HullSettings(max_per_x=1000, fmax=0.05), progress=False)
     import json
 
     calc, frames = calculator(), []
@@ -94,15 +94,15 @@ def build_hull(y_mn: float, part: str) -> list[Atoms]:
 
 def build_ev() -> list[Atoms]:
     from mf_calc.structures import lmfp
-    from mf_calc.workflows.relax import relax
+    from mf_calc.workflows.relax import RelaxSettings, relax
 
     calc, frames = calculator(), []
     for name, x in (("LiFePO4", 1.0), ("FePO4", 0.0)):
-        relaxed, _ = relax(lmfp(x, 0.0, supercell=(1, 1, 1)), calc, fmax=0.01, steps=1000)
+        relaxed, _ = relax(lmfp(x, 0.0, supercell=(1, 1, 1)), calc, RelaxSettings(fmax=0.01, steps=1000))
         for scale in VOLUME_SCALES:
             strained = relaxed.copy()
             strained.set_cell(relaxed.cell.array * scale ** (1 / 3), scale_atoms=True)
-            atoms, summary = relax(strained, calc, fmax=0.01, relax_cell=False, steps=1000)
+            atoms, summary = relax(strained, calc, RelaxSettings(fmax=0.01, relax_cell=False, steps=1000))
             frames.append(_bare(atoms, {"part": "ev", "material": name, "volume_scale": scale,
                                         "volume_A3": float(atoms.get_volume()), "relax_converged": summary["converged"]}))
     return frames
@@ -110,17 +110,17 @@ def build_ev() -> list[Atoms]:
 
 def build_md() -> list[Atoms]:
     from mf_calc.structures import lmfp
-    from mf_calc.workflows.md import run_md
-    from mf_calc.workflows.relax import relax
+    from mf_calc.workflows.md import MDOutput, MDSettings, run_md
+    from mf_calc.workflows.relax import RelaxSettings, relax
 
     calc, frames = calculator(), []
     steps = MD_EQUILIBRATE_FS + (MD_SNAPSHOTS - 1) * MD_SPACING_FS
     for i, (x, y, temperature) in enumerate(MD_CASES):
-        start, _ = relax(lmfp(x, y, supercell=(1, 1, 1), seed=MD_SEED0 + i), calc, fmax=0.05)
+        start, _ = relax(lmfp(x, y, supercell=(1, 1, 1), seed=MD_SEED0 + i), calc, RelaxSettings(fmax=0.05))
         traj = WORK / "md" / f"case{i}.traj"
         traj.parent.mkdir(parents=True, exist_ok=True)
-        run_md(start, calc, ensemble="npt", temperature_K=temperature, timestep_fs=1.0, steps=steps,
-               trajectory=traj, log=None, loginterval=MD_SPACING_FS // 2, seed=MD_SEED0 + i, progress=False)
+        run_md(start, calc, MDSettings("npt", temperature, steps=steps, seed=MD_SEED0 + i),
+               MDOutput(traj, None, MD_SPACING_FS // 2, progress=False))
         snapshots = ase.io.read(traj, ":")
         kept = [a for a in snapshots if a.info.get("md_step", 0) >= MD_EQUILIBRATE_FS
                 and (a.info["md_step"] - MD_EQUILIBRATE_FS) % MD_SPACING_FS == 0]
@@ -202,7 +202,22 @@ def label(part: str, deadline: float) -> dict:
     frames = inputs(part)
     sources = [f"workflow_bench/inputs/{part}.extxyz:{i}" for i in range(len(frames))]
     spec = charge_ordered_spec() if part == "hull_fe_co" else SPEC
-    return label_frames(frames, FIDELITY, spec, RAW / part, sources=sources, progress=False, deadline=deadline)
+    summary = {}
+    for wave in snapshot_waves(frames):
+        summary = label_frames(frames, FIDELITY, spec, RAW / part, sources=sources, progress=False,
+                               deadline=deadline, only=wave)
+    return summary
+
+
+def snapshot_waves(frames: list[Atoms]) -> list[list[int]]:
+    """Frame indices in waves: the first snapshot of every trajectory, then the second, ...; so a part left
+    unfinished covers every trajectory (frames without a trajectory form one wave)."""
+    rank, waves = {}, {}
+    for i, atoms in enumerate(frames):
+        key = atoms.info.get("trajectory")
+        n = rank[key] = rank.get(key, -1) + 1 if key is not None else 0
+        waves.setdefault(n, []).append(i)
+    return [waves[n] for n in sorted(waves)]
 
 
 def main(argv: list[str] | None = None) -> int:

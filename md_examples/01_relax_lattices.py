@@ -12,7 +12,7 @@ from _common import parser, setup
 
 from mf_calc import lmfp
 from mf_calc.atomic import write_json
-from mf_calc.workflows.relax import format_summary, relax
+from mf_calc.workflows.relax import RelaxSettings, format_summary, relax
 
 # a, b, c in Å, V in Å³. exp.: LiFePO4 single-crystal XRD (Janssen et al., Chem. Mater. 25, 4574 (2013)); FePO4 and
 # LiMnPO4 commonly quoted values (approx.). PBE+U: Materials-Project-style GGA+U (mid-points of the quoted ranges).
@@ -37,7 +37,7 @@ def main():
     results = {}
     for name, kw in cases.items():
         atoms = lmfp(seed=0, **kw)
-        relaxed, s = relax(atoms, calc, fmax=fmax, steps=400)
+        relaxed, s = relax(atoms, calc, RelaxSettings(fmax=fmax, steps=400))
         n_cells = kw["supercell"][0] * kw["supercell"][1] * kw["supercell"][2]
         s["lattice_per_cell"] = {"a": s["lattice"]["a"] / kw["supercell"][0], "b": s["lattice"]["b"] / kw["supercell"][1],
                                  "c": s["lattice"]["c"] / kw["supercell"][2], "volume": s["lattice"]["volume"] / n_cells}

@@ -9,8 +9,8 @@ from _common import parser, setup
 
 from mf_calc import lmfp
 from mf_calc.atomic import write_json
-from mf_calc.workflows.md import plot_md_log, run_md
-from mf_calc.workflows.relax import format_summary, relax
+from mf_calc.workflows.md import MDOutput, MDSettings, plot_md_log, run_md
+from mf_calc.workflows.relax import RelaxSettings, format_summary, relax
 
 
 def main():
@@ -23,12 +23,12 @@ def main():
     steps = args.steps or (200 if args.quick else 5000)
     atoms = lmfp(x_li=0.5, y_mn=0.5, supercell=supercell, seed=0)
     print(f"{atoms.get_chemical_formula()} ({len(atoms)} atoms), relaxing ...", flush=True)
-    relaxed, s = relax(atoms, calc, fmax=0.05, steps=300)
+    relaxed, s = relax(atoms, calc, RelaxSettings(fmax=0.05, steps=300))
     print(format_summary(s), flush=True)
-    final, summ = run_md(relaxed, calc, ensemble="npt", temperature_K=args.temperature, pressure_GPa=0.0,
-                         timestep_fs=1.0, steps=steps, trajectory=out / "md.traj", log=out / "md.csv",
-                         loginterval=max(steps // 200, 1), tdamp_fs=50.0, pdamp_fs=500.0, seed=0,
-                         print_interval=max(steps // 10, 1))
+    final, summ = run_md(relaxed, calc,
+                         MDSettings("npt", args.temperature, steps=steps, tdamp_fs=50.0, pdamp_fs=500.0),
+                         MDOutput(out / "md.traj", out / "md.csv", max(steps // 200, 1),
+                                  print_interval=max(steps // 10, 1)))
     plot_md_log(out / "md.csv", out / "md.png", title=f"{final.get_chemical_formula()} NPT {args.temperature:g} K")
     print(f"second half: <T> = {summ['T_K_mean']:.0f} ± {summ['T_K_std']:.0f} K, <P> = {summ['P_GPa_mean']:.2f} ± "
           f"{summ['P_GPa_std']:.2f} GPa")

@@ -14,10 +14,11 @@ from _common import parser, setup
 
 from mf_calc import lmfp
 from mf_calc.atomic import write_json
-from mf_calc.workflows.diffusion import li_diffusion
+from mf_calc.workflows.diffusion import MSDSettings, diffusion_of_trajectories, li_diffusion
+from mf_calc.workflows.engine import NVTRun
 from mf_calc.workflows.hops import hop_arrhenius, hop_rate
 from mf_calc.workflows.msd import format_arrhenius
-from mf_calc.workflows.relax import relax
+from mf_calc.workflows.relax import RelaxSettings, relax
 
 
 def hop_summary(out: Path, temps: list[float], sites) -> None:
@@ -44,7 +45,7 @@ def main():
     args = p.parse_args()
     if args.trajectories:
         temps = args.temperatures or []
-        res = li_diffusion(trajectories=args.trajectories, temperatures_K=temps, out=args.out)
+        res = diffusion_of_trajectories(dict(zip(temps, args.trajectories)), out=args.out)
     else:
         calc, out = setup(args)
         supercell = (1, 1, 1) if args.quick else (1, 2, 1)
@@ -55,9 +56,9 @@ def main():
             temps, steps, equil = args.temperatures or [700.0, 850.0, 1000.0, 1200.0], args.steps or 10000, 1000
         print(f"{atoms.get_chemical_formula()} ({len(atoms)} atoms); relaxing, then NVT (Bussi) at {temps} K, "
               f"{steps} steps of 2 fs each after {equil} equilibration steps", flush=True)
-        atoms, _ = relax(atoms, calc, fmax=0.05, steps=300)
-        res = li_diffusion(atoms, calc, temperatures_K=temps, steps=steps, equil_steps=equil, timestep_fs=2.0,
-                           loginterval=5 if args.quick else 20, out=out, n_blocks=3 if args.quick else 5)
+        atoms, _ = relax(atoms, calc, RelaxSettings(fmax=0.05, steps=300))
+        run = NVTRun(tuple(temps), steps, equil, timestep_fs=2.0, loginterval=5 if args.quick else 20)
+        res = li_diffusion(atoms, calc, run, MSDSettings(n_blocks=3 if args.quick else 5), out)
     for key in ("total", "x", "y", "z"):
         print(f"  Arrhenius {key:5}: {format_arrhenius(res['arrhenius'][key])}")
     if not args.trajectories:  # the sites are known: every Li site of the fully lithiated host

@@ -10,7 +10,7 @@ from _common import parser, setup
 
 from mf_calc import lmfp
 from mf_calc.workflows.phonons import phonons
-from mf_calc.workflows.relax import format_summary, relax
+from mf_calc.workflows.relax import RelaxSettings, format_summary, relax
 
 
 def main():
@@ -20,7 +20,7 @@ def main():
     # lmfp-mf turned them imaginary (~0.2 THz) unless the cell was relaxed to fmax 5e-4 eV/Å (residual stress
     # < 0.01 GPa) and the finite differences ran in float64, so this example does both
     calc.model.double()
-    relaxed, s = relax(lmfp(supercell=(1, 1, 1)), calc, fmax=0.0005, steps=1500)
+    relaxed, s = relax(lmfp(supercell=(1, 1, 1)), calc, RelaxSettings(fmax=0.0005, steps=1500))
     print(format_summary(s), flush=True)
     _, summ = phonons(relaxed, calc, supercell=(1, 2, 2), displacement=0.01, mesh=20.0 if args.quick else 40.0,
                       out=out)

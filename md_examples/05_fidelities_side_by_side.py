@@ -17,7 +17,7 @@ from mf_calc import MFCalculator, lmfp, load_model
 from mf_calc.atomic import write_json
 from mf_calc.workflows.io import GPA
 from mf_calc.workflows.oxidation import format_oxidation, oxidation_summary
-from mf_calc.workflows.relax import relax
+from mf_calc.workflows.relax import RelaxSettings, relax
 
 
 def columns(args):
@@ -60,7 +60,7 @@ def main():
     print("\nrelaxed LiFePO4 per column (PBE+U: a≈10.41-10.45 b≈6.07-6.09 c≈4.75-4.76 Å; exp 10.324 6.006 4.690):")
     relaxed = {}
     for label, calc in cols:
-        _, s = relax(lmfp(supercell=(1, 1, 1)), calc, fmax=0.05 if args.quick else 0.01, steps=300)
+        _, s = relax(lmfp(supercell=(1, 1, 1)), calc, RelaxSettings(fmax=0.05 if args.quick else 0.01, steps=300))
         lat = s["lattice"]
         relaxed[label] = ({k: lat[k] for k in ("a", "b", "c", "volume")}
                           | {"Fe_magmom": s["oxidation"]["magmoms"]["Fe"]["mean"]})

@@ -12,7 +12,7 @@ from _common import parser, setup
 
 from mf_calc import MFCalculator, lmfp
 from mf_calc.atomic import write_json
-from mf_calc.workflows.hull import formation_hull, li_chemical_potential, plot_hull
+from mf_calc.workflows.hull import HullSettings, formation_hull, li_chemical_potential, plot_hull
 from mf_calc.workflows.io import fidelity_of
 
 
@@ -27,7 +27,7 @@ def main():
     for y in (0.0, 0.5):
         host = lmfp(x_li=1.0, y_mn=y, supercell=supercell, seed=0)
         r = formation_hull(host, lambda: MFCalculator(calc.model, fidelity=fid), out / f"relaxed_y{y}",
-                           max_per_x=max_per_x, fmax=fmax, mu_li=mu_li)
+                           HullSettings(max_per_x=max_per_x, fmax=fmax), mu_li=mu_li)
         results[f"y_Mn={y}"] = r
         on = sorted({x for x, h in zip(r["x"], r["on_hull"]) if h})
         print(f"{host.get_chemical_formula()} [{fid}]: on the hull at x = {on}; plateaus "

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 
 try:
@@ -119,70 +118,3 @@ class MFTorchSimModel(ModelInterface):
             if key in out:
                 result[key] = out[key].detach().to(device, dtype)
         return result
-
-
-def batched_nvt(systems, model: MFTorchSimModel, temperatures_K, steps: int, timestep_fs: float = 1.0,
-                loginterval: int = 10, tdamp_fs: float = 100.0, equil_steps: int = 0, seed: int = 0,
-                progress: bool = False) -> list[list]:
-    """Langevin NVT (TorchSim's BAOAB integrator, friction 1 / ``tdamp_fs``) of every system at its own
-    temperature, all in one batch. systems: ASE Atoms; temperatures_K: one per system. After
-    ``equil_steps`` (not recorded) the run of ``steps`` is sampled every ``loginterval`` steps (step 0
-    included). Returns per system a list of Atoms frames (positions wrapped into the cell, energy and
-    forces attached; ``info``: md_step, md_time_ps, temperature_K of the frame)."""
-    import torch_sim as ts
-    from ase.calculators.singlepoint import SinglePointCalculator
-    from ase.units import kB
-    from torch_sim.integrators import nvt_langevin
-    from torch_sim.units import MetalUnits
-    from tqdm.auto import tqdm
-
-    temperatures = np.asarray(temperatures_K, dtype=float)
-    if len(temperatures) != len(systems):
-        raise ValueError(f"{len(temperatures)} temperatures for {len(systems)} systems: give one per system")
-    state = ts.io.atoms_to_state(list(systems), model.device, torch.float64)
-    on = {"dtype": torch.float64, "device": model.device}
-    dt = torch.tensor(timestep_fs * 1e-3 * MetalUnits.time, **on)
-    kT = torch.tensor(temperatures * MetalUnits.temperature, **on)
-    gamma = torch.tensor(1.0 / (tdamp_fs * 1e-3 * MetalUnits.time), **on)
-    init_fn, update_fn = nvt_langevin(model=model, dt=dt, kT=kT, gamma=gamma, seed=seed)
-    state = init_fn(state)
-    frames: list[list] = [[] for _ in systems]
-    n_atoms = np.bincount(state.system_idx.cpu().numpy())
-    dof = 3 * n_atoms - 3
-
-    def record(step):
-        kinetic = 0.5 * (state.momenta ** 2 / state.masses.unsqueeze(-1)).sum(-1)
-        ke = kinetic.new_zeros(len(systems)).index_add_(0, state.system_idx, kinetic).cpu().numpy()
-        energies, forces = state.energy.detach().cpu().numpy(), state.forces.detach().cpu().numpy()
-        for b, atoms in enumerate(state.to_atoms()):
-            start = n_atoms[:b].sum()
-            atoms.calc = SinglePointCalculator(atoms, energy=float(energies[b]),
-                                               forces=forces[start:start + n_atoms[b]])
-            atoms.info.update(md_step=step, md_time_ps=step * timestep_fs * 1e-3,
-                              temperature_K=float(2 * ke[b] / (dof[b] * kB)))
-            frames[b].append(atoms)
-
-    for step in tqdm(range(-equil_steps, steps + 1), desc="batched NVT", disable=not progress, mininterval=1.0):
-        if step > -equil_steps:
-            state = update_fn(state, dt=dt, kT=kT, gamma=gamma)
-        if step >= 0 and step % loginterval == 0:
-            record(step)
-    return frames
-
-
-def batched_relax(systems, model: MFTorchSimModel, fmax: float = 0.05, steps: int = 300) -> list[tuple]:
-    """Relax cell and positions of every system in one batch (TorchSim's FIRE with the Fréchet cell
-    parameterisation, as ASE's ``FrechetCellFilter``; ``fmax`` eV/Å on atoms and on the cell forces).
-    Returns per system (relaxed Atoms, converged)."""
-    import torch_sim as ts
-    from torch_sim.optimizers import frechet_cell_fire
-    from torch_sim.runners import generate_force_convergence_fn
-
-    if not model.compute_stress:
-        raise ValueError("a cell relaxation needs the stress: use MFTorchSimModel(..., compute_stress=True)")
-    state = ts.io.atoms_to_state(list(systems), model.device, torch.float64)
-    converge = generate_force_convergence_fn(force_tol=fmax)
-    final = ts.optimize(system=state, model=model, optimizer=frechet_cell_fire, convergence_fn=converge,
-                        max_steps=steps)
-    done = converge(final).cpu().numpy()
-    return list(zip(final.to_atoms(), (bool(d) for d in done)))

@@ -15,6 +15,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from mf_calc import lmfp
 from mf_calc.cli import main
 from mf_calc.workflows.hull import (
+    HullSettings,
     distinct_orderings,
     formation_hull,
     li_site_permutations,
@@ -99,7 +100,7 @@ def test_lower_hull_and_voltages():
 def test_hull_of_a_toy_energy_equals_brute_force_and_reruns_reuse(j, tmp_path):
     host = lmfp(supercell=(1, 2, 1))
     LiPairEnergy.calls = 0
-    result = formation_hull(host, lambda: LiPairEnergy(j), tmp_path / "relaxed", max_per_x=100, progress=False)
+    result = formation_hull(host, lambda: LiPairEnergy(j), tmp_path / "relaxed", HullSettings(max_per_x=100), progress=False)
     li = np.flatnonzero(host.numbers == 3)
     n_fu = 8
     e = {}
@@ -120,13 +121,13 @@ def test_hull_of_a_toy_energy_equals_brute_force_and_reruns_reuse(j, tmp_path):
     assert sorted(result["hull_x"]) == result["hull_x"] and {0.0, 1.0} <= set(result["hull_x"])
     assert result["voltage_step_V"] is None and len(result["segments"]) == len(result["hull_x"]) - 1
     calls = LiPairEnergy.calls
-    again = formation_hull(host, lambda: LiPairEnergy(j), tmp_path / "relaxed", max_per_x=100, progress=False)
+    again = formation_hull(host, lambda: LiPairEnergy(j), tmp_path / "relaxed", HullSettings(max_per_x=100), progress=False)
     assert LiPairEnergy.calls == calls and again["formation_energy_eV"] == result["formation_energy_eV"]
 
 
 def test_mixed_host_step_and_prescreen(tmp_path):
     host = lmfp(y_mn=0.5, supercell=(1, 1, 1), seed=0)
-    result = formation_hull(host, lambda: LiPairEnergy(0.05), tmp_path, max_per_x=1, progress=False)
+    result = formation_hull(host, lambda: LiPairEnergy(0.05), tmp_path, HullSettings(max_per_x=1), progress=False)
     assert result["voltage_step_x"] == 0.5 and result["voltage_step_V"] is not None
     assert sorted(result["x"]) == [0, 0.25, 0.5, 0.75, 1]  # one ordering per x after the pre-screen
 
@@ -135,7 +136,7 @@ def test_bad_hosts_are_refused(tmp_path):
     with pytest.raises(ValueError, match="has no Li"):
         formation_hull(lmfp(x_li=0.0, supercell=(1, 1, 1)), LiPairEnergy, tmp_path)
     with pytest.raises(ValueError, match="not a multiple of 1/4"):
-        formation_hull(lmfp(supercell=(1, 1, 1)), LiPairEnergy, tmp_path, x_values=[0.3])
+        formation_hull(lmfp(supercell=(1, 1, 1)), LiPairEnergy, tmp_path, HullSettings(x_values=[0.3]))
     with pytest.raises(ValueError, match="n_li=5 outside"):
         distinct_orderings(lmfp(supercell=(1, 1, 1)), 5)
 

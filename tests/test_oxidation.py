@@ -14,7 +14,7 @@ from mf_calc.workflows.oxidation import (
     oxidation_states,
     oxidation_summary,
 )
-from mf_calc.workflows.relax import relax
+from mf_calc.workflows.relax import RelaxSettings, relax
 
 
 @pytest.mark.parametrize(
@@ -76,9 +76,9 @@ def calc():
 
 def test_lfp_all_fe2_and_fp_all_fe3(calc):
     """Relaxed LiFePO4 → 4 Fe2+; relaxed FePO4 (delithiated, relaxation needed) → 4 Fe3+."""
-    lfp, s_lfp = relax(lmfp(supercell=(1, 1, 1)), calc, fmax=0.05, steps=200)
+    lfp, s_lfp = relax(lmfp(supercell=(1, 1, 1)), calc, RelaxSettings(fmax=0.05, steps=200))
     assert s_lfp["oxidation"]["counts"] == {"Fe2+": 4} and s_lfp["oxidation"]["balanced"]
-    fp, s_fp = relax(lmfp(x_li=0.0, supercell=(1, 1, 1)), calc, fmax=0.05, steps=200)
+    fp, s_fp = relax(lmfp(x_li=0.0, supercell=(1, 1, 1)), calc, RelaxSettings(fmax=0.05, steps=200))
     assert s_fp["converged"]
     assert s_fp["oxidation"]["counts"] == {"Fe3+": 4} and s_fp["oxidation"]["balanced"]
     m_fp = s_fp["oxidation"]["magmoms"]["Fe"]

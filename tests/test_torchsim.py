@@ -86,12 +86,13 @@ def test_torchsim_nvt_runs_a_batch_of_replicas(warm_model):
 
 
 def test_li_diffusion_runs_every_temperature_as_one_torchsim_batch(warm_model, tmp_path):
-    from mf_calc.workflows.diffusion import li_diffusion
+    from mf_calc.workflows.diffusion import MSDSettings, li_diffusion
+    from mf_calc.workflows.engine import NVTRun
 
     atoms = lmfp(x_li=0.5, supercell=(1, 1, 1), seed=0)
-    res = li_diffusion(atoms, MFCalculator(warm_model, fidelity="pbe_u"), temperatures_K=(900.0, 1200.0), steps=20,
-                       equil_steps=5, loginterval=2, out=tmp_path, engine="torchsim", plot=False, verbose=False,
-                       progress=False)
+    run = NVTRun((900.0, 1200.0), steps=20, equil_steps=5, loginterval=2)
+    res = li_diffusion(atoms, MFCalculator(warm_model, fidelity="pbe_u"), run, MSDSettings(), tmp_path,
+                       engine="torchsim", progress=False, plot=False)
     assert res["settings"]["engine"] == "torchsim" and res["settings"]["method"] == "langevin"
     for T in ("900", "1200"):
         frames = ase.io.read(tmp_path / f"md_{T}K.traj", ":")
@@ -99,22 +100,22 @@ def test_li_diffusion_runs_every_temperature_as_one_torchsim_batch(warm_model, t
     with pytest.raises(ValueError, match="needs an MFCalculator"):
         from ase.calculators.emt import EMT
 
-        li_diffusion(atoms, EMT(), temperatures_K=(900.0,), steps=5, out=tmp_path, engine="torchsim")
+        li_diffusion(atoms, EMT(), NVTRun((900.0,), steps=5), out=tmp_path, engine="torchsim")
 
 
 def test_hull_relaxations_as_one_torchsim_batch(warm_model, tmp_path):
-    from mf_calc.workflows.hull import formation_hull, stable_structures
+    from mf_calc.workflows.hull import HullSettings, formation_hull, stable_structures
 
     def make():
         return MFCalculator(warm_model, fidelity="pbe_u")
 
     host = lmfp(supercell=(1, 1, 1))
-    result = formation_hull(host, make, tmp_path, x_values=[0.5], max_per_x=1, fmax=0.1, engine="torchsim",
-                            progress=False)
+    result = formation_hull(host, make, tmp_path, HullSettings(x_values=[0.5], max_per_x=1, fmax=0.1,
+                                                               engine="torchsim"), progress=False)
     assert sorted(result["x"]) == [0.0, 0.5, 1.0] and all(r["converged"] for r in result["records"])
     for atoms in stable_structures(result):  # relaxed: forces and cell forces below fmax with the ASE calculator
         atoms.calc = make()
         assert np.linalg.norm(atoms.get_forces(), axis=1).max() < 0.1
-    again = formation_hull(host, make, tmp_path, x_values=[0.5], max_per_x=1, fmax=0.1, engine="torchsim",
+    again = formation_hull(host, make, tmp_path, HullSettings(x_values=[0.5], max_per_x=1, fmax=0.1, engine="torchsim"),
                            progress=False)
     assert again["formation_energy_eV"] == result["formation_energy_eV"]  # records reused

@@ -12,8 +12,11 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 
 from mf_calc.workflows import arrhenius_fit, msd_analysis, phonons, relax, run_md
-from mf_calc.workflows.md import read_md_log
+from mf_calc.workflows.md import MDOutput, MDSettings, read_md_log
 from mf_calc.workflows.msd import Trajectory, unwrapped_positions
+from mf_calc.workflows.relax import RelaxSettings
+
+NO_FILES = MDOutput(None, None, progress=False)
 
 
 def cu_cell(rep=(2, 2, 2)):
@@ -23,8 +26,8 @@ def cu_cell(rep=(2, 2, 2)):
 # ----------------------------------------------------------------------------- MD
 def test_nve_energy_drift_emt(tmp_path):
     """Velocity Verlet, 1 fs, 300 steps of 32-atom EMT Cu at 300 K: |E_tot(t) − E_tot(0)| < 1 meV/atom."""
-    atoms, s = run_md(cu_cell(), EMT(), ensemble="nve", temperature_K=300, timestep_fs=1.0, steps=300,
-                      trajectory=tmp_path / "nve.traj", log=tmp_path / "nve.csv", loginterval=10, progress=False)
+    atoms, s = run_md(cu_cell(), EMT(), MDSettings("nve", temperature_K=300, timestep_fs=1.0, steps=300),
+                      MDOutput(tmp_path / "nve.traj", tmp_path / "nve.csv", loginterval=10, progress=False))
     log = read_md_log(tmp_path / "nve.csv")
     etot = log["etot_eV"]
     assert len(etot) == 31  # step 0 ... 300 every 10
@@ -45,9 +48,9 @@ def test_npt_anisotropic_cell_response(tmp_path):
     a0 = atoms.cell.lengths().copy()
     atoms.set_cell(np.diag(a0 * [1.03, 0.97, 1.0]), scale_atoms=True)
     start = atoms.cell.lengths().copy()
-    final, s = run_md(atoms, EMT(), ensemble="npt", temperature_K=100, pressure_GPa=0.0, timestep_fs=2.0,
-                      steps=150, trajectory=None, log=tmp_path / "npt.csv", loginterval=5, tdamp_fs=50,
-                      pdamp_fs=100, progress=False)
+    final, s = run_md(atoms, EMT(), MDSettings("npt", temperature_K=100, pressure_GPa=0.0, timestep_fs=2.0, steps=150,
+                                             tdamp_fs=50, pdamp_fs=100),
+                      MDOutput(None, tmp_path / "npt.csv", loginterval=5, progress=False))
     log = read_md_log(tmp_path / "npt.csv")
     # the extreme excursion of each length relative to its start
     da = log["a"].min() - start[0]
@@ -63,11 +66,11 @@ def test_langevin_npt_and_isotropic_variants(tmp_path):
     atoms = cu_cell()
     atoms.set_cell(np.diag(atoms.cell.lengths() * [1.03, 0.97, 1.0]), scale_atoms=True)
     ratio0 = atoms.cell.lengths()[0] / atoms.cell.lengths()[1]
-    fin, _ = run_md(atoms, EMT(), ensemble="npt", method="langevin", temperature_K=100, timestep_fs=2.0, steps=60,
-                    trajectory=None, log=None, tdamp_fs=50, pdamp_fs=100, progress=False)
+    fin, _ = run_md(atoms, EMT(), MDSettings("npt", method="langevin", temperature_K=100, timestep_fs=2.0, steps=60,
+                                           tdamp_fs=50, pdamp_fs=100), NO_FILES)
     assert abs(fin.cell.lengths()[0] / fin.cell.lengths()[1] - ratio0) > 0.01
-    fin, _ = run_md(atoms, EMT(), ensemble="npt", method="mtk-isotropic", temperature_K=100, timestep_fs=2.0,
-                    steps=60, trajectory=None, log=None, tdamp_fs=50, pdamp_fs=100, progress=False)
+    fin, _ = run_md(atoms, EMT(), MDSettings("npt", method="mtk-isotropic", temperature_K=100, timestep_fs=2.0,
+                                           steps=60, tdamp_fs=50, pdamp_fs=100), NO_FILES)
     assert fin.cell.lengths()[0] / fin.cell.lengths()[1] == pytest.approx(ratio0, rel=1e-6)
 
 
@@ -77,14 +80,14 @@ def test_md_trajectory_restart(tmp_path, fmt):
     from ase.io import read
 
     traj, log = tmp_path / f"md.{fmt}", tmp_path / "md.csv"
-    _, s1 = run_md(cu_cell((1, 1, 1)), EMT(), ensemble="nvt", method="bussi", temperature_K=300, steps=20,
-                   trajectory=traj, log=log, loginterval=5, progress=False)
+    _, s1 = run_md(cu_cell((1, 1, 1)), EMT(), MDSettings("nvt", method="bussi", temperature_K=300, steps=20),
+                   MDOutput(traj, log, loginterval=5, progress=False))
     frames = read(traj, ":")
     assert len(frames) == 5
     assert frames[-1].info["md_step"] == 20 and frames[-1].info["md_time_ps"] == pytest.approx(0.02)
     assert frames[-1].get_momenta().any()
-    _, s2 = run_md(None, EMT(), ensemble="nvt", method="bussi", temperature_K=300, steps=10, trajectory=traj,
-                   log=log, loginterval=5, restart_from=traj, progress=False)
+    _, s2 = run_md(None, EMT(), MDSettings("nvt", method="bussi", temperature_K=300, steps=10),
+                   MDOutput(traj, log, loginterval=5, progress=False), restart_from=traj)
     frames = read(traj, ":")
     assert [f.info["md_step"] for f in frames] == [0, 5, 10, 15, 20, 25, 30]
     d = read_md_log(log)
@@ -94,16 +97,16 @@ def test_md_trajectory_restart(tmp_path, fmt):
 
 def test_nvt_thermostats_reach_temperature():
     for method in ("nose-hoover", "bussi", "langevin"):
-        _, s = run_md(cu_cell(), EMT(), ensemble="nvt", method=method, temperature_K=500, timestep_fs=2.0,
-                      steps=200, trajectory=None, log=None, loginterval=5, tdamp_fs=20, progress=False)
+        _, s = run_md(cu_cell(), EMT(), MDSettings("nvt", method=method, temperature_K=500, timestep_fs=2.0,
+                                                 steps=200, tdamp_fs=20), NO_FILES)
         assert 300 < s["T_K_mean"] < 700, (method, s["T_K_mean"])
 
 
 def test_bad_md_arguments():
     with pytest.raises(ValueError, match="ensemble"):
-        run_md(cu_cell(), EMT(), ensemble="nph", steps=1, trajectory=None, log=None)
+        MDSettings("nph", steps=1)
     with pytest.raises(ValueError, match="supports"):
-        run_md(cu_cell(), EMT(), ensemble="npt", method="bussi", steps=1, trajectory=None, log=None)
+        MDSettings("npt", method="bussi", steps=1)
 
 
 def test_md_that_blows_up_stops_and_keeps_its_frames(tmp_path):
@@ -118,8 +121,8 @@ def test_md_that_blows_up_stops_and_keeps_its_frames(tmp_path):
     traj = tmp_path / "md.traj"
     with pytest.raises(MDInstabilityError, match=r"MD stopped at step \d+: the temperature reached .*flying apart"
                        r".*md.traj"):
-        run_md(atoms, EMT(), ensemble="nve", temperature_K=300, timestep_fs=2.0, steps=200, trajectory=traj,
-               log=tmp_path / "md.csv", loginterval=1, progress=False)
+        run_md(atoms, EMT(), MDSettings("nve", temperature_K=300, timestep_fs=2.0, steps=200),
+               MDOutput(traj, tmp_path / "md.csv", loginterval=1, progress=False))
     frames = read(traj, ":")
     assert frames and frames[0].info["md_step"] == 0
     assert len(read_md_log(tmp_path / "md.csv")["step"]) == len(frames)
@@ -143,8 +146,8 @@ def test_md_stops_on_a_non_finite_energy(tmp_path):
     from mf_calc.workflows.md_observers import MDInstabilityError
 
     with pytest.raises(MDInstabilityError, match=r"step 5: non-finite potential energy"):
-        run_md(cu_cell((1, 1, 1)), _NaNAfter(5), ensemble="nve", steps=20, trajectory=tmp_path / "md.extxyz",
-               log=None, loginterval=1, progress=False)
+        run_md(cu_cell((1, 1, 1)), _NaNAfter(5), MDSettings("nve", steps=20),
+               MDOutput(tmp_path / "md.extxyz", None, loginterval=1, progress=False))
 
 
 def test_md_status_line_prints_oxidation_counts(capsys):
@@ -245,7 +248,7 @@ def test_li_diffusion_on_existing_trajectories(tmp_path):
     """The workflow analyses files (no calculator) and writes JSON + PNGs."""
     from ase.io import write
 
-    from mf_calc.workflows import li_diffusion
+    from mf_calc.workflows import diffusion_of_trajectories
 
     paths, Ts = [], [600.0, 900.0]
     for T, D in zip(Ts, (0.02, 0.08)):
@@ -253,19 +256,19 @@ def test_li_diffusion_on_existing_trajectories(tmp_path):
         p = tmp_path / f"rw_{T:g}.extxyz"
         write(p, frames)
         paths.append(p)
-    res = li_diffusion(trajectories=paths, temperatures_K=Ts, out=tmp_path / "out", verbose=False)
+    res = diffusion_of_trajectories(dict(zip(Ts, paths)), out=tmp_path / "out")
     assert res["arrhenius"]["total"]["Ea_eV"] > 0
     for f in ("diffusion.json", "msd.png", "arrhenius.png"):
         assert (tmp_path / "out" / f).stat().st_size > 0
     with pytest.raises(FileNotFoundError):
-        li_diffusion(trajectories=[tmp_path / "nope.traj"], temperatures_K=[500.0], out=tmp_path / "o2")
+        diffusion_of_trajectories({500.0: tmp_path / "nope.traj"}, out=tmp_path / "o2")
 
 
 # ----------------------------------------------------------------------------- relax + phonons (EMT)
 def test_relax_and_phonons_emt_cu(tmp_path):
     """A relaxed fcc Cu primitive cell is dynamically stable: no imaginary modes beyond 0.1 THz."""
     atoms = bulk("Cu", "fcc", a=3.7)
-    relaxed, s = relax(atoms, EMT(), fmax=1e-3, steps=200)
+    relaxed, s = relax(atoms, EMT(), RelaxSettings(fmax=1e-3, steps=200))
     assert s["converged"] and s["max_force_eV_per_A"] < 1e-3
     assert s["lattice"]["volume"] == pytest.approx(11.57, rel=0.02)  # EMT Cu: a ≈ 3.59 Å
     ph, summ = phonons(relaxed, EMT(), supercell=(3, 3, 3), mesh=(8, 8, 8), out=tmp_path, progress=False)
@@ -304,12 +307,12 @@ def test_phonons_detect_instability():
 def test_relax_fix_symmetry_and_fixed_cell(tmp_path):
     atoms = bulk("Cu", "fcc", a=3.7, cubic=True)
     atoms.rattle(0.005, seed=1)  # within symprec: refine_symmetry restores Fm-3m
-    r, s = relax(atoms, EMT(), fix_symmetry=True, symprec=0.05, fmax=1e-3, optimizer="BFGS",
+    r, s = relax(atoms, EMT(), RelaxSettings(fix_symmetry=True, symprec=0.05, fmax=1e-3, optimizer="BFGS"),
                  trajectory=tmp_path / "r.traj")
     a, b, c = r.cell.lengths()
     assert s["converged"] and a == pytest.approx(b, abs=1e-6) and b == pytest.approx(c, abs=1e-6)
     assert atoms.cell.lengths()[0] == pytest.approx(3.7)  # input untouched
-    r2, s2 = relax(atoms, EMT(), relax_cell=False, fmax=1e-3)
+    r2, s2 = relax(atoms, EMT(), RelaxSettings(relax_cell=False, fmax=1e-3))
     assert np.allclose(r2.cell, atoms.cell) and s2["max_force_eV_per_A"] < 1e-3
     with pytest.raises(ValueError, match="unknown optimizer"):
-        relax(atoms, EMT(), optimizer="Newton")
+        relax(atoms, EMT(), RelaxSettings(optimizer="Newton"))

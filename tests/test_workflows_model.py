@@ -12,7 +12,8 @@ import torch
 
 from mf_calc import MFCalculator, lmfp, load_model
 from mf_calc.workflows import phonons, relax, run_md
-from mf_calc.workflows.md import read_md_log
+from mf_calc.workflows.md import MDOutput, MDSettings, read_md_log
+from mf_calc.workflows.relax import RelaxSettings
 
 LFP_PBEU = {"a": 10.43, "b": 6.08, "c": 4.755, "volume": 301.0}
 LFP_EXP = {"a": 10.3244, "b": 6.0064, "c": 4.6901, "volume": 290.84}
@@ -28,7 +29,7 @@ def calc():
 
 @pytest.fixture(scope="module")
 def lfp_relaxed(calc):
-    return relax(lmfp(supercell=(1, 1, 1)), calc, fmax=0.02, steps=300)
+    return relax(lmfp(supercell=(1, 1, 1)), calc, RelaxSettings(fmax=0.02, steps=300))
 
 
 def test_relax_lfp_lattice(lfp_relaxed):
@@ -49,7 +50,8 @@ def test_low_fidelity_relaxes_to_the_pbe_u_lattice(lfp_relaxed):
     from mf_calc import MFCalculator
 
     _, s_high = lfp_relaxed
-    _, s = relax(lmfp(supercell=(1, 1, 1)), MFCalculator(load_model(), fidelity="pbe_u"), fmax=0.02, steps=300)
+    _, s = relax(lmfp(supercell=(1, 1, 1)), MFCalculator(load_model(), fidelity="pbe_u"), RelaxSettings(fmax=0.02,
+                                                                                                        steps=300))
     assert s["converged"] and s["fidelity"] == "pbe_u"
     for key, ref in LFP_PBEU.items():
         assert s["lattice"][key] == pytest.approx(ref, rel=0.01), key
@@ -60,8 +62,8 @@ def test_nve_energy_conservation_model(lfp_relaxed, calc):
     """The model's forces are the exact gradient of its energy: 40 NVE steps of 1 fs at 300 K keep
     E_tot within 1 meV/atom (measured ≈ 0.06 meV/atom)."""
     atoms, _ = lfp_relaxed
-    _, s = run_md(atoms, calc, ensemble="nve", temperature_K=300, timestep_fs=1.0, steps=40, trajectory=None,
-                  log=None, loginterval=5, progress=False)
+    _, s = run_md(atoms, calc, MDSettings("nve", temperature_K=300, timestep_fs=1.0, steps=40),
+                  MDOutput(None, None, loginterval=5, progress=False))
     assert s["conserved_max_dev_meV_per_atom"] < 1.0
     assert s["model_calls_per_step"] <= 1.05
 
@@ -69,8 +71,8 @@ def test_nve_energy_conservation_model(lfp_relaxed, calc):
 def test_npt_model_logs_magmoms(lfp_relaxed, calc, tmp_path):
     """A few NPT steps with the model: the CSV has lattice, pressure and Fe magmom / oxidation columns."""
     atoms, _ = lfp_relaxed
-    final, s = run_md(atoms, calc, ensemble="npt", temperature_K=300, steps=10, trajectory=tmp_path / "npt.extxyz",
-                      log=tmp_path / "npt.csv", loginterval=5, progress=False)
+    final, s = run_md(atoms, calc, MDSettings("npt", temperature_K=300, steps=10),
+                      MDOutput(tmp_path / "npt.extxyz", tmp_path / "npt.csv", loginterval=5, progress=False))
     d = read_md_log(tmp_path / "npt.csv")
     assert list(d["step"]) == [0, 5, 10]
     assert np.all(d["n_Fe2"] == 4) and np.all(d["charge_excess"] == 0)
@@ -85,7 +87,7 @@ def test_phonons_lfp_gamma_stable(lfp_relaxed, calc):
     optical mode, acoustic modes ~0, highest mode a PO4 stretch near 900-1100 cm⁻¹. LiFePO4 has a soft
     optical mode (~1.0 THz here, 0.64 THz for the CHGNet r2scan teacher) that a loose relaxation (fmax 0.02)
     left imaginary with an earlier lmfp-mf, so phonons start from a tight one."""
-    atoms, s = relax(lfp_relaxed[0], calc, fmax=0.001, steps=600)
+    atoms, s = relax(lfp_relaxed[0], calc, RelaxSettings(fmax=0.001, steps=600))
     assert s["converged"]
     ph, s = phonons(atoms, calc, supercell=(1, 1, 1), mesh=(1, 1, 1), plot=False, progress=False)
     assert np.allclose(ph.primitive.cell, atoms.cell)  # axes as given: the band path's Y is along b

@@ -17,9 +17,9 @@ import numpy as np
 from ase import Atoms
 
 from mf_calc.structures import lmfp
-from mf_calc.workflows.md import run_md
+from mf_calc.workflows.md import MDOutput, MDSettings, run_md
 from mf_calc.workflows.md_observers import MDInstabilityError
-from mf_calc.workflows.relax import relax
+from mf_calc.workflows.relax import RelaxSettings, relax
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +63,11 @@ def _cases(settings: ExploreSettings, n: int, rng) -> list[dict]:
 
 def _md_frames(case: dict, calc, settings: ExploreSettings, folder: Path, name: str) -> list[Atoms]:
     start = lmfp(case["x_li"], case["y_mn"], supercell=case["cell"], seed=case["site_seed"])
-    start, _ = relax(start, calc, fmax=0.1, steps=200)
+    start, _ = relax(start, calc, RelaxSettings(fmax=0.1, steps=200))
     trajectory = folder / f"{name}.traj"
     try:
-        run_md(start, calc, ensemble="npt", temperature_K=case["temperature_K"], steps=settings.md_steps,
-               trajectory=trajectory, log=None, loginterval=settings.interval, seed=case["site_seed"], progress=False)
+        run_md(start, calc, MDSettings("npt", case["temperature_K"], steps=settings.md_steps, seed=case["site_seed"]),
+               MDOutput(trajectory, None, settings.interval, progress=False))
     except MDInstabilityError as err:  # keep what it wrote
         log.warning("explore %s stopped: %s", name, err)
     return ase.io.read(trajectory, ":")
@@ -75,8 +75,8 @@ def _md_frames(case: dict, calc, settings: ExploreSettings, folder: Path, name: 
 
 def _relax_frames(case: dict, calc, folder: Path, name: str) -> list[Atoms]:
     trajectory = folder / f"{name}.traj"
-    relax(lmfp(case["x_li"], case["y_mn"], supercell=case["cell"], seed=case["site_seed"]), calc, fmax=0.05,
-          steps=300, trajectory=trajectory)
+    relax(lmfp(case["x_li"], case["y_mn"], supercell=case["cell"], seed=case["site_seed"]), calc,
+          RelaxSettings(fmax=0.05, steps=300), trajectory=trajectory)
     return ase.io.read(trajectory, ":")
 
 

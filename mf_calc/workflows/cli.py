@@ -54,13 +54,12 @@ def cmd_relax(args) -> int:
     from ase.io import write
 
     from mf_calc.atomic import write_json
-    from mf_calc.workflows.relax import format_summary, optimizer_class, relax
+    from mf_calc.workflows.relax import RelaxSettings, format_summary, relax
 
-    optimizer_class(args.optimizer)
+    settings = RelaxSettings(args.fmax, args.steps, relax_cell=not args.fixed_cell, optimizer=args.optimizer,
+                             fix_symmetry=args.fix_symmetry, pressure_GPa=args.pressure)
     atoms, calc, out = _prepare(args)
-    relaxed, summary = relax(atoms, calc, fmax=args.fmax, relax_cell=not args.fixed_cell, optimizer=args.optimizer,
-                             fix_symmetry=args.fix_symmetry, steps=args.steps, trajectory=out / "relax.traj",
-                             pressure_GPa=args.pressure)
+    relaxed, summary = relax(atoms, calc, settings, trajectory=out / "relax.traj")
     print(format_summary(summary))
     relaxed.calc = None
     write(out / "relaxed.extxyz", relaxed)
@@ -85,10 +84,11 @@ def _add_relax(sub):
 # ----------------------------------------------------------------------------- md
 def cmd_md(args) -> int:
     from mf_calc.atomic import write_json
-    from mf_calc.workflows.md import check_md_method, plot_md_log, run_md
-    from mf_calc.workflows.relax import format_summary, relax
+    from mf_calc.workflows.md import MDOutput, MDSettings, plot_md_log, run_md
+    from mf_calc.workflows.relax import RelaxSettings, format_summary, relax
 
-    check_md_method(args.ensemble, args.method)
+    settings = MDSettings(args.ensemble, args.temperature, args.pressure, args.timestep, args.steps, args.method,
+                          args.tdamp, args.pdamp, seed=getattr(args, "seed", 0))
     if args.traj_format not in ("traj", "extxyz"):
         raise ValueError("--traj-format must be traj or extxyz")
     if args.restart_from:
@@ -101,16 +101,13 @@ def cmd_md(args) -> int:
     else:
         atoms, calc, out = _prepare(args)
         if args.relax_first:
-            atoms, s = relax(atoms, calc, fmax=0.1, steps=200)
+            atoms, s = relax(atoms, calc, RelaxSettings(fmax=0.1, steps=200))
             print(format_summary(s))
     traj = out / f"md.{args.traj_format}"
-    final, summary = run_md(
-        None if args.restart_from else atoms, calc, ensemble=args.ensemble, method=args.method,
-        temperature_K=args.temperature, pressure_GPa=args.pressure, timestep_fs=args.timestep, steps=args.steps,
-        trajectory=traj, log=out / "md.csv", loginterval=args.loginterval, seed=args.seed if hasattr(args, "seed") else 0,
-        tdamp_fs=args.tdamp, pdamp_fs=args.pdamp, restart_from=args.restart_from, progress=not args.quiet,
-        print_interval=args.print_interval,
-    )
+    output = MDOutput(traj, out / "md.csv", args.loginterval, progress=not args.quiet,
+                      print_interval=args.print_interval)
+    final, summary = run_md(None if args.restart_from else atoms, calc, settings, output,
+                            restart_from=args.restart_from)
     png = plot_md_log(out / "md.csv", out / "md.png", title=f"{final.get_chemical_formula()} {args.ensemble.upper()} "
                       f"{args.temperature:g} K [{calc.fidelity}]")
     write_json(out / "md_summary.json", summary)
@@ -145,31 +142,26 @@ def _add_md(sub):
 
 # ----------------------------------------------------------------------------- diffusion
 def cmd_diffusion(args) -> int:
-    from mf_calc.workflows.diffusion import li_diffusion
+    from mf_calc.workflows.diffusion import MSDSettings, diffusion_of_trajectories, li_diffusion
+    from mf_calc.workflows.engine import NVTRun
     from mf_calc.workflows.msd import format_arrhenius
 
     out = Path(args.out)
+    analysis = MSDSettings(args.species, skip=args.skip, frame_interval_ps=args.frame_interval)
     if args.trajectories:
         if len(args.trajectories) != len(args.temperatures):
             raise ValueError(f"give one --temperatures value per trajectory ({len(args.trajectories)} files, "
                              f"{len(args.temperatures)} temperatures)")
-        for p in args.trajectories:
-            if not Path(p).is_file():
-                raise FileNotFoundError(f"trajectory file {p!r} not found")
-        res = li_diffusion(trajectories=args.trajectories, temperatures_K=args.temperatures, out=out,
-                           frame_interval_ps=args.frame_interval, species=args.species, skip=args.skip)
+        res = diffusion_of_trajectories(dict(zip(args.temperatures, args.trajectories)), analysis, out)
     else:
+        run = NVTRun(tuple(args.temperatures), args.steps, args.equil_steps, args.timestep, args.loginterval,
+                     args.method, seed=args.seed)
         atoms, calc, out = _prepare(args)
-        if args.species not in atoms.get_chemical_symbols():
-            raise ValueError(f"no {args.species} atoms in {atoms.get_chemical_formula()}")
         if args.relax_first:
-            from mf_calc.workflows.relax import relax
+            from mf_calc.workflows.relax import RelaxSettings, relax
 
-            atoms, _ = relax(atoms, calc, fmax=0.1, steps=200)
-        res = li_diffusion(atoms, calc, temperatures_K=args.temperatures, steps=args.steps,
-                           equil_steps=args.equil_steps, timestep_fs=args.timestep, loginterval=args.loginterval,
-                           method=args.method, out=out, species=args.species, skip=args.skip, seed=args.seed,
-                           progress=not args.quiet, engine=args.engine)
+            atoms, _ = relax(atoms, calc, RelaxSettings(fmax=0.1, steps=200))
+        res = li_diffusion(atoms, calc, run, analysis, out, engine=args.engine, progress=not args.quiet)
     print(f"Arrhenius fit: {format_arrhenius(res['arrhenius']['total'])}")
     print(f"wrote {out}/diffusion.json" + (f", {res.get('msd_png')}" if res.get("msd_png") else "")
           + (f", {res.get('arrhenius_png')}" if res.get("arrhenius_png") else ""))
@@ -201,13 +193,13 @@ def _add_diffusion(sub):
 # ----------------------------------------------------------------------------- phonons
 def cmd_phonons(args) -> int:
     from mf_calc.workflows.phonons import phonons
-    from mf_calc.workflows.relax import format_summary, relax
+    from mf_calc.workflows.relax import RelaxSettings, format_summary, relax
 
     atoms, calc, out = _prepare(args)
     if args.no_relax:
         residual = _max_force(atoms, calc)
     else:
-        atoms, s = relax(atoms, calc, fmax=args.fmax, steps=args.steps, trajectory=out / "relax.traj")
+        atoms, s = relax(atoms, calc, RelaxSettings(fmax=args.fmax, steps=args.steps), trajectory=out / "relax.traj")
         print(format_summary(s))
         residual = s["max_force_eV_per_A"]
     if residual > SOFT_MODE_FMAX:

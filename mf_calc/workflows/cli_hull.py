@@ -49,16 +49,16 @@ def cmd_hull(args) -> int:
 
     from mf_calc import MFCalculator
     from mf_calc.atomic import write_json
-    from mf_calc.workflows.hull import formation_hull, li_chemical_potential, plot_hull, stable_structures
+    from mf_calc.workflows.hull import HullSettings, formation_hull, li_chemical_potential, plot_hull, stable_structures
 
     host, model, fidelities, out = fidelity_sweep_setup(args, QUICK)
     model_name = model.metadata.get("name", str(args.model))
+    settings = HullSettings(args.x, args.max_per_x, args.max_enumerate, args.fmax, args.steps, engine=args.engine)
     results = {}
     for fid in fidelities:
         mu_li = args.mu_li if args.mu_li is not None else li_chemical_potential(args.li_reference, fid)
-        r = formation_hull(host, lambda fid=fid: MFCalculator(model, fidelity=fid), out / "relaxed" / f"{model_name}_{fid}",
-                           x_values=args.x, max_per_x=args.max_per_x, max_enumerate=args.max_enumerate,
-                           fmax=args.fmax, steps=args.steps, mu_li=mu_li, engine=args.engine)
+        r = formation_hull(host, lambda fid=fid: MFCalculator(model, fidelity=fid),
+                           out / "relaxed" / f"{model_name}_{fid}", settings, mu_li=mu_li)
         results[fid] = r
         ase.io.write(out / f"hull_{fid}.extxyz", stable_structures(r))
         print(f"{fid:>12}: {len(r['x'])} orderings relaxed, on the hull at x = "

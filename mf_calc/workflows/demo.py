@@ -16,8 +16,8 @@ from mf_calc import MFCalculator, lmfp, load_model
 from mf_calc.atomic import write_json
 from mf_calc.constants import EV_A3_TO_GPA as GPA
 from mf_calc.model.mfchgnet import MFCHGNet
-from mf_calc.workflows.md import plot_md_log, run_md
-from mf_calc.workflows.relax import format_summary, relax
+from mf_calc.workflows.md import MDOutput, MDSettings, plot_md_log, run_md
+from mf_calc.workflows.relax import RelaxSettings, format_summary, relax
 
 
 def run_demo(model=None, out="demo_output", quick: bool = False, x_li: float = 0.5, y_mn: float = 0.5,
@@ -58,7 +58,7 @@ def run_demo(model=None, out="demo_output", quick: bool = False, x_li: float = 0
     # 2. relax positions + cell
     fmax = 0.1 if quick else 0.05
     print(f"relaxing (FIRE, positions + cell, fmax {fmax} eV/Å) ...", flush=True)
-    relaxed, rsum = relax(atoms, calc, fmax=fmax, steps=100 if quick else 300, trajectory=out / "relax.traj")
+    relaxed, rsum = relax(atoms, calc, RelaxSettings(fmax=fmax, steps=100 if quick else 300), trajectory=out / "relax.traj")
     print(format_summary(rsum))
     relaxed.calc = None
     write(out / "relaxed.extxyz", relaxed)
@@ -67,10 +67,10 @@ def run_demo(model=None, out="demo_output", quick: bool = False, x_li: float = 0
     steps = md_steps if md_steps is not None else (100 if quick else 1000)
     print(f"NPT MD (MTK, anisotropic cell) at {temperature_K:g} K, 0 GPa, 1 fs x {steps} steps; "
           "status every 10 % (oxidation counts Fe 2+/3+, Mn 2+/3+/4+):", flush=True)
-    final, msum = run_md(relaxed, calc, ensemble="npt", temperature_K=temperature_K, pressure_GPa=0.0,
-                         timestep_fs=1.0, steps=steps, trajectory=out / "md.traj", log=out / "md.csv",
-                         loginterval=max(steps // 100, 1), tdamp_fs=50.0, pdamp_fs=500.0, seed=0,
-                         progress=progress, print_interval=max(steps // 10, 1))
+    final, msum = run_md(relaxed, calc,
+                         MDSettings("npt", temperature_K, steps=steps, tdamp_fs=50.0, pdamp_fs=500.0),
+                         MDOutput(out / "md.traj", out / "md.csv", max(steps // 100, 1), progress=progress,
+                                  print_interval=max(steps // 10, 1)))
     png = plot_md_log(out / "md.csv", out / "md.png",
                       title=f"{final.get_chemical_formula()} NPT {temperature_K:g} K [{calc.fidelity}]")
     print(f"second half: <T> = {msum['T_K_mean']:.0f} K, <P> = {msum['P_GPa_mean']:.2f} GPa, "

@@ -1,19 +1,20 @@
-"""Li diffusion workflow: NVT runs at several temperatures (ASE one after another, or TorchSim as one
-batch), then the MSD analysis and Arrhenius fit of :mod:`mf_calc.workflows.msd` (its docstring has the
+"""Li diffusion workflow: NVT runs at several temperatures (on an engine: ASE one after another, or TorchSim
+as one batch), then the MSD analysis and Arrhenius fit of :mod:`mf_calc.workflows.msd` (its docstring has the
 conventions), plots and ``diffusion.json``."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
-import ase.io
 import numpy as np
+from ase import Atoms
 from ase.units import kB
 
 from mf_calc.atomic import write_json
 from mf_calc.structures import read_structures
-from mf_calc.workflows.md import run_md
+from mf_calc.workflows.engine import NVTRun, engine_for
 from mf_calc.workflows.msd import arrhenius_fit, msd_analysis
 from mf_calc.workflows.plots import new_figure, save_figure
 
@@ -78,99 +79,79 @@ def plot_arrhenius(points: dict, fit: dict | None, png_path, title: str | None =
 
 
 # ----------------------------------------------------------------------------- workflow
-def li_diffusion(
-    atoms=None,
-    calc=None,
-    temperatures_K=(800.0, 1000.0, 1200.0),
-    steps: int = 5000,
-    equil_steps: int = 1000,
-    timestep_fs: float = 1.0,
-    loginterval: int = 10,
-    ensemble: str = "nvt",
-    method: str | None = "bussi",
-    out="diffusion",
-    trajectories=None,
-    frame_interval_ps: float | None = None,
-    species: str = "Li",
-    drift: str | None = "framework",
-    skip: float = 0.2,
-    n_blocks: int = 4,
-    T_target_K: float = 300.0,
-    seed: int = 0,
-    progress: bool = True,
-    plot: bool = True,
-    verbose: bool = True,
-    engine: str = "ase",
-) -> dict:
+@dataclass(frozen=True)
+class MSDSettings:
+    """How trajectories are analysed (:func:`mf_calc.workflows.msd.msd_analysis`): the diffusing species, the
+    drift reference, the fraction of lag times skipped at the start of the fit, the number of blocks for the
+    error, the frame spacing (ps; None: from ``info['md_time_ps']``) and the Arrhenius target temperature (K)."""
+
+    species: str = "Li"
+    drift: str | None = "framework"
+    skip: float = 0.2
+    n_blocks: int = 4
+    frame_interval_ps: float | None = None
+    T_target_K: float = 300.0
+
+
+def li_diffusion(atoms: Atoms, calc, run: NVTRun = NVTRun(), analysis: MSDSettings = MSDSettings(),
+                 out="diffusion", engine: str = "ase", progress: bool = True, plot: bool = True) -> dict:
     """Li diffusion at several temperatures → D per axis → Arrhenius Ea and D(300 K).
 
-    Fresh runs: give ``atoms`` and ``calc``; at each T an equilibration of ``equil_steps`` (not analysed)
-    is followed by a production run of ``steps`` written to ``out/md_{T}K.traj`` (+ .csv), every
-    ``loginterval`` steps (the MSD frame spacing). Existing runs: give ``trajectories`` — a dict {T: path}
-    or a list of paths in the order of ``temperatures_K`` (times from ``info['md_time_ps']`` or
-    ``frame_interval_ps``); nothing is simulated. Results: per-T :func:`msd_analysis` dicts (arrays
-    dropped), the Arrhenius fit of the total D and of each axis where possible, PNG plots, and
-    ``out/diffusion.json``.
-
-    engine: ``"ase"`` runs the temperatures one after another with ``run_md``; ``"torchsim"`` (needs
-    TorchSim and an ``MFCalculator``) runs all of them as one batch with TorchSim's Langevin integrator
-    (friction 1/100 fs; ``ensemble``/``method`` do not apply) — the ASE run with ``method="langevin"`` is
-    the same thermostat, so the two agree within MD noise.
+    At each temperature of ``run`` an equilibration (not analysed) is followed by a production run written to
+    ``out/md_{T}K.traj`` every ``run.loginterval`` steps (the MSD frame spacing) on ``engine``
+    (:mod:`mf_calc.workflows.engine`: ``"ase"`` one temperature after another with ``run_md``,
+    ``"torchsim"`` all as one batch with TorchSim's Langevin integrator, which the ASE run with
+    ``method="langevin"`` matches within MD noise). Then :func:`diffusion_of_trajectories`.
     """
-
+    if analysis.species not in atoms.get_chemical_symbols():
+        raise ValueError(f"no {analysis.species} atoms in {atoms.get_chemical_formula()}")
+    runner = engine_for(engine)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if trajectories is not None:
-        if isinstance(trajectories, dict):
-            pairs = [(float(T), p) for T, p in trajectories.items()]
-        else:
-            trajectories = list(trajectories)
-            if len(trajectories) != len(temperatures_K):
-                raise ValueError("give one temperature per trajectory file")
-            pairs = [(float(T), p) for T, p in zip(temperatures_K, trajectories)]
-        for _, p in pairs:  # fail before any work
-            if not Path(p).is_file():
-                raise FileNotFoundError(f"trajectory file {str(p)!r} not found")
-    else:
-        if atoms is None or calc is None:
-            raise ValueError("li_diffusion needs atoms and calc, or existing trajectories")
-        if species not in atoms.get_chemical_symbols():
-            raise ValueError(f"no {species} atoms in the structure")
-        if engine not in ("ase", "torchsim"):
-            raise ValueError(f"unknown engine {engine!r}: 'ase' or 'torchsim'")
-        pairs = []
-        if engine == "torchsim":
-            pairs = _torchsim_runs(atoms, calc, temperatures_K, steps, equil_steps, timestep_fs, loginterval,
-                                   seed, progress, out)
-        for k, T in enumerate(temperatures_K if engine == "ase" else []):
-            T = float(T)
-            traj = out / f"md_{T:g}K.traj"
-            start = atoms
-            if equil_steps > 0:
-                start, _ = run_md(atoms, calc, ensemble=ensemble, method=method, temperature_K=T,
-                                  timestep_fs=timestep_fs, steps=equil_steps, trajectory=None, log=None,
-                                  loginterval=max(equil_steps, 1), seed=seed + k, progress=progress)
-                start.info.pop("md_time_ps", None)
-                start.info.pop("md_step", None)
-            _, summ = run_md(start, calc, ensemble=ensemble, method=method, temperature_K=T, timestep_fs=timestep_fs,
-                             steps=steps, trajectory=traj, log=out / f"md_{T:g}K.csv", loginterval=loginterval,
-                             seed=seed + 100 + k, init_velocities=False, progress=progress)
-            if verbose:
-                log.info("  %g K: %d steps, <T> = %.0f K, %.0f s", T, steps, summ["T_K_mean"], summ["wall_s"])
-            pairs.append((T, traj))
+    paths = [out / f"md_{float(T):g}K.traj" for T in run.temperatures_K]
+    runner.nvt(atoms, calc, run, paths, progress=progress)
+    settings = {k: v for k, v in vars(run).items() if k != "temperatures_K"} | {"engine": engine}
+    if engine == "torchsim":
+        settings["method"] = "langevin"
+    return diffusion_of_trajectories(dict(zip(run.temperatures_K, paths)), analysis, out, plot) | {
+        "settings": settings | vars(analysis)}
 
-    per_T = {}
-    for T, path in pairs:
-        per_T[T] = msd_analysis(read_structures(path), species=species, frame_interval_ps=frame_interval_ps,
-                                drift=drift, skip=skip, n_blocks=n_blocks)
-        if verbose:
-            r = per_T[T]
-            note = "" if r["resolved"]["total"] else "  [not resolved: D <= 2 sigma, run longer / hotter]"
-            log.info("  %g K: D = %.2e ± %.1e cm²/s (x %.1e, y %.1e, z %.1e)%s", T, r["D_cm2_per_s"]["total"],
-                     r["D_err_cm2_per_s"]["total"], r["D_cm2_per_s"]["x"], r["D_cm2_per_s"]["y"], r["D_cm2_per_s"]["z"],
-                     note)
-    Ts = sorted(per_T)
+
+def diffusion_of_trajectories(trajectories: dict, analysis: MSDSettings = MSDSettings(), out="diffusion",
+                              plot: bool = True) -> dict:
+    """MSD analysis of existing trajectories ({T (K): path}) → per-T results (arrays dropped), the Arrhenius fit
+    of the total D and of each axis where possible, PNG plots, and ``out/diffusion.json``."""
+    pairs = sorted((float(T), Path(p)) for T, p in trajectories.items())
+    for _, path in pairs:  # fail before any work
+        if not path.is_file():
+            raise FileNotFoundError(f"trajectory file {str(path)!r} not found")
+    per_T = {T: _analyse(T, path, analysis) for T, path in pairs}
+    result = {"species": analysis.species, "temperatures_K": list(per_T),
+              "per_temperature": {f"{T:g}": _strip(r) for T, r in per_T.items()},
+              "arrhenius": _arrhenius_fits(per_T, analysis.T_target_K),
+              "trajectories": {f"{T:g}": str(p) for T, p in pairs}, "settings": vars(analysis)}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if plot:
+        result |= _plots(per_T, result["arrhenius"]["total"], analysis.species, out)
+    write_json(out / "diffusion.json", result)
+    return result
+
+
+def _analyse(T: float, path: Path, analysis: MSDSettings) -> dict:
+    r = msd_analysis(read_structures(path), species=analysis.species, frame_interval_ps=analysis.frame_interval_ps,
+                     drift=analysis.drift, skip=analysis.skip, n_blocks=analysis.n_blocks)
+    note = "" if r["resolved"]["total"] else "  [not resolved: D <= 2 sigma, run longer / hotter]"
+    D, err = r["D_cm2_per_s"], r["D_err_cm2_per_s"]
+    log.info("  %g K: D = %.2e ± %.1e cm²/s (x %.1e, y %.1e, z %.1e)%s", T, D["total"], err["total"], D["x"],
+             D["y"], D["z"], note)
+    return r
+
+
+def _arrhenius_fits(per_T: dict, T_target_K: float) -> dict:
+    """The Arrhenius fit of each D component ("total", "x", "y", "z"), or {"error": why} where it fails."""
     fits = {}
+    Ts = list(per_T)
     for key in ("total", "x", "y", "z"):
         D = [per_T[T]["D_cm2_per_s"][key] for T in Ts]
         err = [per_T[T]["D_err_cm2_per_s"][key] for T in Ts]
@@ -178,43 +159,19 @@ def li_diffusion(
             fits[key] = arrhenius_fit(Ts, D, err, T_target_K=T_target_K)
         except ValueError as exc:
             fits[key] = {"error": str(exc)}
-    result = {
-        "species": species,
-        "temperatures_K": Ts,
-        "per_temperature": {f"{T:g}": _strip(per_T[T]) for T in Ts},
-        "arrhenius": fits,
-        "trajectories": {f"{T:g}": str(p) for T, p in pairs},
-        "settings": {"steps": steps, "equil_steps": equil_steps, "timestep_fs": timestep_fs, "engine": engine,
-                     "loginterval": loginterval, "ensemble": ensemble,
-                     "method": method if engine == "ase" else "langevin", "drift": drift,
-                     "skip": skip, "n_blocks": n_blocks} if trajectories is None else {"drift": drift, "skip": skip},
-    }
-    if plot:
-        result["msd_png"] = plot_msd({f"{T:g} K": per_T[T] for T in Ts}, out / "msd.png", title=f"{species} MSD")
-        if "error" not in fits["total"]:
-            points = {key: (Ts, [per_T[T]["D_cm2_per_s"][key] for T in Ts], [per_T[T]["D_err_cm2_per_s"][key] for T in Ts])
-                      for key in ("total", "y")}
-            result["arrhenius_png"] = plot_arrhenius(points, fits["total"], out / "arrhenius.png",
-                                                     title=f"{species} diffusion (fit: total)")
-    write_json(out / "diffusion.json", result)
-    return result
+    return fits
 
 
-def _torchsim_runs(atoms, calc, temperatures_K, steps, equil_steps, timestep_fs, loginterval, seed, progress, out):
-    """Every temperature as one replica of a TorchSim batch; trajectories written as ``out/md_{T}K.traj``."""
-
-    from mf_calc.torchsim import MFTorchSimModel, batched_nvt
-
-    temperatures = [float(T) for T in temperatures_K]
-    tsm = MFTorchSimModel.from_calculator(calc, compute_stress=False)  # NVT needs no stress
-    frames = batched_nvt([atoms] * len(temperatures), tsm, temperatures, steps, timestep_fs=timestep_fs,
-                         loginterval=loginterval, equil_steps=equil_steps, seed=seed, progress=progress)
-    pairs = []
-    for T, run in zip(temperatures, frames):
-        traj = out / f"md_{T:g}K.traj"
-        ase.io.write(traj, run)
-        pairs.append((T, traj))
-    return pairs
+def _plots(per_T: dict, fit: dict, species: str, out: Path) -> dict:
+    """The MSD plot and, when the total D has a fit, the Arrhenius plot; their paths."""
+    paths = {"msd_png": plot_msd({f"{T:g} K": r for T, r in per_T.items()}, out / "msd.png", title=f"{species} MSD")}
+    if "error" not in fit:
+        Ts = list(per_T)
+        points = {key: (Ts, [per_T[T]["D_cm2_per_s"][key] for T in Ts], [per_T[T]["D_err_cm2_per_s"][key] for T in Ts])
+                  for key in ("total", "y")}
+        paths["arrhenius_png"] = plot_arrhenius(points, fit, out / "arrhenius.png",
+                                                title=f"{species} diffusion (fit: total)")
+    return paths
 
 
 def _strip(r: dict) -> dict:

@@ -26,7 +26,7 @@ import hashlib
 import json
 import logging
 import math
-import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -37,8 +37,9 @@ from ase import Atoms
 from mf_calc import MFCalculator, load_model
 from mf_calc.atomic import write_json
 from mf_calc.constants import WARM_STARTS
+from mf_calc.workflows.engine import engine_for
 from mf_calc.workflows.plots import new_figure, save_figure
-from mf_calc.workflows.relax import relax, relax_summary
+from mf_calc.workflows.relax import RelaxSettings, relax
 
 log = logging.getLogger(__name__)
 
@@ -175,19 +176,16 @@ def redox_step(segments: list[dict], x: float) -> float:
     return float(plateau(x - eps) - plateau(x + eps))
 
 
-def relax_orderings(orderings: list[Ordering], calc_factory, folder, fmax: float = 0.05, steps: int = 300,
-                    progress: bool = True, engine: str = "ase") -> list[dict]:
-    """Relax every ordering (cell and positions) with a calculator from ``calc_factory()``; each result is a
-    JSON record in ``folder`` named by the ordering's key, and a rerun reads it instead of relaxing again.
-    Returns the records (x, kept sites, multiplicity, energy_eV, relax summary, relaxed structure).
-
-    engine: ``"ase"`` relaxes one ordering after another (FIRE + ``FrechetCellFilter``); ``"torchsim"``
-    relaxes all unfinished ones as one TorchSim batch (same algorithm; needs TorchSim and an ``MFCalculator``
-    from ``calc_factory``), then evaluates each relaxed cell with the calculator for its summary."""
+def relax_orderings(orderings: list[Ordering], calc_factory, folder, settings: RelaxSettings = RelaxSettings(steps=300),
+                    engine: str = "ase", progress: bool = True) -> list[dict]:
+    """Relax every ordering (cell and positions, ``settings``) with a calculator from ``calc_factory()`` on
+    ``engine`` (:mod:`mf_calc.workflows.engine`: ASE one by one, or TorchSim as one batch); each result is a
+    JSON record in ``folder`` named by the ordering's key, written as it lands, and a rerun reads it instead
+    of relaxing again. Returns the records (x, kept sites, multiplicity, energy_eV, relax summary, relaxed
+    structure)."""
     from tqdm.auto import tqdm
 
-    if engine not in ("ase", "torchsim"):
-        raise ValueError(f"unknown engine {engine!r}: 'ase' or 'torchsim'")
+    runner = engine_for(engine)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     records: dict[str, dict] = {}
@@ -195,28 +193,16 @@ def relax_orderings(orderings: list[Ordering], calc_factory, folder, fmax: float
         path = folder / f"{o.key}.json"
         if path.exists():
             record = json.loads(path.read_text())
-            if record["fmax"] == fmax:
+            if record["fmax"] == settings.fmax:
                 records[o.key] = record
     todo = [o for o in orderings if o.key not in records]
-    calc = calc_factory() if todo else None
-    if engine == "torchsim" and todo:
-        from mf_calc.torchsim import MFTorchSimModel, batched_relax
-
-        t0 = time.perf_counter()
-        relaxed = batched_relax([o.atoms for o in todo], MFTorchSimModel.from_calculator(calc),
-                                fmax=fmax, steps=steps)
-        seconds = (time.perf_counter() - t0) / len(todo)
-        for o, (atoms, converged) in zip(todo, relaxed):
-            atoms.calc = calc
-            summary = relax_summary(atoms, converged=converged, engine="torchsim")
-            records[o.key] = _record(o, atoms, summary, fmax, seconds)
+    if todo:
+        results = runner.relax_each([o.atoms for o in todo], calc_factory(), settings)
+        bar = tqdm(zip(todo, results), total=len(todo), desc="relax orderings", unit="cell", disable=not progress,
+                   mininterval=1.0)
+        for o, (atoms, summary, seconds) in bar:
+            records[o.key] = _record(o, atoms, summary, settings.fmax, seconds)
             write_json(folder / f"{o.key}.json", records[o.key])
-    for o in tqdm(todo if engine == "ase" else [], desc="relax orderings", unit="cell", disable=not progress,
-                  mininterval=1.0):
-        t0 = time.perf_counter()
-        atoms, summary = relax(o.atoms, calc, fmax=fmax, steps=steps)
-        records[o.key] = _record(o, atoms, summary, fmax, time.perf_counter() - t0)
-        write_json(folder / f"{o.key}.json", records[o.key])
     return [records[o.key] for o in orderings]
 
 
@@ -258,12 +244,27 @@ def prescreen(orderings: list[Ordering], calc, keep: int) -> list[Ordering]:
     return [o for i, o in enumerate(orderings) if i in chosen]
 
 
-def formation_hull(host: Atoms, calc_factory, folder, x_values=None, max_per_x: int = 10,
-                   max_enumerate: int = 20000, fmax: float = 0.05, steps: int = 300, mu_li: float | None = None,
-                   symprec: float = 1e-3, progress: bool = True, engine: str = "ase") -> dict:
+@dataclass(frozen=True)
+class HullSettings:
+    """Which orderings and how they are relaxed. x_values: Li fractions to sample (None: every k / n_Li; 0 and
+    1 always). Orderings beyond ``max_per_x`` per x (of at most ``max_enumerate`` enumerated) are pre-screened
+    by unrelaxed energy. symprec: Å, for the host's symmetry. fmax (eV/Å) and steps: the relaxation of cell
+    and positions; engine: "ase" or "torchsim" (:mod:`mf_calc.workflows.engine`)."""
+
+    x_values: Sequence[float] | None = None
+    max_per_x: int = 10
+    max_enumerate: int = 20000
+    fmax: float = 0.05
+    steps: int = 300
+    symprec: float = 1e-3
+    engine: str = "ase"
+
+
+def formation_hull(host: Atoms, calc_factory, folder, settings: HullSettings = HullSettings(),
+                   mu_li: float | None = None, progress: bool = True) -> dict:
     """Formation-energy hull and voltage profile of Li_x M PO4 from a lithiated ``host`` (Atoms; its TM
-    arrangement is kept). x_values: Li fractions to sample (default every k / n_Li). Orderings beyond
-    ``max_per_x`` per x are pre-screened by unrelaxed energy; engine: see :func:`relax_orderings`. Results
+    arrangement is kept), every ordering relaxed with a calculator of ``calc_factory()``
+    (:func:`relax_orderings`, records in ``folder``). mu_li: μ_Li (eV/atom) for absolute voltages. Results
     (JSON-ready dict):
 
     x, formation_energy_eV (per fu, every relaxed ordering), e_above_hull_eV, on_hull (bool), keys,
@@ -274,26 +275,36 @@ def formation_hull(host: Atoms, calc_factory, folder, x_values=None, max_per_x: 
     energy_eV, converged, seconds, oxidation_counts: Fe/Mn oxidation states from the magmoms, where the
     calculator gives them).
     """
-    n_li = int((host.numbers == 3).sum())
-    perms = li_site_permutations(host, symprec)
     n_fu = int((host.numbers == 15).sum())
     if n_fu == 0:
         raise ValueError(f"{host.get_chemical_formula()} has no P: expected an olivine Li_x M PO4 host")
-    counts = sorted({round(x * n_li) for x in (x_values if x_values is not None else np.arange(n_li + 1) / n_li)}
-                    | {0, n_li})
-    for x in x_values if x_values is not None else []:
+    candidates = hull_candidates(host, calc_factory, settings)
+    records = relax_orderings(candidates, calc_factory, folder, RelaxSettings(settings.fmax, settings.steps),
+                              settings.engine, progress)
+    return hull_of_records(records, host, mu_li) | {"folder": str(folder)}
+
+
+def hull_candidates(host: Atoms, calc_factory, settings: HullSettings) -> list[Ordering]:
+    """The symmetry-distinct orderings of each Li count the settings ask for, pre-screened beyond max_per_x."""
+    perms = li_site_permutations(host, settings.symprec)  # ValueError for a host without Li
+    n_li = int((host.numbers == 3).sum())
+    x_values = settings.x_values if settings.x_values is not None else np.arange(n_li + 1) / n_li
+    for x in x_values:
         if abs(x * n_li - round(x * n_li)) > 1e-6:
             raise ValueError(f"x={x:g} is not a multiple of 1/{n_li} (Li sites in the host)")
-    candidates = []
-    screen_calc = None
-    for k in counts:
-        found = distinct_orderings(host, k, max_enumerate=max_enumerate, perms=perms)
-        if len(found) > max_per_x:
+    candidates, screen_calc = [], None
+    for k in sorted({round(x * n_li) for x in x_values} | {0, n_li}):
+        found = distinct_orderings(host, k, max_enumerate=settings.max_enumerate, perms=perms)
+        if len(found) > settings.max_per_x:
             screen_calc = screen_calc or calc_factory()
-            found = prescreen(found, screen_calc, max_per_x)
+            found = prescreen(found, screen_calc, settings.max_per_x)
         candidates += found
-    records = relax_orderings(candidates, calc_factory, folder, fmax=fmax, steps=steps, progress=progress,
-                              engine=engine)
+    return candidates
+
+
+def hull_of_records(records: list[dict], host: Atoms, mu_li: float | None) -> dict:
+    """Formation energies, hull and voltage profile of relaxed-ordering records (see :func:`formation_hull`)."""
+    n_fu, n_li = int((host.numbers == 15).sum()), int((host.numbers == 3).sum())
     x = np.array([r["x"] for r in records])
     energy = np.array([r["energy_eV"] for r in records])
     e0, e1 = energy[x == 0].min(), energy[x == 1].min()
@@ -309,7 +320,7 @@ def formation_hull(host: Atoms, calc_factory, folder, x_values=None, max_per_x: 
         "hull_x": hull_x.tolist(), "hull_formation_energy_eV": hull_ef.tolist(), "segments": segments,
         "voltage_step_x": step_x, "voltage_step_V": None if step_x is None else redox_step(segments, step_x),
         "mean_voltage_V": None if mu_li is None else float(mu_li - (e1 - e0) / n_fu),
-        "n_fu": n_fu, "n_li_sites": n_li, "mu_li_eV": mu_li, "folder": str(folder),
+        "n_fu": n_fu, "n_li_sites": n_li, "mu_li_eV": mu_li,
         "records": [{**{k: r[k] for k in ("key", "x", "multiplicity", "energy_eV", "converged", "seconds")},
                      "oxidation_counts": r["summary"].get("oxidation", {}).get("counts")} for r in records],
     }
@@ -319,7 +330,7 @@ def li_metal_chemical_potential(calc, fmax: float = 0.01) -> float:
     """Energy per atom (eV) of bcc Li relaxed (cell and positions) with ``calc``: μ_Li of a Li metal anode."""
     from ase.build import bulk
 
-    relaxed, summary = relax(bulk("Li", "bcc", a=3.44, cubic=True), calc, fmax=fmax)
+    relaxed, summary = relax(bulk("Li", "bcc", a=3.44, cubic=True), calc, RelaxSettings(fmax=fmax))
     return float(summary["energy_per_atom_eV"])
 
 

@@ -31,6 +31,8 @@ import csv
 import math
 import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypedDict
 
 import numpy as np
@@ -53,46 +55,89 @@ ENSEMBLES = {
 }
 
 
-def make_integrator(atoms, ensemble, temperature_K, pressure_GPa, timestep_fs, tdamp_fs, pdamp_fs, method, rng):
+@dataclass(frozen=True)
+class MDSettings:
+    """What is simulated. ensemble: "nve", "nvt" or "npt"; method: the thermostat/barostat (module table;
+    None: the ensemble's first). temperature_K also sets the initial Maxwell-Boltzmann velocities (seeded,
+    zero total momentum) when the atoms carry no momenta (``init_velocities=None``), always (True) or never
+    (False). pressure_GPa: external hydrostatic pressure (the cell still relaxes anisotropically).
+    tdamp_fs / pdamp_fs: thermostat / barostat time constants (ASE advice: 100 and 1000 time steps)."""
+
+    ensemble: str = "nvt"
+    temperature_K: float = 300.0
+    pressure_GPa: float = 0.0
+    timestep_fs: float = 1.0
+    steps: int = 1000
+    method: str | None = None
+    tdamp_fs: float = 100.0
+    pdamp_fs: float = 1000.0
+    seed: int | None = 0
+    init_velocities: bool | None = None
+
+    def __post_init__(self):
+        ensemble, method = check_md_method(self.ensemble, self.method)
+        object.__setattr__(self, "ensemble", ensemble)
+        object.__setattr__(self, "method", method)
+        if self.steps < 0:
+            raise ValueError(f"steps must be >= 0, got {self.steps}")
+
+
+@dataclass(frozen=True)
+class MDOutput:
+    """Where a run goes. trajectory: .traj or .extxyz path (None: none); log: CSV path (None: none); both every
+    ``loginterval`` steps, frame 0 included. append: add to existing files (None: only when restarting from
+    the trajectory itself). print_interval: a status line every n steps (0: never). callback(atoms, row)
+    runs at each logged step."""
+
+    trajectory: str | os.PathLike | None = "md.traj"
+    log: str | os.PathLike | None = "md.csv"
+    loginterval: int = 10
+    append: bool | None = None
+    progress: bool = True
+    print_interval: int = 0
+    callback: Callable | None = None
+
+    def __post_init__(self):
+        if self.loginterval < 1:
+            raise ValueError(f"loginterval must be >= 1, got {self.loginterval}")
+
+
+def make_integrator(atoms, settings: MDSettings, rng):
     """Build the ASE integrator for (ensemble, method); see the module table."""
-    dt = timestep_fs * units.fs
-    if ensemble == "nve":
+    dt, tdamp, pdamp = (v * units.fs for v in (settings.timestep_fs, settings.tdamp_fs, settings.pdamp_fs))
+    T, method = settings.temperature_K, settings.method
+    if settings.ensemble == "nve":
         from ase.md.verlet import VelocityVerlet
 
         return VelocityVerlet(atoms, timestep=dt)
-    if ensemble == "nvt":
+    if settings.ensemble == "nvt":
         if method == "nose-hoover":
             from ase.md.nose_hoover_chain import NoseHooverChainNVT
 
-            return NoseHooverChainNVT(atoms, timestep=dt, temperature_K=temperature_K, tdamp=tdamp_fs * units.fs)
+            return NoseHooverChainNVT(atoms, timestep=dt, temperature_K=T, tdamp=tdamp)
         if method == "bussi":
             from ase.md.bussi import Bussi
 
-            return Bussi(atoms, timestep=dt, temperature_K=temperature_K, taut=tdamp_fs * units.fs, rng=rng)
+            return Bussi(atoms, timestep=dt, temperature_K=T, taut=tdamp, rng=rng)
         from ase.md.langevin import Langevin
 
         # fixcm=False: ASE >= 3.28 advises against fixcm=True (biased sampling); the centre of mass then
         # wanders a little, which the MSD analysis removes (framework reference)
-        return Langevin(atoms, timestep=dt, temperature_K=temperature_K, friction=1.0 / (tdamp_fs * units.fs),
-                        fixcm=False, rng=rng)
-    p_au = pressure_GPa * units.GPa
-    if method == "mtk":
-        from ase.md.nose_hoover_chain import MTKNPT
+        return Langevin(atoms, timestep=dt, temperature_K=T, friction=1.0 / tdamp, fixcm=False, rng=rng)
+    p_au = settings.pressure_GPa * units.GPa
+    if method in ("mtk", "mtk-isotropic"):
+        from ase.md.nose_hoover_chain import MTKNPT, IsotropicMTKNPT
 
-        return MTKNPT(atoms, timestep=dt, temperature_K=temperature_K, pressure_au=p_au,
-                      tdamp=tdamp_fs * units.fs, pdamp=pdamp_fs * units.fs)
-    if method == "mtk-isotropic":
-        from ase.md.nose_hoover_chain import IsotropicMTKNPT
-
-        return IsotropicMTKNPT(atoms, timestep=dt, temperature_K=temperature_K, pressure_au=p_au,
-                               tdamp=tdamp_fs * units.fs, pdamp=pdamp_fs * units.fs)
+        cls = MTKNPT if method == "mtk" else IsotropicMTKNPT
+        return cls(atoms, timestep=dt, temperature_K=T, pressure_au=p_au, tdamp=tdamp, pdamp=pdamp)
     from ase.md.langevinbaoab import LangevinBAOAB
 
-    return LangevinBAOAB(atoms, timestep=dt, temperature_K=temperature_K, externalstress=-p_au, hydrostatic=False,
-                         T_tau=tdamp_fs * units.fs, P_tau=pdamp_fs * units.fs, rng=rng)
+    return LangevinBAOAB(atoms, timestep=dt, temperature_K=T, externalstress=-p_au, hydrostatic=False,
+                         T_tau=tdamp, P_tau=pdamp, rng=rng)
 
 
 def check_md_method(ensemble, method):
+    """(ensemble, method) in lower case, the method defaulting to the ensemble's first; ValueError if unknown."""
     ensemble = str(ensemble).lower()
     if ensemble not in ENSEMBLES:
         raise ValueError(f"unknown ensemble {ensemble!r}; choose from {list(ENSEMBLES)}")
@@ -120,46 +165,17 @@ def load_restart(path) -> Atoms:
     return atoms
 
 
-def run_md(
-    atoms: Atoms | None,
-    calc,
-    ensemble: str = "nvt",
-    temperature_K: float = 300.0,
-    pressure_GPa: float = 0.0,
-    timestep_fs: float = 1.0,
-    steps: int = 1000,
-    trajectory="md.traj",
-    log="md.csv",
-    loginterval: int = 10,
-    seed: int | None = 0,
-    method: str | None = None,
-    tdamp_fs: float = 100.0,
-    pdamp_fs: float = 1000.0,
-    restart_from=None,
-    init_velocities: bool | None = None,
-    append: bool | None = None,
-    progress: bool = True,
-    print_interval: int = 0,
-    callback=None,
-) -> tuple[Atoms, MDSummary]:
-    """Run MD and return (final Atoms, summary: :class:`MDSummary`).
+def run_md(atoms: Atoms | None, calc, settings: MDSettings = MDSettings(), output: MDOutput = MDOutput(),
+           restart_from=None) -> tuple[Atoms, MDSummary]:
+    """Run MD (:class:`MDSettings`) written as :class:`MDOutput` says; return (final Atoms, :class:`MDSummary`).
 
-    ensemble: "nve", "nvt" or "npt"; method picks the thermostat/barostat (module table; default
-    Nose-Hoover chain for NVT, anisotropic MTK for NPT). temperature_K also sets the initial
-    Maxwell-Boltzmann velocities (seeded, zero total momentum) when the atoms carry no momenta
-    (``init_velocities=None``), always (True) or never (False). pressure_GPa: external hydrostatic
-    pressure (the cell still relaxes anisotropically). tdamp_fs / pdamp_fs: thermostat / barostat
-    time constants (ASE advice: 100 and 1000 time steps).
+    Log columns: step, time_ps, T_K, P_GPa (with the kinetic term), volume_A3, a, b, c (Å), alpha, beta,
+    gamma (deg), epot_eV, ekin_eV, etot_eV, conserved_eV (the integrator's conserved quantity where it has
+    one), then for Fe/Mn: mean |magmom| (μB) and counts per oxidation state, and the formal-charge excess
+    (0 = balanced).
 
-    trajectory: .traj or .extxyz path (None: none); log: CSV path (None: none); both every
-    ``loginterval`` steps, frame 0 included. Columns: step, time_ps, T_K, P_GPa (with the kinetic
-    term), volume_A3, a, b, c (Å), alpha, beta, gamma (deg), epot_eV, ekin_eV, etot_eV, conserved_eV
-    (the integrator's conserved quantity where it has one), then for Fe/Mn: mean |magmom| (μB) and
-    counts per oxidation state, and the formal-charge excess (0 = balanced).
-
-    restart_from: continue from the last frame of that trajectory (``atoms`` may then be None); when it
-    is the same file as ``trajectory`` the run appends (also to the CSV), else new files are written.
-    print_interval: print a status line every n steps (0: never). callback(atoms, row) runs at each log.
+    restart_from: continue from the last frame of that trajectory (``atoms`` may then be None); when it is the
+    same file as ``output.trajectory`` the run appends (also to the CSV), else new files are written.
 
     A run that blows up (non-finite energy or positions, a structure the calculator refuses, or a
     temperature above max(RUNAWAY_TEMPERATURE_FACTOR × temperature_K, RUNAWAY_TEMPERATURE_K)) stops with
@@ -168,77 +184,101 @@ def run_md(
     Summary: mean and std of T, P, V, a, b, c over the second half of the logged rows, conserved-energy
     drift (meV/atom/ps), model calls per step, wall time, final lattice and oxidation states.
     """
-    ensemble, method = check_md_method(ensemble, method)
-    if steps < 0 or loginterval < 1:
-        raise ValueError("steps must be >= 0 and loginterval >= 1")
-    t_start, step0 = 0.0, 0
-    if restart_from is not None:
-        atoms = load_restart(restart_from)
-        t_start = float(atoms.info.get("md_time_ps", 0.0))
-        step0 = int(atoms.info.get("md_step", 0))
-        if append is None:
-            append = _same_file(restart_from, trajectory)
-    elif atoms is None:
-        raise ValueError("run_md needs atoms or restart_from")
-    else:
-        atoms = atoms.copy()
-    append = bool(append)
+    atoms, start = _starting_point(atoms, output, restart_from)
     atoms.calc = calc
-    rng = np.random.default_rng(seed)
-    have_p = atoms.has("momenta") and np.abs(atoms.get_momenta()).max() > 0
-    if init_velocities or (init_velocities is None and not have_p):
-        from ase.md import velocitydistribution as vd
-
-        if hasattr(vd, "thermalize_momenta"):  # ase >= 3.29
-            vd.thermalize_momenta(atoms, temperature_K, rng=rng)
-        else:
-            vd.MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
-        vd.Stationary(atoms)
-
-    dyn = make_integrator(atoms, ensemble, temperature_K, pressure_GPa, timestep_fs, tdamp_fs, pdamp_fs, method, rng)
-    with_oxidation = "magmoms" in getattr(calc, "implemented_properties", ())
-    writer = FrameWriter(trajectory, append) if trajectory else None
-    recorder = Recorder(atoms, dyn, timestep_fs, sinks=[writer], step0=step0, time0_ps=t_start, skip_first=append,
-                        with_oxidation=with_oxidation)
-    csv_log = CsvLog(log, recorder.columns, append) if log else None
-    recorder.sinks += [s for s in (csv_log, StatusLine(print_interval, step0 + steps) if print_interval else None,
-                                   callback) if s is not None]
-    check = StabilityCheck(atoms, dyn, step0, max(RUNAWAY_TEMPERATURE_FACTOR * temperature_K, RUNAWAY_TEMPERATURE_K),
-                           saved_to=" and ".join(str(p) for p in (trajectory, log) if p) or None)
-
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=steps, disable=not progress, desc=f"MD {ensemble.upper()} {temperature_K:g} K", unit="step",
-               mininterval=1.0, leave=False)
+    rng = np.random.default_rng(settings.seed)
+    _thermalize(atoms, settings, rng)
+    dyn = make_integrator(atoms, settings, rng)
+    observers = _observers(atoms, dyn, calc, settings, output, start)
     calls0 = getattr(calc, "n_calls", None)  # MFCalculator counts its model calls
     t0 = time.perf_counter()
-    try:
-        dyn.attach(check, interval=1)
-        dyn.attach(recorder, interval=loginterval)  # ASE calls observers at step 0 too
-        dyn.attach(lambda: bar.update(dyn.nsteps - bar.n), interval=1)
-        try:
-            dyn.run(steps)
-        except ValueError as exc:  # the calculator refuses the structure (non-finite or isolated atoms)
-            raise check.fail(str(exc)) from exc
-        recorder()  # the last step, if not on the log grid (no-op otherwise)
-    finally:
-        bar.close()
-        for sink in (writer, csv_log):
-            if sink is not None:
-                sink.close()
+    _drive(dyn, observers, settings, output)
+    recorder = observers[0]
     wall = time.perf_counter() - t0
+    steps = max(settings.steps, 1)
     summary = md_summary(recorder.rows, len(atoms))
     summary.update({
-        "ensemble": ensemble, "method": method, "temperature_K": temperature_K, "pressure_GPa": pressure_GPa,
-        "timestep_fs": timestep_fs, "steps": steps, "fidelity": fidelity_of(calc), "wall_s": wall,
-        "s_per_step": wall / max(steps, 1),
-        "model_calls_per_step": None if calls0 is None else (calc.n_calls - calls0) / max(steps, 1),
-        "trajectory": str(trajectory) if trajectory else None, "log": str(log) if log else None,
+        "ensemble": settings.ensemble, "method": settings.method, "temperature_K": settings.temperature_K,
+        "pressure_GPa": settings.pressure_GPa, "timestep_fs": settings.timestep_fs, "steps": settings.steps,
+        "fidelity": fidelity_of(calc), "wall_s": wall, "s_per_step": wall / steps,
+        "model_calls_per_step": None if calls0 is None else (calc.n_calls - calls0) / steps,
+        "trajectory": _str_or_none(output.trajectory), "log": _str_or_none(output.log),
         "final_lattice": lattice_dict(atoms),
     })
     if recorder.oxidation_columns:
         summary["final_oxidation"] = oxidation_summary(atoms)
     return atoms, summary
+
+
+@dataclass(frozen=True)
+class _Start:
+    """Where a run starts: time (ps), step, and whether it appends to the files it continues."""
+
+    time_ps: float = 0.0
+    step: int = 0
+    append: bool = False
+
+
+def _starting_point(atoms: Atoms | None, output: MDOutput, restart_from) -> tuple[Atoms, _Start]:
+    """A copy of ``atoms``, or the last frame of ``restart_from`` with its time and step."""
+    if restart_from is None:
+        if atoms is None:
+            raise ValueError("run_md needs atoms or restart_from")
+        return atoms.copy(), _Start(append=bool(output.append))
+    atoms = load_restart(restart_from)
+    append = _same_file(restart_from, output.trajectory) if output.append is None else output.append
+    return atoms, _Start(float(atoms.info.get("md_time_ps", 0.0)), int(atoms.info.get("md_step", 0)), bool(append))
+
+
+def _thermalize(atoms: Atoms, settings: MDSettings, rng) -> None:
+    """Maxwell-Boltzmann momenta at the settings' temperature (zero total momentum) when asked or missing."""
+    from ase.md import velocitydistribution as vd
+
+    has_momenta = atoms.has("momenta") and np.abs(atoms.get_momenta()).max() > 0
+    if settings.init_velocities or (settings.init_velocities is None and not has_momenta):
+        vd.thermalize_momenta(atoms, settings.temperature_K, rng=rng)
+        vd.Stationary(atoms)
+
+
+def _observers(atoms, dyn, calc, settings: MDSettings, output: MDOutput, start: _Start):
+    """The recorder (with its sinks: frames, CSV, status line, callback), the stability check and the files."""
+    with_oxidation = "magmoms" in getattr(calc, "implemented_properties", ())
+    writer = FrameWriter(output.trajectory, start.append) if output.trajectory else None
+    recorder = Recorder(atoms, dyn, settings.timestep_fs, sinks=[writer], step0=start.step, time0_ps=start.time_ps,
+                        skip_first=start.append, with_oxidation=with_oxidation)
+    csv_log = CsvLog(output.log, recorder.columns, start.append) if output.log else None
+    status = StatusLine(output.print_interval, start.step + settings.steps) if output.print_interval else None
+    recorder.sinks += [s for s in (csv_log, status, output.callback) if s is not None]
+    files = [s for s in (writer, csv_log) if s is not None]
+    runaway = max(RUNAWAY_TEMPERATURE_FACTOR * settings.temperature_K, RUNAWAY_TEMPERATURE_K)
+    saved_to = " and ".join(str(p) for p in (output.trajectory, output.log) if p) or None
+    return recorder, StabilityCheck(atoms, dyn, start.step, runaway, saved_to=saved_to), files
+
+
+def _drive(dyn, observers: tuple, settings: MDSettings, output: MDOutput) -> None:
+    """Run ``settings.steps`` steps with the observers attached; the files are closed however it ends."""
+    from tqdm.auto import tqdm
+
+    recorder, check, files = observers
+    bar = tqdm(total=settings.steps, disable=not output.progress, unit="step", mininterval=1.0, leave=False,
+               desc=f"MD {settings.ensemble.upper()} {settings.temperature_K:g} K")
+    try:
+        dyn.attach(check, interval=1)
+        dyn.attach(recorder, interval=output.loginterval)  # ASE calls observers at step 0 too
+        dyn.attach(lambda: bar.update(dyn.nsteps - bar.n), interval=1)
+        try:
+            dyn.run(settings.steps)
+        except ValueError as exc:  # the calculator refuses the structure (non-finite or isolated atoms)
+            raise check.fail(str(exc)) from exc
+        recorder()  # the last step, if not on the log grid (no-op otherwise)
+    finally:
+        bar.close()
+        for sink in files:
+            sink.close()
+
+
+def _str_or_none(path) -> str | None:
+    return str(path) if path else None
 
 
 AVERAGED = ("T_K", "P_GPa", "volume_A3", "a", "b", "c", "alpha", "beta", "gamma", "epot_eV")  # log columns

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from dataclasses import dataclass
 
 import ase.optimize
 import numpy as np
@@ -17,7 +18,7 @@ OPTIMIZERS = ("FIRE", "BFGS", "LBFGS", "BFGSLineSearch", "LBFGSLineSearch", "MDM
 
 
 def optimizer_class(name):
-
+    """The ASE optimizer class called ``name`` (any case), or ``name`` itself when it is a class."""
     if not isinstance(name, str):
         return name  # an optimizer class
     for opt in OPTIMIZERS:
@@ -26,51 +27,57 @@ def optimizer_class(name):
     raise ValueError(f"unknown optimizer {name!r}; choose from {list(OPTIMIZERS)}")
 
 
-def relax(
-    atoms: Atoms,
-    calc,
-    fmax: float = 0.05,
-    relax_cell: bool = True,
-    optimizer: str = "FIRE",
-    fix_symmetry: bool = False,
-    steps: int = 500,
-    trajectory=None,
-    logfile=None,
-    pressure_GPa: float = 0.0,
-    symprec: float = 1e-3,
-) -> tuple[Atoms, dict]:
-    """Relax positions (and the cell with ``FrechetCellFilter`` when ``relax_cell``).
+@dataclass(frozen=True)
+class RelaxSettings:
+    """How to relax. fmax: eV/Å; with the cell filter the stress enters the same criterion as stress × volume
+    / N (ASE's FrechetCellFilter convention: fmax = 0.05 eV/Å ≈ 0.75 GPa for 28-atom LiFePO4 — use 0.01-0.02
+    for accurate lattices). relax_cell: the cell too (``FrechetCellFilter``), at ``pressure_GPa`` (external,
+    hydrostatic). optimizer: a name of OPTIMIZERS. fix_symmetry: symmetrise the start (``refine_symmetry``) and
+    add ``ase.constraints.FixSymmetry`` (spglib, ``symprec`` Å) so the space group is kept. steps: at most."""
 
-    atoms is not modified; a relaxed copy is returned with ``calc`` attached, plus a summary dict:
-    energy (eV, eV/atom), lattice (a, b, c Å, angles, volume Å³), max_force (eV/Å, atoms only),
-    max_stress_GPa, steps, converged, fidelity, magmoms and oxidation states (Fe/Mn), time_s.
-    fmax: eV/Å; with the cell filter the stress enters the same criterion as stress × volume / N
-    (ASE's FrechetCellFilter convention: fmax = 0.05 eV/Å ≈ 0.75 GPa for 28-atom LiFePO4 — use
-    0.01-0.02 for accurate lattices). pressure_GPa: external hydrostatic pressure.
-    fix_symmetry: symmetrise the start (``refine_symmetry``) and add ``ase.constraints.FixSymmetry``
-    (spglib, ``symprec`` Å) so the space group is kept. trajectory: optional .traj of the optimisation.
+    fmax: float = 0.05
+    steps: int = 500
+    relax_cell: bool = True
+    optimizer: str = "FIRE"
+    fix_symmetry: bool = False
+    pressure_GPa: float = 0.0
+    symprec: float = 1e-3
+
+    def __post_init__(self):
+        optimizer_class(self.optimizer)  # an unknown name fails here
+
+
+def relax(atoms: Atoms, calc, settings: RelaxSettings = RelaxSettings(), trajectory=None,
+          logfile=None) -> tuple[Atoms, dict]:
+    """Relax positions (and the cell) as ``settings`` say; ``atoms`` is not modified.
+
+    Returns a relaxed copy with ``calc`` attached, and a summary dict: energy (eV, eV/atom), lattice (a, b, c
+    Å, angles, volume Å³), max_force (eV/Å, atoms only), max_stress_GPa, steps, converged, fidelity, magmoms
+    and oxidation states (Fe/Mn), time_s. trajectory: optional .traj of the optimisation; logfile: the
+    optimizer's log (None: none, "-": stdout).
     """
     from ase.filters import FrechetCellFilter
 
-    opt_cls = optimizer_class(optimizer)
+    opt_cls, symprec = optimizer_class(settings.optimizer), settings.symprec
     atoms = atoms.copy()
     atoms.calc = calc
-    if fix_symmetry:
+    if settings.fix_symmetry:
         from ase.constraints import FixSymmetry
         from ase.spacegroup.symmetrize import refine_symmetry
 
         refine_symmetry(atoms, symprec=symprec)  # make the start exactly symmetric first
         atoms.set_constraint(FixSymmetry(atoms, symprec=symprec))
-    target = FrechetCellFilter(atoms, scalar_pressure=pressure_GPa / GPA) if relax_cell else atoms
+    target = FrechetCellFilter(atoms, scalar_pressure=settings.pressure_GPa / GPA) if settings.relax_cell else atoms
     t0 = time.perf_counter()
     opt = opt_cls(target, logfile=logfile, trajectory=str(trajectory) if trajectory else None)
     with warnings.catch_warnings():
         # FrechetCellFilter's matrix log warns about 1e-13 inaccuracies: harmless noise
         warnings.filterwarnings("ignore", message="logm result may be inaccurate")
-        converged = bool(opt.run(fmax=fmax, steps=steps))
+        converged = bool(opt.run(fmax=settings.fmax, steps=settings.steps))
     elapsed = time.perf_counter() - t0
     atoms.constraints = []  # FixSymmetry is not meaningful downstream (MD, phonons)
-    return atoms, relax_summary(atoms, steps=opt.nsteps, converged=converged, time_s=elapsed, fmax=fmax)
+    return atoms, relax_summary(atoms, steps=opt.nsteps, converged=converged, time_s=elapsed,
+                                fmax=settings.fmax)
 
 
 def relax_summary(atoms: Atoms, **extra) -> dict:
