@@ -48,7 +48,7 @@ import numpy as np  # noqa: E402
 from ase.units import GPa  # noqa: E402
 
 from mf_calc.atomic import write_json  # noqa: E402
-from mf_calc.label import LabelSpec, LabelStore, finite_difference_check, label_frames  # noqa: E402
+from mf_calc.label import LabelOptions, LabelSpec, LabelStore, finite_difference_check, label_frames  # noqa: E402
 from mf_calc.label.store import record_to_atoms  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "dft"
@@ -127,7 +127,7 @@ def run(names: list[str], indices: list[int]) -> None:
             spec = LabelSpec.from_dict(LabelStore(OUT / name).run_info()["spec"])
         except FileNotFoundError:  # a variant not run yet
             spec = variant_spec(name)
-        summary = label_frames(frames(), f"conv_{name}", spec, OUT / name, progress=False, only=indices)
+        summary = label_frames(frames(), f"conv_{name}", spec, OUT / name, LabelOptions(progress=False), only=indices)
         print(f"{name}: {summary['n_ok']} ok, {summary['n_failed']} failed, "
               f"{summary['seconds_per_frame'].get('mean', float('nan')):.0f} s/frame", flush=True)
 
@@ -244,7 +244,7 @@ def relabel_check(fidelity: str, kind: str, n: int = 3) -> dict:
     if not reused:
         raise SystemExit(f"no {fidelity} production frame started from a previous snapshot yet")
     label_frames([input_frame(r["source"]) for r in reused], fidelity, relabel_spec(fidelity, kind),
-                 OUT / f"{kind}_{fidelity}", sources=[r["source"] for r in reused], progress=False)
+                 OUT / f"{kind}_{fidelity}", LabelOptions(progress=False), sources=[r["source"] for r in reused])
     return relabel_rows(fidelity, kind, n)
 
 

@@ -145,7 +145,7 @@ def label(frames: dict[str, list[Atoms]], fidelities: list[str], chunk: int, hou
     ``reuse_scf``: start each MD snapshot's SCF from the previous snapshot's converged state. Off by default:
     on the same three gpaw_nonmag snapshots a fresh start needed 45 SCF iterations on average against 70 when
     reusing, for the same labels (0.2 meV/Å MAE apart; ``dft_convergence.py --fresh``, SITTINGS.md sitting 3)."""
-    from mf_calc.label import label_frames
+    from mf_calc.label import LabelOptions, label_frames
 
     jobs = [(name, fid) for name in SETS for fid in LABELS[name] if fid in fidelities]
     deadline = time.time() + 3600 * hours
@@ -155,10 +155,10 @@ def label(frames: dict[str, list[Atoms]], fidelities: list[str], chunk: int, hou
             upto[(name, fid)] = min(upto[(name, fid)] + chunk, len(frames[name]))
             # one call per round and set: labels what is missing up to `upto` (finished frames are skipped); all
             # frames are passed so that summary.json counts the whole set
-            summary = label_frames(frames[name], fid, fid, RAW / f"{name}_{fid}", workers=workers, deadline=deadline,
-                                   group_key="trajectory" if reuse_scf else None, only=range(upto[(name, fid)]),
-                                   sources=[f"inputs/{name}.extxyz:{i}" for i in range(len(frames[name]))],
-                                   progress=False)
+            options = LabelOptions(workers, "trajectory" if reuse_scf else None, progress=False, deadline=deadline)
+            sources = [f"inputs/{name}.extxyz:{i}" for i in range(len(frames[name]))]
+            summary = label_frames(frames[name], fid, fid, RAW / f"{name}_{fid}", options, sources=sources,
+                                   only=range(upto[(name, fid)]))
             print(f"{time.strftime('%H:%M')} {name} {fid}: {summary['n_ok']} ok, {summary['n_failed']} failed "
                   f"of {len(frames[name])}", flush=True)
             if time.time() >= deadline:

@@ -135,10 +135,9 @@ def build_md() -> list[Atoms]:
 
 def build_neb() -> list[Atoms]:
     from mf_calc.structures import lmfp
-    from mf_calc.workflows.neb import li_barriers
+    from mf_calc.workflows.neb import NEBSettings, li_barriers
 
-    result = li_barriers(lmfp(1.0, 0.0, supercell=(1, 1, 2)), calculator, directions=("010",), n_images=3,
-                         fmax=0.1)["010"]
+    result = li_barriers(lmfp(1.0, 0.0, supercell=(1, 1, 2)), calculator, ("010",), NEBSettings(3, 0.1))["010"]
     ase.io.write(WORK / "neb_path.extxyz", result.images)
     calc, frames = calculator(), []
     for role, index in (("initial", 0), ("climbing_image", result.climbing_image)):
@@ -197,15 +196,15 @@ def inputs(part: str) -> list[Atoms]:
 
 
 def label(part: str, deadline: float) -> dict:
-    from mf_calc.label.run import label_frames
+    from mf_calc.label.run import LabelOptions, label_frames
 
     frames = inputs(part)
     sources = [f"workflow_bench/inputs/{part}.extxyz:{i}" for i in range(len(frames))]
     spec = charge_ordered_spec() if part == "hull_fe_co" else SPEC
     summary = {}
     for wave in snapshot_waves(frames):
-        summary = label_frames(frames, FIDELITY, spec, RAW / part, sources=sources, progress=False,
-                               deadline=deadline, only=wave)
+        summary = label_frames(frames, FIDELITY, spec, RAW / part, LabelOptions(progress=False, deadline=deadline),
+                               sources=sources, only=wave)
     return summary
 
 

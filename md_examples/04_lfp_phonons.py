@@ -9,7 +9,7 @@ Reference: highest modes (PO4 stretch) ≈ 1100 cm⁻¹ ≈ 135-140 meV; relaxed
 from _common import parser, setup
 
 from mf_calc import lmfp
-from mf_calc.workflows.phonons import phonons
+from mf_calc.workflows.phonons import PhononSettings, phonons
 from mf_calc.workflows.relax import RelaxSettings, format_summary, relax
 
 
@@ -22,8 +22,8 @@ def main():
     calc.model.double()
     relaxed, s = relax(lmfp(supercell=(1, 1, 1)), calc, RelaxSettings(fmax=0.0005, steps=1500))
     print(format_summary(s), flush=True)
-    _, summ = phonons(relaxed, calc, supercell=(1, 2, 2), displacement=0.01, mesh=20.0 if args.quick else 40.0,
-                      out=out)
+    _, summ = phonons(relaxed, calc, PhononSettings(supercell=(1, 2, 2), displacement=0.01,
+                                                    mesh=20.0 if args.quick else 40.0), out=out)
     print(f"{summ['n_displacements']} displacements, {summ['time_s']:.0f} s")
     print(f"highest frequency: {summ['max_frequency_THz']:.2f} THz = {summ['max_frequency_cm-1']:.0f} cm⁻¹ = "
           f"{summ['max_frequency_meV']:.1f} meV (reference ≈ 1100 cm⁻¹, 135-140 meV)")

@@ -10,7 +10,7 @@ from _common import parser, setup
 
 from mf_calc import MFCalculator, lmfp
 from mf_calc.atomic import write_json
-from mf_calc.workflows.neb import li_barriers, plot_profiles
+from mf_calc.workflows.neb import NEBSettings, li_barriers, plot_profiles
 
 
 def main():
@@ -26,7 +26,8 @@ def main():
           f"fidelities {fidelities}", flush=True)
     results = {}
     for fid in fidelities:
-        results[fid] = li_barriers(atoms, lambda fid=fid: MFCalculator(model, fidelity=fid), n_images=images, fmax=fmax)
+        results[fid] = li_barriers(atoms, lambda fid=fid: MFCalculator(model, fidelity=fid),
+                                   settings=NEBSettings(images, fmax))
         for direction, r in results[fid].items():
             print(f"  {fid:>8} [{direction}]: barrier {r.barrier:.3f} eV, hop {r.hop_distance:.2f} Å, "
                   f"{'converged' if r.converged else 'not converged'} ({r.steps} steps, {r.seconds:.0f} s)", flush=True)

@@ -67,6 +67,18 @@ def _count(name: str, frac: float, n_sites: int, what: str) -> int:
     return int(k)
 
 
+def _check_supercell(supercell) -> tuple[int, int, int]:
+    """The repetitions as a tuple of three positive ints; ValueError for anything else."""
+    if (
+        not isinstance(supercell, (tuple, list))
+        or len(supercell) != 3
+        or not all(isinstance(n, Integral) and not isinstance(n, bool) and n > 0
+                   for n in supercell)
+    ):
+        raise ValueError(f"supercell must be a 3-tuple of positive ints, got {supercell!r}")
+    return tuple(int(n) for n in supercell)
+
+
 def lmfp(
     x_li: float = 1.0,
     y_mn: float = 0.0,
@@ -89,14 +101,7 @@ def lmfp(
     The lattice is not adjusted for delithiation; relax the cell afterwards.
     Atoms are grouped as Li, Mn/Fe (in site order), P, O; ``pbc=True``.
     """
-    if (
-        not isinstance(supercell, (tuple, list))
-        or len(supercell) != 3
-        or not all(isinstance(n, Integral) and not isinstance(n, bool) and n > 0
-                   for n in supercell)
-    ):
-        raise ValueError(f"supercell must be a 3-tuple of positive ints, got {supercell!r}")
-    supercell = tuple(int(n) for n in supercell)
+    supercell = _check_supercell(supercell)
     if lattice not in ("vegard", "lfp"):
         raise ValueError(f"lattice must be 'vegard' or 'lfp', got {lattice!r}")
 

@@ -12,10 +12,12 @@ from ase.calculators.lj import LennardJones
 from mf_calc import lmfp
 from mf_calc.cli import main
 from mf_calc.data import read_frames
-from mf_calc.label import LabelSpec, finite_difference_check, initial_magmoms, label_frames, shipped_specs
+from mf_calc.label import LabelOptions, LabelSpec, finite_difference_check, initial_magmoms, label_frames, shipped_specs
 from mf_calc.label.store import LabelStore
 
 LJ = {"sigma": 1.5, "epsilon": 0.01, "rc": 4.0}
+
+QUIET = LabelOptions(progress=False)
 
 
 def lj_spec(**overrides) -> LabelSpec:
@@ -125,7 +127,7 @@ def test_spec_errors_name_the_problem(tmp_path):
 # ----------------------------------------------------------------------------- the pipeline
 def test_labels_are_the_calculators_results_and_read_back_as_frames(tmp_path):
     frames = cells(3)
-    summary = label_frames(frames, "lj", lj_spec(), tmp_path, progress=False)
+    summary = label_frames(frames, "lj", lj_spec(), tmp_path, QUIET)
     assert (summary["n_input"], summary["n_ok"], summary["n_failed"], summary["n_pending"]) == (3, 3, 0, 0)
     read = read_frames(tmp_path / "labelled.extxyz")
     assert [f.fidelity for f in read] == ["lj"] * 3
@@ -145,19 +147,19 @@ def test_labels_are_the_calculators_results_and_read_back_as_frames(tmp_path):
 
 def test_rerun_skips_finished_frames_and_refuses_other_settings_or_inputs(tmp_path):
     frames = cells(3)
-    label_frames(frames[:2], "lj", lj_spec(), tmp_path, progress=False)
+    label_frames(frames[:2], "lj", lj_spec(), tmp_path, QUIET)
     first = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "records").glob("*.json")}
-    summary = label_frames(frames, "lj", lj_spec(), tmp_path, progress=False)
+    summary = label_frames(frames, "lj", lj_spec(), tmp_path, QUIET)
     after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "records").glob("*.json")}
     assert summary["n_ok"] == 3 and all(after[name] == t for name, t in first.items()) and len(after) == 3
     with pytest.raises(ValueError, match="another|Use another --out"):
-        label_frames(frames, "lj", lj_spec(settings=LJ | {"epsilon": 0.02}), tmp_path, progress=False)
+        label_frames(frames, "lj", lj_spec(settings=LJ | {"epsilon": 0.02}), tmp_path, QUIET)
     with pytest.raises(ValueError, match="fidelity 'lj'"):
-        label_frames(frames, "lj2", lj_spec(), tmp_path, progress=False)
+        label_frames(frames, "lj2", lj_spec(), tmp_path, QUIET)
     changed = [f.copy() for f in frames]
     changed[0].positions[0] += 0.1
     with pytest.raises(ValueError, match="input frames changed"):
-        label_frames(changed, "lj", lj_spec(), tmp_path, progress=False)
+        label_frames(changed, "lj", lj_spec(), tmp_path, QUIET)
 
 
 def test_no_frame_starts_after_the_deadline(tmp_path):
@@ -166,30 +168,31 @@ def test_no_frame_starts_after_the_deadline(tmp_path):
     import time
 
     frames = cells(3)
-    summary = label_frames(frames, "lj", lj_spec(), tmp_path, progress=False, deadline=time.time() - 1)
+    summary = label_frames(frames, "lj", lj_spec(), tmp_path, LabelOptions(progress=False, deadline=time.time() - 1))
     assert summary["n_ok"] == 0 and not list((tmp_path / "records").glob("*.json"))
-    assert label_frames(frames, "lj", lj_spec(), tmp_path, progress=False, deadline=time.time() + 600)["n_ok"] == 3
+    assert label_frames(frames, "lj", lj_spec(), tmp_path, LabelOptions(progress=False,
+                                                                        deadline=time.time() + 600))["n_ok"] == 3
 
 
 def test_only_some_frames_keep_their_own_indices(tmp_path):
     """only=[1]: frame 1 is labelled under its own index (a later full call adds frames 0 and 2 and keeps it);
     an index outside the frames is refused."""
     frames = cells(3)
-    summary = label_frames(frames, "lj", lj_spec(), tmp_path, progress=False, only=[1])
+    summary = label_frames(frames, "lj", lj_spec(), tmp_path, QUIET, only=[1])
     assert (summary["n_ok"], summary["n_pending"]) == (1, 2)
     store = LabelStore(tmp_path)
     assert store.read(0) is None and store.read(1)["status"] == "ok"
     first = store.read(1)["labels"]["energy"]
-    assert label_frames(frames, "lj", lj_spec(), tmp_path, progress=False)["n_ok"] == 3
+    assert label_frames(frames, "lj", lj_spec(), tmp_path, QUIET)["n_ok"] == 3
     assert store.read(1)["labels"]["energy"] == first and store.read(0)["labels"]["energy"] != first
     with pytest.raises(ValueError, match=r"indices \[3\] are not among the 3 frames"):
-        label_frames(frames, "lj", lj_spec(), tmp_path, progress=False, only=[3])
+        label_frames(frames, "lj", lj_spec(), tmp_path, QUIET, only=[3])
 
 
 def test_failed_frames_are_retried_once_then_recorded_never_hidden(tmp_path):
     frames = [lmfp(x_li=x, supercell=(1, 1, 1), seed=0) for x in (1.0, 0.75, 0.5)]  # 28, 27, 26 atoms
     spec = lj_spec(settings=LJ | {"fail_sizes": [26, 27]}, retry={"fail_sizes": [26]})
-    summary = label_frames(frames, "lj", spec, tmp_path, progress=False)
+    summary = label_frames(frames, "lj", spec, tmp_path, QUIET)
     assert (summary["n_ok"], summary["n_failed"], summary["n_ok_after_retry"]) == (2, 1, 1)
     (failure,) = summary["failures"]
     assert failure["index"] == 2 and len(failure["errors"]) == 2
@@ -198,8 +201,8 @@ def test_failed_frames_are_retried_once_then_recorded_never_hidden(tmp_path):
     store = LabelStore(tmp_path)
     assert [a["retry"] for a in store.read(1)["attempts"]] == [False, True]
     # a rerun does not try the failed frame again unless asked
-    assert label_frames(frames, "lj", spec, tmp_path, progress=False)["n_failed"] == 1
-    summary = label_frames(frames, "lj", spec, tmp_path, retry_failed=True, progress=False)
+    assert label_frames(frames, "lj", spec, tmp_path, QUIET)["n_failed"] == 1
+    summary = label_frames(frames, "lj", spec, tmp_path, LabelOptions(retry_failed=True, progress=False))
     assert summary["n_failed"] == 1 and len(store.read(2)["attempts"]) == 2
 
 
@@ -207,22 +210,22 @@ def test_consecutive_frames_of_a_group_share_a_calculator_until_one_fails(tmp_pa
     frames = cells(4)
     for atoms, trajectory in zip(frames, ("a", "a", "a", "b")):
         atoms.info["trajectory"] = trajectory
-    label_frames(frames, "lj", lj_spec(), tmp_path, group_key="trajectory", progress=False)
+    label_frames(frames, "lj", lj_spec(), tmp_path, LabelOptions(group_key="trajectory", progress=False))
     restarted = [r["restarted_from_previous"] for r in LabelStore(tmp_path).all_records()]
     assert restarted == [False, True, True, False]
 
 
 def test_workers_give_the_same_labels_and_a_crashed_worker_is_recorded(tmp_path):
     frames = cells(4)
-    one = label_frames(frames, "lj", lj_spec(), tmp_path / "one", progress=False)
-    two = label_frames(frames, "lj", lj_spec(), tmp_path / "two", workers=2, progress=False)
+    one = label_frames(frames, "lj", lj_spec(), tmp_path / "one", QUIET)
+    two = label_frames(frames, "lj", lj_spec(), tmp_path / "two", LabelOptions(workers=2, progress=False))
     assert one["n_ok"] == two["n_ok"] == 4
     for a, b in zip(read_frames(tmp_path / "one/labelled.extxyz"), read_frames(tmp_path / "two/labelled.extxyz")):
         assert a.energy == b.energy and np.array_equal(a.forces, b.forces)
     crashing = cells(2) + [lmfp(x_li=0.5, supercell=(1, 1, 1))]
     spec = lj_spec(settings=LJ | {"crash_sizes": [26]})
     with pytest.raises(RuntimeError, match=r"worker process died while labelling frame\(s\) \[(\d, )*2\]"):
-        label_frames(crashing, "lj", spec, tmp_path / "crash", workers=2, progress=False)
+        label_frames(crashing, "lj", spec, tmp_path / "crash", LabelOptions(workers=2, progress=False))
     store = LabelStore(tmp_path / "crash")
     record = store.read(2)
     assert record["status"] == "failed" and "worker process died" in record["attempts"][0]["error"]
@@ -233,9 +236,10 @@ def test_workers_give_the_same_labels_and_a_crashed_worker_is_recorded(tmp_path)
 def test_spin_polarised_specs_label_magmoms_and_others_do_not(tmp_path, warm_model):
     frames = cells(1, x_li=0.5)
     model_calc = {"calculator": "mf_calc.calculator:MFCalculator", "settings": {"model": "chgnet-0.3.0"}}
-    label_frames(frames, "m", LabelSpec.from_dict(model_calc | {"magnetic_start": "afm-olivine"}),
-                 tmp_path / "afm", progress=False)
-    label_frames(frames, "n", LabelSpec.from_dict(model_calc | {"stress": False}), tmp_path / "nm", progress=False)
+    label_frames(frames, "m", LabelSpec.from_dict(model_calc | {"magnetic_start": "afm-olivine"}), tmp_path / "afm",
+                 QUIET)
+    label_frames(frames, "n", LabelSpec.from_dict(model_calc | {"stress": False}), tmp_path / "nm",
+                 QUIET)
     (afm,), (nm,) = read_frames(tmp_path / "afm/labelled.extxyz"), read_frames(tmp_path / "nm/labelled.extxyz")
     assert afm.magmoms is not None and afm.magmoms[frames[0].numbers == 26].min() > 3.0
     assert nm.magmoms is None and nm.stress is None and afm.stress is not None  # masked, never zero
@@ -278,7 +282,7 @@ def test_real_gpaw_labels_a_tiny_cell(tmp_path):
     li = bulk("Li", "bcc", a=3.44, cubic=True)
     li.set_initial_magnetic_moments([0.5, 0.5])
     li.rattle(0.05, seed=1)
-    summary = label_frames([li], "gpaw_test", spec, tmp_path, progress=False)
+    summary = label_frames([li], "gpaw_test", spec, tmp_path, QUIET)
     assert summary["n_ok"] == 1, summary
     (frame,) = read_frames(tmp_path / "labelled.extxyz")
     assert np.isfinite(frame.energy) and frame.forces.shape == (2, 3) and frame.magmoms.shape == (2,)
@@ -320,8 +324,9 @@ def test_real_gpaw_u_ramp_lands_on_the_direct_dft_u_solution_of_mno(tmp_path):
         frames.append(mno)
     direct = LabelSpec.from_dict({"calculator": "gpaw", "magnetic_start": "input", "settings": settings})
     ramped = LabelSpec.from_dict(direct.to_dict() | {"u_ramp": [0, 1]})
-    assert label_frames(frames, "mno", direct, tmp_path / "direct", progress=False, only=[1])["n_ok"] == 1
-    assert label_frames(frames, "mno", ramped, tmp_path / "ramped", group_key="trajectory", progress=False)["n_ok"] == 2
+    assert label_frames(frames, "mno", direct, tmp_path / "direct", QUIET, only=[1])["n_ok"] == 1
+    assert label_frames(frames, "mno", ramped, tmp_path / "ramped", LabelOptions(group_key="trajectory",
+                                                                                 progress=False))["n_ok"] == 2
     (a,), b = read_frames(tmp_path / "direct/labelled.extxyz"), read_frames(tmp_path / "ramped/labelled.extxyz")[1]
     assert b.energy == pytest.approx(a.energy, abs=2e-4)
     assert np.abs(b.forces - a.forces).max() < 5e-3 and np.abs(b.magmoms - a.magmoms).max() < 5e-3
@@ -341,7 +346,7 @@ def test_real_gpaw_u_ramp_lands_on_the_direct_dft_u_solution_of_mno(tmp_path):
     # a loose U = 0 step (it only chooses the solution) takes fewer iterations; the full-U step converges to the
     # spec's own criteria again, so the labels are those of the strict ramp
     loose = LabelSpec.from_dict(ramped.to_dict() | {"u_ramp_convergence": {"density": 1e-2, "eigenstates": 1e-4}})
-    assert label_frames(frames, "mno", loose, tmp_path / "loose", progress=False, only=[1])["n_ok"] == 1
+    assert label_frames(frames, "mno", loose, tmp_path / "loose", QUIET, only=[1])["n_ok"] == 1
     (c,), (record,) = read_frames(tmp_path / "loose/labelled.extxyz"), LabelStore(tmp_path / "loose").all_records()
     assert c.energy == pytest.approx(b.energy, abs=2e-4) and np.abs(c.forces - b.forces).max() < 5e-3
     loose_steps = record["attempts"][0]["u_ramp"]
@@ -354,15 +359,16 @@ def test_runs_sharing_a_folder_skip_frames_another_live_process_claimed(tmp_path
     import subprocess
 
     frames = cells(3)
-    label_frames(frames[:1], "lj", lj_spec(), tmp_path, progress=False)
+    label_frames(frames[:1], "lj", lj_spec(), tmp_path, QUIET)
     other = subprocess.Popen(["sleep", "60"])  # stands in for a second labelling process
     try:
         (tmp_path / "records" / "00001.running").write_text(str(other.pid))
-        summary = label_frames(frames, "lj", lj_spec(), tmp_path, progress=False)
+        summary = label_frames(frames, "lj", lj_spec(), tmp_path, QUIET)
         assert (summary["n_ok"], summary["n_pending"]) == (2, 1)
     finally:
         other.kill()
         other.wait()
-    summary = label_frames(frames, "lj", lj_spec(), tmp_path, progress=False)  # the claim of an ended process lapses
+    summary = label_frames(frames, "lj", lj_spec(), tmp_path,
+                           QUIET)  # the claim of an ended process lapses
     assert (summary["n_ok"], summary["n_pending"]) == (3, 0)
     assert not list((tmp_path / "records").glob("*.running"))

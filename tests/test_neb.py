@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mf_calc import MFCalculator, lmfp
-from mf_calc.workflows.neb import check_endpoints, hop_endpoints, neb
+from mf_calc.workflows.neb import NEBSettings, check_endpoints, hop_endpoints, neb
 
 
 def test_hop_endpoints_move_one_li_into_the_vacancy():
@@ -35,8 +35,8 @@ def test_endpoints_of_different_composition_are_refused():
 
 def test_climbing_image_neb_converges_with_the_climbing_image_on_top(warm_model, one_thread):
     initial, final, _ = hop_endpoints(lmfp(supercell=(1, 1, 1)), "010")
-    result = neb(initial, final, lambda: MFCalculator(warm_model, fidelity="pbe_u"), n_images=3, fmax=0.1,
-                 steps=300, endpoint_fmax=0.05)
+    settings = NEBSettings(n_images=3, fmax=0.1, steps=300, endpoint_fmax=0.05)
+    result = neb(initial, final, lambda: MFCalculator(warm_model, fidelity="pbe_u"), settings)
     assert result.converged and result.max_force < 0.1
     assert result.climbing_image == int(np.argmax(result.energies)) and 0 < result.climbing_image < 4
     assert 0.05 < result.barrier < 1.5  # a real, positive hop barrier (GGA+U: 0.27 eV in a large cell)

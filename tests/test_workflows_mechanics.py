@@ -14,6 +14,7 @@ from ase.calculators.emt import EMT
 from mf_calc.workflows import arrhenius_fit, msd_analysis, phonons, relax, run_md
 from mf_calc.workflows.md import MDOutput, MDSettings, read_md_log
 from mf_calc.workflows.msd import Trajectory, unwrapped_positions
+from mf_calc.workflows.phonons import PhononSettings
 from mf_calc.workflows.relax import RelaxSettings
 
 NO_FILES = MDOutput(None, None, progress=False)
@@ -271,7 +272,7 @@ def test_relax_and_phonons_emt_cu(tmp_path):
     relaxed, s = relax(atoms, EMT(), RelaxSettings(fmax=1e-3, steps=200))
     assert s["converged"] and s["max_force_eV_per_A"] < 1e-3
     assert s["lattice"]["volume"] == pytest.approx(11.57, rel=0.02)  # EMT Cu: a ≈ 3.59 Å
-    ph, summ = phonons(relaxed, EMT(), supercell=(3, 3, 3), mesh=(8, 8, 8), out=tmp_path, progress=False)
+    ph, summ = phonons(relaxed, EMT(), PhononSettings(supercell=(3, 3, 3), mesh=(8, 8, 8)), out=tmp_path, progress=False)
     assert summ["stable"] and summ["n_imaginary_gamma"] == 0
     assert summ["gamma_acoustic_max_abs_THz"] < 0.1
     assert 6.0 < summ["max_frequency_THz"] < 9.0  # Cu: ~7.5 THz
@@ -299,7 +300,7 @@ def test_phonons_detect_instability():
 
     atoms = bulk("Ar", "sc", a=3.4)  # simple cubic LJ: mechanically unstable against shear
     calc = LennardJones(sigma=3.4, epsilon=0.01, rc=8.0, smooth=True)
-    _, summ = phonons(atoms, calc, supercell=(3, 3, 3), mesh=(6, 6, 6), progress=False)
+    _, summ = phonons(atoms, calc, PhononSettings(supercell=(3, 3, 3), mesh=(6, 6, 6)), progress=False)
     assert not summ["stable"]
     assert summ["min_frequency_THz"] < -0.1
 

@@ -13,6 +13,7 @@ import torch
 from mf_calc import MFCalculator, lmfp, load_model
 from mf_calc.workflows import phonons, relax, run_md
 from mf_calc.workflows.md import MDOutput, MDSettings, read_md_log
+from mf_calc.workflows.phonons import PhononSettings
 from mf_calc.workflows.relax import RelaxSettings
 
 LFP_PBEU = {"a": 10.43, "b": 6.08, "c": 4.755, "volume": 301.0}
@@ -89,7 +90,7 @@ def test_phonons_lfp_gamma_stable(lfp_relaxed, calc):
     left imaginary with an earlier lmfp-mf, so phonons start from a tight one."""
     atoms, s = relax(lfp_relaxed[0], calc, RelaxSettings(fmax=0.001, steps=600))
     assert s["converged"]
-    ph, s = phonons(atoms, calc, supercell=(1, 1, 1), mesh=(1, 1, 1), plot=False, progress=False)
+    ph, s = phonons(atoms, calc, PhononSettings(supercell=(1, 1, 1), mesh=(1, 1, 1)), plot=False, progress=False)
     assert np.allclose(ph.primitive.cell, atoms.cell)  # axes as given: the band path's Y is along b
     assert s["n_imaginary_gamma"] == 0
     assert s["gamma_acoustic_max_abs_THz"] < 0.05

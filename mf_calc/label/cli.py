@@ -59,11 +59,11 @@ def cmd_label(args) -> int:
         result = finite_difference_check(frames[0], spec, stress=spec.stress)
         print(json.dumps(json_safe(result), indent=1))
         return 0
-    from mf_calc.label.run import label_frames
+    from mf_calc.label.run import LabelOptions, label_frames
 
     sources = [f"{args.frames}:{i}" for i in range(len(frames))]
-    summary = label_frames(frames, args.fidelity, spec, args.out, workers=args.workers, group_key=args.group_key,
-                           retry_failed=args.retry_failed, sources=sources, progress=not args.quiet)
+    options = LabelOptions(args.workers, args.group_key, args.retry_failed, progress=not args.quiet)
+    summary = label_frames(frames, args.fidelity, spec, args.out, options, sources=sources)
     print(f"{summary['fidelity']}: {summary['n_ok']} labelled, {summary['n_failed']} failed, "
           f"{summary['n_pending']} pending of {summary['n_input']} -> {args.out}/labelled.extxyz")
     for failure in summary["failures"]:

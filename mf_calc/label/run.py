@@ -25,6 +25,7 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from ase import Atoms
@@ -38,19 +39,33 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THRE
               "OMP_WAIT_POLICY": "PASSIVE"}
 
 
+@dataclass(frozen=True)
+class LabelOptions:
+    """How frames are labelled. workers: processes (one BLAS/OpenMP thread each); group_key: consecutive frames
+    with the same ``info[group_key]`` share a calculator; retry_failed: try frames recorded as failed again;
+    deadline (a ``time.time()`` value): no frame group is started after it, the frames left stay pending."""
+
+    workers: int = 1
+    group_key: str | None = None
+    retry_failed: bool = False
+    progress: bool = True
+    deadline: float | None = None
+
+    def __post_init__(self):
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+
+
 def label_frames(frames: Sequence[Atoms], fidelity: str, spec: LabelSpec | str | Path, out: str | Path,
-                 workers: int = 1, group_key: str | None = None, retry_failed: bool = False,
-                 sources: Sequence[str] | None = None, progress: bool = True, deadline: float | None = None,
+                 options: LabelOptions = LabelOptions(), sources: Sequence[str] | None = None,
                  only: Sequence[int] | None = None) -> dict:
     """Label ``frames`` at ``fidelity`` with ``spec`` (a LabelSpec, a spec file or a shipped spec name) into
-    ``out``; return the summary (counts of ok, failed and pending frames, timings). ``deadline`` (a
-    ``time.time()`` value): no frame group is started after it; the frames left stay pending. ``only``: label
-    just the frames at these indices (the others stay pending; records keep each frame's own index)."""
+    ``out``; return the summary (counts of ok, failed and pending frames, timings). ``sources``: a name per
+    frame for records and errors; ``only``: label just the frames at these indices (the others stay pending;
+    records keep each frame's own index)."""
     spec = spec if isinstance(spec, LabelSpec) else LabelSpec.load(spec)
     if not isinstance(fidelity, str) or not fidelity:
         raise ValueError(f"fidelity must be a non-empty name, got {fidelity!r}")
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
     sources = list(sources) if sources is not None else [f"frame {i}" for i in range(len(frames))]
     for i, atoms in enumerate(frames):
         if len(atoms) == 0:
@@ -59,48 +74,60 @@ def label_frames(frames: Sequence[Atoms], fidelity: str, spec: LabelSpec | str |
     store = LabelStore(out)
     store.open(fidelity, spec)
     store.clear_running()  # marks left by a run that was stopped: those frames are simply labelled again
+    todo = _todo(store, frames, only, options.retry_failed)
+    # a Hubbard-U ramp starts every frame from scratch: its labels must not depend on the frame before
+    groups = _groups(todo, frames, None if spec.u_ramp is not None else options.group_key)
+    jobs = [[(i, frames[i], sources[i]) for i in group] for group in groups]
+    bar = tqdm(total=len(todo), desc=f"label {fidelity}", unit="frame", disable=not options.progress or not todo)
+    if options.workers == 1 or len(jobs) <= 1:
+        for job in jobs:
+            if options.deadline is not None and time.time() >= options.deadline:
+                break
+            for _ in label_group(job, fidelity, spec, store.out):
+                bar.update()
+    else:
+        _label_in_pool(jobs, (fidelity, spec, store), (frames, sources), options, bar)
+    bar.close()
+    return store.collect(n_input=len(frames))
 
+
+def _todo(store: LabelStore, frames: Sequence[Atoms], only: Sequence[int] | None, retry_failed: bool) -> list[int]:
+    """Indices of the wanted frames without a record (or with a failed one, when retrying); a frame whose
+    record was made from other input is refused by ``store.check_input``."""
     wanted = set(range(len(frames))) if only is None else {int(i) for i in only}
     if not wanted <= set(range(len(frames))):
         raise ValueError(f"only: indices {sorted(wanted - set(range(len(frames))))} are not among the "
                          f"{len(frames)} frames")
     todo = []
-    for i, atoms in enumerate(frames):
-        if i not in wanted:
-            continue
+    for i in sorted(wanted):
         record = store.read(i)
         if record is not None:
-            store.check_input(i, atoms, record)
+            store.check_input(i, frames[i], record)
             if record["status"] == "ok" or not retry_failed:
                 continue
         todo.append(i)
-    # a Hubbard-U ramp starts every frame from scratch: its labels must not depend on the frame before
-    groups = _groups(todo, frames, None if spec.u_ramp is not None else group_key)
-    jobs = [[(i, frames[i], sources[i]) for i in group] for group in groups]
-    bar = tqdm(total=len(todo), desc=f"label {fidelity}", unit="frame", disable=not progress or not todo)
-    if workers == 1 or len(jobs) <= 1:
-        for job in jobs:
-            if deadline is not None and time.time() >= deadline:
-                break
-            for _ in label_group(job, fidelity, spec, store.out):
-                bar.update()
-    else:
-        broken = False
-        with _env(ONE_THREAD), cf.ProcessPoolExecutor(min(workers, len(jobs)),
-                                                       mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(_label_group_all, job, fidelity, spec, store.out, deadline) for job in jobs]
-            try:
-                for future in cf.as_completed(futures):
-                    bar.update(future.result())
-            except cf.process.BrokenProcessPool:
-                broken = True
-        if broken:  # the pool has shut down: every worker has ended, so their marks tell what was in progress
-            died = store.record_died_workers(frames, fidelity, spec, sources)
-            raise RuntimeError(f"a worker process died while labelling frame(s) {died} (killed, out of memory "
-                               "or a crash inside the calculator); they are recorded as failed. Run the same "
-                               "command again to label the rest.")
-    bar.close()
-    return store.collect(n_input=len(frames))
+    return todo
+
+
+def _label_in_pool(jobs: list, target: tuple, inputs: tuple, options: LabelOptions, bar) -> None:
+    """The jobs shared out over ``options.workers`` processes; target: (fidelity, spec, store), inputs:
+    (frames, sources). A worker that dies is recorded as failed and reported."""
+    fidelity, spec, store = target
+    broken = False
+    with _env(ONE_THREAD), cf.ProcessPoolExecutor(min(options.workers, len(jobs)),
+                                                   mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_label_group_all, job, fidelity, spec, store.out, options.deadline) for job in jobs]
+        try:
+            for future in cf.as_completed(futures):
+                bar.update(future.result())
+        except cf.process.BrokenProcessPool:
+            broken = True
+    if broken:  # the pool has shut down: every worker has ended, so their marks tell what was in progress
+        frames, sources = inputs
+        died = store.record_died_workers(frames, fidelity, spec, sources)
+        raise RuntimeError(f"a worker process died while labelling frame(s) {died} (killed, out of memory "
+                           "or a crash inside the calculator); they are recorded as failed. Run the same "
+                           "command again to label the rest.")
 
 
 def hours_until(clock: str, now: datetime.datetime | None = None) -> float:

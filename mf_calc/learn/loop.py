@@ -178,7 +178,7 @@ def select_step(directory, settings: LearnSettings, index: int, members: list[Pa
 
 
 def label_step(directory, settings: LearnSettings, index: int, selected: list, deadline: float | None) -> dict:
-    from mf_calc.label.run import label_frames
+    from mf_calc.label.run import LabelOptions, label_frames
 
     out = round_dir(directory, index) / "labels"
     sources = [f"round_{index:02d}/selected.extxyz:{i}" for i in range(len(selected))]
@@ -186,8 +186,8 @@ def label_step(directory, settings: LearnSettings, index: int, selected: list, d
         out.mkdir(parents=True, exist_ok=True)
         (out / "labelled.extxyz").write_text("")
         return {"n_ok": 0, "n_failed": 0, "n_pending": 0, "seconds_total": 0.0}
-    return label_frames(selected, settings.fidelity, settings.spec, out, sources=sources, progress=False,
-                        deadline=deadline)
+    return label_frames(selected, settings.fidelity, settings.spec, out, LabelOptions(progress=False,
+                                                                                      deadline=deadline), sources=sources)
 
 
 def evaluate_step(directory, settings: LearnSettings, index: int, members: list[Path], summary: dict) -> dict:

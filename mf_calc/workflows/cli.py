@@ -192,7 +192,7 @@ def _add_diffusion(sub):
 
 # ----------------------------------------------------------------------------- phonons
 def cmd_phonons(args) -> int:
-    from mf_calc.workflows.phonons import phonons
+    from mf_calc.workflows.phonons import PhononSettings, phonons
     from mf_calc.workflows.relax import RelaxSettings, format_summary, relax
 
     atoms, calc, out = _prepare(args)
@@ -205,8 +205,8 @@ def cmd_phonons(args) -> int:
     if residual > SOFT_MODE_FMAX:
         print(f"note: the structure's max force is {residual:.2g} eV/Å (> {SOFT_MODE_FMAX:g}); soft modes may come out "
               "as spurious imaginary ones — relax tighter (e.g. --fmax 5e-4) in float64")
-    _, summ = phonons(atoms, calc, supercell=tuple(args.phonon_supercell), displacement=args.displacement,
-                      mesh=args.mesh, imag_tol_THz=args.imag_tol, out=out, progress=not args.quiet)
+    settings = PhononSettings(tuple(args.phonon_supercell), args.displacement, args.mesh, imag_tol_THz=args.imag_tol)
+    _, summ = phonons(atoms, calc, settings, out=out, progress=not args.quiet)
     print(f"{summ['n_displacements']} displacements; max frequency {summ['max_frequency_THz']:.2f} THz = "
           f"{summ['max_frequency_cm-1']:.0f} cm⁻¹ = {summ['max_frequency_meV']:.1f} meV; "
           f"min {summ['min_frequency_THz']:.3f} THz; imaginary (tol {summ['imag_tol_THz']} THz): "

@@ -32,13 +32,13 @@ def cmd_neb(args) -> int:
 
     from mf_calc import MFCalculator
     from mf_calc.atomic import write_json
-    from mf_calc.workflows.neb import li_barriers, plot_profiles
+    from mf_calc.workflows.neb import NEBSettings, li_barriers, plot_profiles
 
     atoms, model, fidelities, out = fidelity_sweep_setup(args, QUICK)
     results = {}
     for fid in fidelities:
-        results[fid] = li_barriers(atoms, lambda fid=fid: MFCalculator(model, fidelity=fid), directions=args.directions,
-                                   n_images=args.images, fmax=args.fmax, steps=args.steps)
+        results[fid] = li_barriers(atoms, lambda fid=fid: MFCalculator(model, fidelity=fid), args.directions,
+                                   NEBSettings(args.images, args.fmax, args.steps))
         for direction, r in results[fid].items():
             ase.io.write(out / f"path_{fid}_{direction}.extxyz", r.images)
             print(f"{fid:>12} [{direction}] barrier {r.barrier:.3f} eV (reverse {r.reverse_barrier:.3f}), hop "

@@ -12,6 +12,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
+from ase.io import write
+
 from mf_calc import MFCalculator, lmfp, load_model
 from mf_calc.atomic import write_json
 from mf_calc.constants import EV_A3_TO_GPA as GPA
@@ -27,9 +30,6 @@ def run_demo(model=None, out="demo_output", quick: bool = False, x_li: float = 0
     model: None (default shipped model), a name/folder or an ``MFCHGNet``. The structure is
     Li_x Mn_y Fe_(1-y) PO4 in a (1, 1, 2) supercell (52 atoms at x = y = 0.5), seed 0.
     """
-    import numpy as np
-    from ase.io import write
-
     t_all = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -43,39 +43,11 @@ def run_demo(model=None, out="demo_output", quick: bool = False, x_li: float = 0
     atoms = lmfp(x_li=x_li, y_mn=y_mn, supercell=(1, 1, 2), seed=0)
     print(f"structure: {atoms.get_chemical_formula()} ({len(atoms)} atoms), olivine Pnma, x_Li={x_li}, y_Mn={y_mn}")
 
-    # 1. the same structure at each fidelity
-    per_fid = {}
-    for name in names:
-        c = MFCalculator(model, fidelity=name)
-        a = atoms.copy()
-        a.calc = c
-        e = a.get_potential_energy() / len(a)
-        f = np.abs(a.get_forces()).max()
-        p = -a.get_stress()[:3].mean() * GPA
-        per_fid[name] = {"energy_per_atom_eV": float(e), "max_force_eV_per_A": float(f), "pressure_GPa": float(p)}
-        print(f"  [{name}] unrelaxed: E = {e:.4f} eV/atom, max|F| = {f:.3f} eV/Å, P = {p:.2f} GPa")
-
-    # 2. relax positions + cell
-    fmax = 0.1 if quick else 0.05
-    print(f"relaxing (FIRE, positions + cell, fmax {fmax} eV/Å) ...", flush=True)
-    relaxed, rsum = relax(atoms, calc, RelaxSettings(fmax=fmax, steps=100 if quick else 300), trajectory=out / "relax.traj")
-    print(format_summary(rsum))
-    relaxed.calc = None
-    write(out / "relaxed.extxyz", relaxed)
-
-    # 3. short NPT MD (anisotropic MTK barostat) at 300 K
+    per_fid = fidelity_table(model, atoms)
+    relaxed, rsum = relax_step(atoms, calc, quick, out)
     steps = md_steps if md_steps is not None else (100 if quick else 1000)
-    print(f"NPT MD (MTK, anisotropic cell) at {temperature_K:g} K, 0 GPa, 1 fs x {steps} steps; "
-          "status every 10 % (oxidation counts Fe 2+/3+, Mn 2+/3+/4+):", flush=True)
-    final, msum = run_md(relaxed, calc,
-                         MDSettings("npt", temperature_K, steps=steps, tdamp_fs=50.0, pdamp_fs=500.0),
-                         MDOutput(out / "md.traj", out / "md.csv", max(steps // 100, 1), progress=progress,
-                                  print_interval=max(steps // 10, 1)))
-    png = plot_md_log(out / "md.csv", out / "md.png",
-                      title=f"{final.get_chemical_formula()} NPT {temperature_K:g} K [{calc.fidelity}]")
-    print(f"second half: <T> = {msum['T_K_mean']:.0f} K, <P> = {msum['P_GPa_mean']:.2f} GPa, "
-          f"<a, b, c> = {msum['a_mean']:.3f}, {msum['b_mean']:.3f}, {msum['c_mean']:.3f} Å, "
-          f"<V> = {msum['volume_A3_mean']:.1f} Å³; {msum['s_per_step']:.3f} s/step")
+    msum, png = md_step(relaxed, calc, MDSettings("npt", temperature_K, steps=steps, tdamp_fs=50.0, pdamp_fs=500.0),
+                        out, progress)
     summary = {"structure": atoms.get_chemical_formula(), "n_atoms": len(atoms), "fidelities": per_fid,
                "relax": {k: v for k, v in rsum.items() if k != "magmoms"}, "md": msum,
                "files": {"relaxed": str(out / "relaxed.extxyz"), "relax_traj": str(out / "relax.traj"),
@@ -85,3 +57,44 @@ def run_demo(model=None, out="demo_output", quick: bool = False, x_li: float = 0
     print(f"wrote {out}/: relaxed.extxyz, relax.traj, md.traj, md.csv, md.png, demo_summary.json "
           f"({summary['time_s']:.0f} s in all)")
     return summary
+
+
+def fidelity_table(model: MFCHGNet, atoms) -> dict:
+    """Energy (eV/atom), largest force component (eV/Å) and pressure (GPa) of ``atoms`` at every fidelity."""
+    per_fid = {}
+    for name in model.fidelities.names:
+        a = atoms.copy()
+        a.calc = MFCalculator(model, fidelity=name)
+        e = a.get_potential_energy() / len(a)
+        f = np.abs(a.get_forces()).max()
+        p = -a.get_stress()[:3].mean() * GPA
+        per_fid[name] = {"energy_per_atom_eV": float(e), "max_force_eV_per_A": float(f), "pressure_GPa": float(p)}
+        print(f"  [{name}] unrelaxed: E = {e:.4f} eV/atom, max|F| = {f:.3f} eV/Å, P = {p:.2f} GPa")
+    return per_fid
+
+
+def relax_step(atoms, calc, quick: bool, out: Path):
+    """Positions and cell relaxed (FIRE; fmax 0.1 quick, else 0.05 eV/Å), written to ``out/relaxed.extxyz``."""
+    settings = RelaxSettings(fmax=0.1 if quick else 0.05, steps=100 if quick else 300)
+    print(f"relaxing (FIRE, positions + cell, fmax {settings.fmax} eV/Å) ...", flush=True)
+    relaxed, summary = relax(atoms, calc, settings, trajectory=out / "relax.traj")
+    print(format_summary(summary))
+    relaxed.calc = None
+    write(out / "relaxed.extxyz", relaxed)
+    return relaxed, summary
+
+
+def md_step(relaxed, calc, settings: MDSettings, out: Path, progress: bool):
+    """A short NPT run (anisotropic MTK barostat) with a status line every 10 %; its summary and plot path."""
+    steps = settings.steps
+    print(f"NPT MD (MTK, anisotropic cell) at {settings.temperature_K:g} K, 0 GPa, 1 fs x {steps} steps; "
+          "status every 10 % (oxidation counts Fe 2+/3+, Mn 2+/3+/4+):", flush=True)
+    output = MDOutput(out / "md.traj", out / "md.csv", max(steps // 100, 1), progress=progress,
+                      print_interval=max(steps // 10, 1))
+    final, msum = run_md(relaxed, calc, settings, output)
+    png = plot_md_log(out / "md.csv", out / "md.png",
+                      title=f"{final.get_chemical_formula()} NPT {settings.temperature_K:g} K [{calc.fidelity}]")
+    print(f"second half: <T> = {msum['T_K_mean']:.0f} K, <P> = {msum['P_GPa_mean']:.2f} GPa, "
+          f"<a, b, c> = {msum['a_mean']:.3f}, {msum['b_mean']:.3f}, {msum['c_mean']:.3f} Å, "
+          f"<V> = {msum['volume_A3_mean']:.1f} Å³; {msum['s_per_step']:.3f} s/step")
+    return msum, png

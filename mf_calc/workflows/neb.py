@@ -98,40 +98,53 @@ def check_endpoints(initial: Atoms, final: Atoms) -> None:
         raise ValueError("NEB end points have different cells; a fixed-cell NEB needs the same cell")
 
 
-def neb(initial: Atoms, final: Atoms, make_calc, n_images: int = 5, fmax: float = 0.05, steps: int = 500,
-        relax_endpoints: bool = True, endpoint_fmax: float = 0.02, direction: str = "", trajectory=None,
-        logfile=None) -> NEBResult:
+@dataclass(frozen=True)
+class NEBSettings:
+    """Climbing-image NEB: ``n_images`` moving images between the end points, ``fmax`` (eV/Å) and at most
+    ``steps`` FIRE steps for the band; the end points first relaxed at fixed cell to ``endpoint_fmax`` when
+    ``relax_endpoints``."""
+
+    n_images: int = 5
+    fmax: float = 0.05
+    steps: int = 500
+    relax_endpoints: bool = True
+    endpoint_fmax: float = 0.02
+
+    def __post_init__(self):
+        if self.n_images < 1:
+            raise ValueError(f"n_images must be >= 1, got {self.n_images}")
+
+
+def neb(initial: Atoms, final: Atoms, make_calc, settings: NEBSettings = NEBSettings(), direction: str = "",
+        trajectory=None, logfile=None) -> NEBResult:
     """Climbing-image NEB between ``initial`` and ``final`` (same atoms and cell).
 
     ``make_calc()`` returns a fresh calculator (each image gets its own; they may share one model).
-    ``n_images``: moving images between the end points. ``fmax`` (eV/Å) for the band, ``endpoint_fmax`` for the
-    fixed-cell relaxation of the end points. ``trajectory``: file for the relaxed path (ASE .traj or .extxyz).
+    ``trajectory``: file for the relaxed path (ASE .traj or .extxyz); ``direction``: a label kept in the result.
     """
     from ase.geometry import find_mic
     from ase.mep import NEB
     from ase.optimize import FIRE
 
     check_endpoints(initial, final)
-    if n_images < 1:
-        raise ValueError(f"n_images must be >= 1, got {n_images}")
     start = time.perf_counter()
     ends = []
     for atoms in (initial, final):
         atoms = atoms.copy()
         atoms.calc = make_calc()
-        if relax_endpoints:
-            FIRE(atoms, logfile=logfile).run(fmax=endpoint_fmax, steps=steps)
+        if settings.relax_endpoints:
+            FIRE(atoms, logfile=logfile).run(fmax=settings.endpoint_fmax, steps=settings.steps)
         ends.append(atoms)
     # the final atoms at their images nearest to the initial ones: a continuous path and trajectory
     shift, _ = find_mic(ends[1].positions - ends[0].positions, ends[0].cell, ends[0].pbc)
     ends[1].positions = ends[0].positions + shift
-    images = [ends[0]] + [ends[0].copy() for _ in range(n_images)] + [ends[1]]
+    images = [ends[0]] + [ends[0].copy() for _ in range(settings.n_images)] + [ends[1]]
     for image in images[1:-1]:
         image.calc = make_calc()
     band = NEB(images, climb=True, method="improvedtangent")
     band.interpolate(method="idpp")
     opt = FIRE(band, logfile=logfile)
-    converged = bool(opt.run(fmax=fmax, steps=steps))
+    converged = bool(opt.run(fmax=settings.fmax, steps=settings.steps))
     energies = np.array([image.get_potential_energy() for image in images])
     top = int(np.argmax(energies))
     max_force = float(np.sqrt((band.get_forces() ** 2).sum(axis=1).max()))
@@ -154,12 +167,13 @@ def _snapshot(atoms: Atoms) -> Atoms:
     return copy
 
 
-def li_barriers(atoms: Atoms, make_calc, directions=("010", "001"), **kwargs) -> dict[str, NEBResult]:
+def li_barriers(atoms: Atoms, make_calc, directions=("010", "001"),
+                settings: NEBSettings = NEBSettings()) -> dict[str, NEBResult]:
     """Barriers of the vacancy hops along ``directions`` in ``atoms`` (the full, lithiated cell)."""
     results = {}
     for direction in directions:
         initial, final, _ = hop_endpoints(atoms, direction)
-        results[direction] = neb(initial, final, make_calc, direction=direction, **kwargs)
+        results[direction] = neb(initial, final, make_calc, settings, direction=direction)
     return results
 
 

@@ -15,6 +15,8 @@ displacement noise is expected. ``stable`` = no imaginary mode beyond that toler
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -89,157 +91,178 @@ def default_band_path(primitive_cell):
     return segments, labels
 
 
-def phonons(
-    atoms: Atoms,
-    calc,
-    supercell=(1, 2, 2),
-    displacement: float = 0.01,
-    mesh=30.0,
-    band_path=None,
-    band_labels=None,
-    npoints: int = 51,
-    primitive_matrix="auto",
-    symprec: float = 1e-3,
-    t_min: float = 0.0,
-    t_max: float = 1000.0,
-    t_step: float = 10.0,
-    imag_tol_THz: float = 0.1,
-    subtract_residual_forces: bool = True,
-    out=None,
-    progress: bool = True,
-    plot: bool = True,
-):
+@dataclass(frozen=True)
+class PhononSettings:
+    """Finite-displacement phonons. supercell: diagonal repetitions (or a 3×3 matrix) for the force constants;
+    (1, 2, 2) gives ≥ 9.4 Å in every direction for LiFePO4 (a ≈ 10.4, b ≈ 6.1, c ≈ 4.75 Å). displacement: Å.
+    mesh: phonopy mesh (length in Å, or 3 ints) for DOS and thermal properties. band_path: list of segments
+    of reduced q-points (None: see the module doc) with ``band_labels``; npoints per segment.
+    primitive_matrix and symprec (Å): phonopy's. t_min, t_max, t_step: thermal properties (K).
+    imag_tol_THz: see the module doc. subtract_residual_forces: subtract the forces of the undisplaced
+    supercell."""
+
+    supercell: Sequence = (1, 2, 2)
+    displacement: float = 0.01
+    mesh: float | Sequence[int] = 30.0
+    band_path: Sequence | None = None
+    band_labels: Sequence[str] | None = None
+    npoints: int = 51
+    primitive_matrix: str | Sequence = "auto"
+    symprec: float = 1e-3
+    t_min: float = 0.0
+    t_max: float = 1000.0
+    t_step: float = 10.0
+    imag_tol_THz: float = 0.1
+    subtract_residual_forces: bool = True
+
+    @property
+    def supercell_matrix(self) -> np.ndarray:
+        sc = np.asarray(self.supercell)
+        return np.diag(sc) if sc.shape == (3,) else sc
+
+
+def phonons(atoms: Atoms, calc, settings: PhononSettings = PhononSettings(), out=None, progress: bool = True,
+            plot: bool = True):
     """Phonons of ``atoms`` (relax it first!) → (phonopy.Phonopy, summary dict).
 
-    supercell: diagonal repetitions (or a 3×3 matrix) for the force constants; (1, 2, 2) gives
-    ≥ 9.4 Å in every direction for LiFePO4 (a ≈ 10.4, b ≈ 6.1, c ≈ 4.75 Å). displacement in Å.
-    mesh: phonopy mesh (length in Å, or 3 ints) for DOS and thermal properties. band_path: list of
-    segments of reduced q-points (default see module doc) with ``band_labels``.
-    Forces of the undisplaced supercell are subtracted (``subtract_residual_forces``).
     Γ frequencies are exact for any supercell; off-Γ ones need force constants that fit in the supercell:
     ``off_gamma_reliable`` (a heuristic) is False when the supercell is thinner than 9 Å in some direction (then
     judge stability from ``n_imaginary_gamma`` only).
     Summary: n_displacements, max frequency (THz, cm⁻¹, meV), min frequency, Γ frequencies, counts of
     imaginary modes (Γ / band path / mesh) with the tolerance used, ``stable``, thermal properties at
-    300 K (per unit cell of phonopy's primitive cell: F kJ/mol, S and Cv J/K/mol) and output paths.
+    300 K (per unit cell of phonopy's primitive cell: F kJ/mol, S and Cv J/K/mol) and, with ``out``, the
+    files written there (phonopy_params.yaml, thermal_properties.csv, plots, phonons.json).
     """
+    t0 = time.perf_counter()
+    phonon = force_constants(atoms, calc, settings, progress)
+    spectra = phonon_spectra(phonon, settings)
+    summary = {"formula": atoms.get_chemical_formula(), "n_atoms": len(atoms), "fidelity": fidelity_of(calc),
+               "supercell": settings.supercell_matrix.tolist(), "displacement_A": settings.displacement,
+               "n_displacements": len(phonon.supercells_with_displacements),
+               **frequency_summary(phonon, spectra, settings.imag_tol_THz),
+               "supercell_min_width_A": supercell_width(phonon),
+               "band_labels": spectra["band_labels"], "thermal_300K": thermal_at(spectra["thermal"], 300.0),
+               "thermal_units": "per mol of phonopy primitive cells"}
+    summary["off_gamma_reliable"] = bool(summary["supercell_min_width_A"] >= 9.0)
+    if out is not None:
+        summary |= write_phonons(phonon, spectra, summary, Path(out), plot)
+    summary["time_s"] = time.perf_counter() - t0
+    if out is not None:
+        write_json(Path(out) / "phonons.json", summary)
+    return phonon, summary
+
+
+def force_constants(atoms: Atoms, calc, settings: PhononSettings, progress: bool = True):
+    """A phonopy object with the (symmetrised) force constants of ``atoms`` from ``calc``'s forces."""
     from phonopy import Phonopy
-    from phonopy.physical_units import get_physical_units
     from tqdm.auto import tqdm
 
-    t0 = time.perf_counter()
-    sc = np.asarray(supercell)
-    sc_matrix = np.diag(sc) if sc.shape == (3,) else sc
-    phonon = Phonopy(_to_phonopy(atoms), supercell_matrix=sc_matrix, symprec=symprec,
-                     primitive_matrix=resolve_primitive_matrix(atoms, primitive_matrix, symprec))
-    phonon.generate_displacements(distance=displacement)
-    cells = phonon.supercells_with_displacements
+    phonon = Phonopy(_to_phonopy(atoms), supercell_matrix=settings.supercell_matrix, symprec=settings.symprec,
+                     primitive_matrix=resolve_primitive_matrix(atoms, settings.primitive_matrix, settings.symprec))
+    phonon.generate_displacements(distance=settings.displacement)
 
     def forces_of(cell):
         a = _to_ase(cell)
         a.calc = calc
         return a.get_forces()
 
-    residual = forces_of(phonon.supercell) if subtract_residual_forces else 0.0
+    residual = forces_of(phonon.supercell) if settings.subtract_residual_forces else 0.0
+    cells = phonon.supercells_with_displacements
     bar = tqdm(cells, desc="phonon displacements", disable=not progress, mininterval=1.0, leave=False)
-    forces = [forces_of(c) - residual for c in bar]
-    phonon.forces = np.array(forces)
+    phonon.forces = np.array([forces_of(c) - residual for c in bar])
     phonon.produce_force_constants()
     phonon.symmetrize_force_constants()
+    return phonon
 
-    # band structure
+
+def phonon_spectra(phonon, settings: PhononSettings) -> dict:
+    """Band structure, mesh, total DOS and thermal properties (dicts of arrays) and the band labels."""
+    from phonopy.phonon.band_structure import get_band_qpoints_and_path_connections
+
+    band_path, band_labels = settings.band_path, settings.band_labels
     if band_path is None:
         band_path, default_labels = default_band_path(phonon.primitive.cell)
         band_labels = band_labels or default_labels
-    from phonopy.phonon.band_structure import get_band_qpoints_and_path_connections
-
-    qpoints, connections = get_band_qpoints_and_path_connections(band_path, npoints=npoints)
+    qpoints, connections = get_band_qpoints_and_path_connections(band_path, npoints=settings.npoints)
     phonon.run_band_structure(qpoints, path_connections=connections, labels=band_labels)
     bs = phonon.band_structure
-    bands = {"qpoints": bs.qpoints, "distances": bs.distances, "frequencies": bs.frequencies}
-    # mesh, DOS, thermal
-    phonon.run_mesh(mesh, is_gamma_center=True)
-    mesh_q, mesh_f = phonon.mesh.qpoints, phonon.mesh.frequencies
+    phonon.run_mesh(settings.mesh, is_gamma_center=True)
+    mesh = {"qpoints": phonon.mesh.qpoints, "frequencies": phonon.mesh.frequencies}
     phonon.run_total_dos()
-    dos = {"frequency_points": phonon.total_dos.frequency_points, "total_dos": phonon.total_dos.dos}
-    phonon.run_thermal_properties(t_min=t_min, t_max=t_max, t_step=t_step, exclude_gamma_acoustic=True)
+    phonon.run_thermal_properties(t_min=settings.t_min, t_max=settings.t_max, t_step=settings.t_step,
+                                  exclude_gamma_acoustic=True)
     tp = phonon.thermal_properties
-    thermal = {"temperatures": tp.temperatures, "free_energy": tp.free_energy, "entropy": tp.entropy,
-               "heat_capacity": tp.heat_capacity}
+    return {"bands": {"qpoints": bs.qpoints, "distances": bs.distances, "frequencies": bs.frequencies},
+            "band_labels": band_labels, "mesh": mesh,
+            "dos": {"frequency_points": phonon.total_dos.frequency_points, "total_dos": phonon.total_dos.dos},
+            "thermal": {"temperatures": tp.temperatures, "free_energy": tp.free_energy, "entropy": tp.entropy,
+                        "heat_capacity": tp.heat_capacity}}
+
+
+def count_imaginary(qpoints, frequencies, tol_THz: float) -> int:
+    """Modes below −tol_THz, without the three acoustic ones (smallest |f|) near Γ (|q| < 0.05 reduced)."""
+    n = 0
+    for q, f in zip(qpoints, frequencies):
+        f = np.sort(np.asarray(f))
+        if np.linalg.norm(np.asarray(q) - np.round(q)) < 0.05:
+            f = np.delete(f, np.argsort(np.abs(f))[:3])
+        n += int((f < -tol_THz).sum())
+    return n
+
+
+def frequency_summary(phonon, spectra: dict, tol_THz: float) -> dict:
+    """Extreme and Γ frequencies and the counts of imaginary modes (Γ, band path, mesh) with ``stable``."""
+    from phonopy.physical_units import get_physical_units
 
     gamma = np.sort(phonon.run_qpoints([[0, 0, 0]]).frequencies[0])
     acoustic = np.argsort(np.abs(gamma))[:3]
-    optical = np.delete(gamma, acoustic)
-    n_imag_gamma = int((optical < -imag_tol_THz).sum())
-
-    def count_imag(qs, freqs):
-        n = 0
-        for q, f in zip(qs, freqs):
-            f = np.sort(np.asarray(f))
-            if np.linalg.norm(np.asarray(q) - np.round(q)) < 0.05:
-                f = np.delete(f, np.argsort(np.abs(f))[:3])
-            n += int((f < -imag_tol_THz).sum())
-        return n
-
-    band_q = np.concatenate(bands["qpoints"])
-    band_f = np.concatenate(bands["frequencies"])
-    n_imag_band = count_imag(band_q, band_f)
-    n_imag_mesh = count_imag(mesh_q, mesh_f)
+    n_gamma = int((np.delete(gamma, acoustic) < -tol_THz).sum())
+    band_q = np.concatenate(spectra["bands"]["qpoints"])
+    band_f = np.concatenate(spectra["bands"]["frequencies"])
+    mesh_f = spectra["mesh"]["frequencies"]
+    n_band = count_imaginary(band_q, band_f, tol_THz)
+    n_mesh = count_imaginary(spectra["mesh"]["qpoints"], mesh_f, tol_THz)
     all_f = np.concatenate([band_f.ravel(), np.asarray(mesh_f).ravel()])
-    fmax, fmin = float(all_f.max()), float(all_f.min())
-    T = np.asarray(thermal["temperatures"])
-    i300 = int(np.argmin(np.abs(T - 300.0)))
+    fmax, units = float(all_f.max()), get_physical_units()
+    return {"max_frequency_THz": fmax, "max_frequency_cm-1": fmax * units.THzToCm,
+            "max_frequency_meV": fmax * units.THzToEv * 1e3, "min_frequency_THz": float(all_f.min()),
+            "gamma_frequencies_THz": gamma.tolist(), "gamma_acoustic_max_abs_THz": float(np.abs(gamma[acoustic]).max()),
+            "imag_tol_THz": tol_THz, "n_imaginary_gamma": n_gamma, "n_imaginary_band": n_band,
+            "n_imaginary_mesh": n_mesh, "stable": n_gamma == 0 and n_band == 0 and n_mesh == 0}
 
-    sc_cell = np.asarray(phonon.supercell.cell)
-    vol = abs(np.linalg.det(sc_cell))
-    width = min(vol / np.linalg.norm(np.cross(sc_cell[i - 2], sc_cell[i - 1])) for i in range(3))
-    summary = {
-        "formula": atoms.get_chemical_formula(),
-        "n_atoms": len(atoms),
-        "fidelity": fidelity_of(calc),
-        "supercell": sc_matrix.tolist(),
-        "displacement_A": displacement,
-        "n_displacements": len(cells),
-        "max_frequency_THz": fmax,
-        "max_frequency_cm-1": fmax * get_physical_units().THzToCm,
-        "max_frequency_meV": fmax * get_physical_units().THzToEv * 1e3,
-        "min_frequency_THz": fmin,
-        "gamma_frequencies_THz": gamma.tolist(),
-        "gamma_acoustic_max_abs_THz": float(np.abs(gamma[acoustic]).max()),
-        "imag_tol_THz": imag_tol_THz,
-        "n_imaginary_gamma": n_imag_gamma,
-        "n_imaginary_band": n_imag_band,
-        "n_imaginary_mesh": n_imag_mesh,
-        "stable": n_imag_gamma == 0 and n_imag_band == 0 and n_imag_mesh == 0,
-        "supercell_min_width_A": float(width),
-        "off_gamma_reliable": bool(width >= 9.0),
-        "band_labels": band_labels,
-        "thermal_300K": {
-            "T_K": float(T[i300]),
-            "free_energy_kJ_per_mol": float(thermal["free_energy"][i300]),
-            "entropy_J_per_K_mol": float(thermal["entropy"][i300]),
-            "heat_capacity_J_per_K_mol": float(thermal["heat_capacity"][i300]),
-        },
-        "thermal_units": "per mol of phonopy primitive cells",
-    }
-    if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        phonon.save(str(out / "phonopy_params.yaml"), settings={"force_constants": True})
-        summary["phonopy_params"] = str(out / "phonopy_params.yaml")
-        np.savetxt(out / "thermal_properties.csv",
-                   np.column_stack([T, thermal["free_energy"], thermal["entropy"], thermal["heat_capacity"]]),
-                   delimiter=",", header="T_K,free_energy_kJ_per_mol,entropy_J_per_K_mol,heat_capacity_J_per_K_mol",
-                   comments="")
-        if plot:
-            summary["band_dos_png"] = plot_bands_dos(bands, band_labels, dos, out / "phonon_bands_dos.png",
-                                                     title=summary["formula"] + (f" [{summary['fidelity']}]"
-                                                                                 if summary["fidelity"] else ""))
-            summary["thermal_png"] = plot_thermal(thermal, out / "phonon_thermal.png")
-    summary["time_s"] = time.perf_counter() - t0
-    if out is not None:
-        write_json(Path(out) / "phonons.json", summary)
-    return phonon, summary
+
+def supercell_width(phonon) -> float:
+    """The thinnest width (Å) of the force-constant supercell: distance between opposite faces."""
+    cell = np.asarray(phonon.supercell.cell)
+    volume = abs(np.linalg.det(cell))
+    return float(min(volume / np.linalg.norm(np.cross(cell[i - 2], cell[i - 1])) for i in range(3)))
+
+
+def thermal_at(thermal: dict, T_K: float) -> dict:
+    """Free energy (kJ/mol), entropy and heat capacity (J/K/mol) at the tabulated temperature nearest T_K."""
+    T = np.asarray(thermal["temperatures"])
+    i = int(np.argmin(np.abs(T - T_K)))
+    return {"T_K": float(T[i]), "free_energy_kJ_per_mol": float(thermal["free_energy"][i]),
+            "entropy_J_per_K_mol": float(thermal["entropy"][i]),
+            "heat_capacity_J_per_K_mol": float(thermal["heat_capacity"][i])}
+
+
+def write_phonons(phonon, spectra: dict, summary: dict, out: Path, plot: bool) -> dict:
+    """phonopy_params.yaml, thermal_properties.csv and (with ``plot``) the plots in ``out``; their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    phonon.save(str(out / "phonopy_params.yaml"), settings={"force_constants": True})
+    thermal = spectra["thermal"]
+    np.savetxt(out / "thermal_properties.csv",
+               np.column_stack([thermal[k] for k in ("temperatures", "free_energy", "entropy", "heat_capacity")]),
+               delimiter=",", header="T_K,free_energy_kJ_per_mol,entropy_J_per_K_mol,heat_capacity_J_per_K_mol",
+               comments="")
+    paths = {"phonopy_params": str(out / "phonopy_params.yaml")}
+    if plot:
+        title = summary["formula"] + (f" [{summary['fidelity']}]" if summary["fidelity"] else "")
+        paths["band_dos_png"] = plot_bands_dos(spectra["bands"], spectra["band_labels"], spectra["dos"],
+                                               out / "phonon_bands_dos.png", title=title)
+        paths["thermal_png"] = plot_thermal(thermal, out / "phonon_thermal.png")
+    return paths
 
 
 def plot_bands_dos(bands: dict, labels, dos: dict, png_path, title=None) -> str:
