@@ -109,3 +109,14 @@ def test_cli_phonons_float64_and_residual_force_note(tmp_path, capsys):
     assert summary["n_displacements"] > 0
     rc, out, _, _ = _run([*args, "--precision", "float32", "--out", tmp_path / "p32"], capsys)
     assert rc == 0 and "(float32)" in out
+
+
+def test_demo_quick_writes_its_summary(tmp_path, capsys):
+    """The main job on the shipped default model: every fidelity, a relaxation and a few NPT steps."""
+    import json
+
+    rc, out, _, _ = _run(["demo", "--quick", "--md-steps", 4, "--out", tmp_path], capsys)
+    assert rc == 0 and "wrote" in out
+    summary = json.loads((tmp_path / "demo_summary.json").read_text())
+    assert len(summary["fidelities"]) >= 2 and summary["md"]["steps"] == 4
+    assert all((tmp_path / name).stat().st_size > 0 for name in ("relaxed.extxyz", "md.traj", "md.csv", "md.png"))

@@ -110,10 +110,9 @@ def labelled_so_far(directory, settings: LearnSettings, before: int) -> list:
 
 
 def _training_data(directory, settings: LearnSettings, index: int):
-    from mf_calc.train.cli import read_data
-    from mf_calc.train.dataset import FrameDataset
+    from mf_calc.train.dataset import FrameDataset, read_dataset
 
-    return FrameDataset(read_data(list(settings.data)).frames + labelled_so_far(directory, settings, index))
+    return FrameDataset(read_dataset(list(settings.data)).frames + labelled_so_far(directory, settings, index))
 
 
 def train_committee(directory, settings: LearnSettings, index: int) -> list[Path]:

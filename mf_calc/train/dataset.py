@@ -11,6 +11,7 @@ import hashlib
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -52,6 +53,19 @@ def structure_key(atoms, tol: float = 1e-4) -> bytes:
     """Identity of a structure: atomic numbers, positions and cell rounded to ``tol`` Å."""
     coords = np.round(np.r_[atoms.positions.ravel(), atoms.cell.array.ravel()] / tol).astype(np.int64)
     return np.asarray(atoms.numbers, dtype=np.int64).tobytes() + coords.tobytes()
+
+
+def read_dataset(specs: Sequence[str]) -> FrameDataset:
+    """FrameDataset of ``FILE[:FIDELITY]`` specs (a spec naming an existing file is a file alone)."""
+    from mf_calc.data import read_frames
+
+    frames = []
+    for spec in specs:
+        path, fidelity = spec, None
+        if not Path(spec).exists() and ":" in spec:
+            path, _, fidelity = spec.rpartition(":")
+        frames.extend(read_frames(path, fidelity=fidelity or None))
+    return FrameDataset(frames)
 
 
 class FrameDataset:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mf_calc.workflows.cli_args import add_model_args, add_structure_args, fidelity_sweep_setup
+from mf_calc.cli.args import add_model_args, add_structure_args, fidelity_sweep_setup
 
 QUICK = {"supercell": (1, 1, 1), "max_per_x": 3, "fmax": 0.1}  # --quick: these arguments
 

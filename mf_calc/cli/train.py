@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from mf_calc.train.config import INITS, TrainConfig, read_mapping
 from mf_calc.train.model_setup import PARTS
@@ -94,25 +93,12 @@ def train_config(args) -> TrainConfig:
     return TrainConfig.from_dict(values)
 
 
-def read_data(specs: list[str]):
-    """FrameDataset of ``FILE[:FIDELITY]`` specs (a spec naming an existing file is a file alone)."""
-    from mf_calc.data import read_frames
-    from mf_calc.train.dataset import FrameDataset
-
-    frames = []
-    for spec in specs:
-        path, fidelity = spec, None
-        if not Path(spec).exists() and ":" in spec:
-            path, _, fidelity = spec.rpartition(":")
-        frames.extend(read_frames(path, fidelity=fidelity or None))
-    return FrameDataset(frames)
-
-
 def run_train(args) -> int:
+    from mf_calc.train.dataset import read_dataset
     from mf_calc.train.distributed import World
 
     cfg = train_config(args)
-    data = read_data(args.data)
+    data = read_dataset(args.data)
     fidelities = cfg.fidelities or data.fidelity_names
     data.check_fidelities(fidelities)
     world = World.from_env(cfg.device)

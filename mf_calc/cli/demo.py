@@ -1,9 +1,9 @@
-"""The ``mf-calc demo`` tour: half-delithiated LiMn0.5Fe0.5PO4 → every fidelity → relax → short NPT MD.
+"""``mf-calc demo``, the main job: a tour of the default model — half-delithiated LiMn0.5Fe0.5PO4 → every
+fidelity → relax → short NPT MD.
 
 ``run_demo`` prints as it goes and writes to ``out``: relaxed.extxyz, relax.traj, md.traj, md.csv, md.png,
-demo_summary.json. Full: relax (fmax 0.05 eV/Å, ≤ 300 steps) + 1000 NPT steps (1 ps) at 300 K, ≈ 2-3 min
-on 2 otherwise idle CPU cores (≈ 0.1-0.15 s per step for 52 atoms); quick: fmax 0.1, ≤ 100 relax steps +
-100 MD steps, well under a minute. Oxidation states printed after relaxation and along the MD come from
+demo_summary.json. Full: relax (fmax 0.05 eV/Å, ≤ 300 steps) + 1000 NPT steps (1 ps) at 300 K; quick: fmax
+0.1, ≤ 100 relax steps + 100 MD steps. Oxidation states printed after relaxation and along the MD come from
 magmoms (``mf_calc.workflows.oxidation``); "charge -1" flags moments that do not add up to a neutral cell.
 """
 
@@ -13,14 +13,25 @@ import time
 from pathlib import Path
 
 import numpy as np
-from ase.io import write
 
-from mf_calc import MFCalculator, lmfp, load_model
-from mf_calc.atomic import write_json
-from mf_calc.constants import EV_A3_TO_GPA as GPA
-from mf_calc.model.mfchgnet import MFCHGNet
-from mf_calc.workflows.md import MDOutput, MDSettings, plot_md_log, run_md
-from mf_calc.workflows.relax import RelaxSettings, format_summary, relax
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="build Li0.5Mn0.5Fe0.5PO4 (1x1x2), compare fidelities, relax, run a short 300 K NPT MD (a few minutes)",
+    )
+    p.add_argument("--model", default=None, help="model name or folder (default: the shipped default)")
+    p.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
+    p.add_argument("--x-li", type=float, default=0.5, help="Li fraction kept (default 0.5)")
+    p.add_argument("--y-mn", type=float, default=0.5, help="Mn fraction on transition-metal sites (default 0.5)")
+    p.add_argument("--md-steps", type=int, default=None, help="NPT MD steps of 1 fs (default 1000; 100 with --quick)")
+    p.add_argument("--quick", action="store_true", help="fewer relaxation and MD steps (under a minute)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    run_demo(model=args.model, out=args.out, quick=args.quick, x_li=args.x_li, y_mn=args.y_mn, md_steps=args.md_steps)
+    return 0
 
 
 def run_demo(model=None, out="demo_output", quick: bool = False, x_li: float = 0.5, y_mn: float = 0.5,
@@ -30,6 +41,11 @@ def run_demo(model=None, out="demo_output", quick: bool = False, x_li: float = 0
     model: None (default shipped model), a name/folder or an ``MFCHGNet``. The structure is
     Li_x Mn_y Fe_(1-y) PO4 in a (1, 1, 2) supercell (52 atoms at x = y = 0.5), seed 0.
     """
+    from mf_calc import MFCalculator, lmfp, load_model
+    from mf_calc.atomic import write_json
+    from mf_calc.model.mfchgnet import MFCHGNet
+    from mf_calc.workflows.md import MDSettings
+
     t_all = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -59,8 +75,11 @@ def run_demo(model=None, out="demo_output", quick: bool = False, x_li: float = 0
     return summary
 
 
-def fidelity_table(model: MFCHGNet, atoms) -> dict:
+def fidelity_table(model, atoms) -> dict:
     """Energy (eV/atom), largest force component (eV/Å) and pressure (GPa) of ``atoms`` at every fidelity."""
+    from mf_calc import MFCalculator
+    from mf_calc.constants import EV_A3_TO_GPA as GPA
+
     per_fid = {}
     for name in model.fidelities.names:
         a = atoms.copy()
@@ -75,6 +94,10 @@ def fidelity_table(model: MFCHGNet, atoms) -> dict:
 
 def relax_step(atoms, calc, quick: bool, out: Path):
     """Positions and cell relaxed (FIRE; fmax 0.1 quick, else 0.05 eV/Å), written to ``out/relaxed.extxyz``."""
+    from ase.io import write
+
+    from mf_calc.workflows.relax import RelaxSettings, format_summary, relax
+
     settings = RelaxSettings(fmax=0.1 if quick else 0.05, steps=100 if quick else 300)
     print(f"relaxing (FIRE, positions + cell, fmax {settings.fmax} eV/Å) ...", flush=True)
     relaxed, summary = relax(atoms, calc, settings, trajectory=out / "relax.traj")
@@ -84,8 +107,10 @@ def relax_step(atoms, calc, quick: bool, out: Path):
     return relaxed, summary
 
 
-def md_step(relaxed, calc, settings: MDSettings, out: Path, progress: bool):
+def md_step(relaxed, calc, settings, out: Path, progress: bool):
     """A short NPT run (anisotropic MTK barostat) with a status line every 10 %; its summary and plot path."""
+    from mf_calc.workflows.md import MDOutput, plot_md_log, run_md
+
     steps = settings.steps
     print(f"NPT MD (MTK, anisotropic cell) at {settings.temperature_K:g} K, 0 GPa, 1 fs x {steps} steps; "
           "status every 10 % (oxidation counts Fe 2+/3+, Mn 2+/3+/4+):", flush=True)

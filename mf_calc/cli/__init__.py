@@ -1,4 +1,6 @@
-"""Command line: ``mf-calc <command>``. Each command lives in its own module and registers here."""
+"""Command line: ``mf-calc <command>``. Each command (or family of commands) lives in its own module of this
+package and registers here; ``args`` holds the options and set-up they share. The library below never prints:
+its notes and progress go through ``logging``, which :func:`main` shows."""
 
 from __future__ import annotations
 
@@ -6,15 +8,15 @@ import argparse
 import logging
 import sys
 
-from mf_calc.cli_demo import register as register_demo
-from mf_calc.cli_export import register as register_export
-from mf_calc.label.cli import register as register_label
-from mf_calc.learn.cli import register as register_learn
+from mf_calc.cli.demo import register as register_demo
+from mf_calc.cli.export import register as register_export
+from mf_calc.cli.hull import register as register_hull
+from mf_calc.cli.label import register as register_label
+from mf_calc.cli.learn import register as register_learn
+from mf_calc.cli.neb import register as register_neb
+from mf_calc.cli.train import register as register_train
+from mf_calc.cli.workflows import register as register_workflows
 from mf_calc.threads import configure_threads
-from mf_calc.train.cli import register as register_train
-from mf_calc.workflows.cli import register as register_workflows
-from mf_calc.workflows.cli_hull import register as register_hull
-from mf_calc.workflows.cli_neb import register as register_neb
 
 REGISTRARS = [register_demo, register_train, register_workflows, register_label, register_neb, register_hull,
               register_learn, register_export]
@@ -50,6 +52,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mf-calc {args.command}: error: {exc}", file=sys.stderr)
         return 2
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,7 +13,7 @@ import argparse
 import time
 from pathlib import Path
 
-from mf_calc.workflows.cli_args import add_model_args, add_structure_args, structure_from_args
+from mf_calc.cli.args import add_model_args, add_structure_args, structure_from_args
 
 
 # ----------------------------------------------------------------------------- shared arguments
