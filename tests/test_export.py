@@ -105,3 +105,20 @@ def test_cli_export_writes_both_forms(tmp_path, capsys, lmfp_delithiated):
     assert (tmp_path / "one.pt").is_file()
     assert main(["export", "lmfp-mf", "--fidelity", "dft", "--out", str(tmp_path / "x.pt")]) == 2
     assert "unknown fidelity 'dft'" in capsys.readouterr().err
+
+
+def test_the_chgnet_table_maps_both_ways():
+    """Config fields and weight names go to chgnet and back unchanged (one table serves both directions)."""
+    from dataclasses import asdict
+
+    from mf_calc.model import chgnet_map
+
+    model = tiny_model()
+    fields = chgnet_map.config_fields(chgnet_map.chgnet_args(model.config))
+    assert fields == {k: v for k, v in asdict(model.config).items() if k in chgnet_map.CONFIG_FIELDS}
+    plain = model.select_fidelity(0)
+    for key in plain.state_dict():
+        assert chgnet_map.mf_state_key(chgnet_map.chgnet_state_key(key), 0) == key
+    assert chgnet_map.mf_state_key("mlp.layers.0.weight", 2) == "readouts.2.layers.0.weight"
+    with pytest.raises(ValueError, match="update_angle=False"):
+        chgnet_map.config_fields(chgnet_map.chgnet_args(model.config) | {"update_angle": False})

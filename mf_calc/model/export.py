@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from mf_calc.atomic import atomic_write
+from mf_calc.model import chgnet_map
 from mf_calc.model.layers import MFAtomConv, _first_linear
 
 if TYPE_CHECKING:  # the model class imports this module
@@ -58,35 +59,14 @@ def select_fidelity(model: MFCHGNet, fidelity: str | int | None = None) -> MFCHG
     return plain.eval()
 
 
-def chgnet_model_args(model: MFCHGNet) -> dict:
-    """Keyword arguments of ``chgnet.model.CHGNet`` for ``model``'s architecture."""
-    c = model.config
-    return {"atom_fea_dim": c.atom_fea_dim, "bond_fea_dim": c.bond_fea_dim, "angle_fea_dim": c.angle_fea_dim,
-            "composition_model": "MPtrj", "num_radial": c.num_radial, "num_angular": c.num_angular,
-            "n_conv": c.n_conv, "atom_conv_hidden_dim": c.atom_conv_hidden_dim, "update_bond": True,
-            "bond_conv_hidden_dim": c.bond_conv_hidden_dim, "update_angle": True,
-            "angle_layer_hidden_dim": c.angle_layer_hidden_dim, "conv_dropout": 0, "read_out": "ave",
-            "mlp_hidden_dims": list(c.mlp_hidden_dims), "mlp_dropout": 0, "mlp_first": True, "is_intensive": True,
-            "non_linearity": c.activation, "atom_graph_cutoff": c.cutoff, "bond_graph_cutoff": c.bond_cutoff,
-            "graph_converter_algorithm": "fast", "cutoff_coeff": c.cutoff_coeff, "learnable_rbf": c.learnable_rbf,
-            "gMLP_norm": c.gmlp_norm, "readout_norm": c.readout_norm, "mlp_out_bias": c.mlp_out_bias}
-
-
 @torch.no_grad()
 def to_chgnet(model: MFCHGNet, fidelity: str | int | None = None):
     """A ``chgnet.model.CHGNet`` (CPU, the dtype of ``model``) equal to ``model`` at ``fidelity``."""
     from chgnet.model import CHGNet
 
     plain = select_fidelity(model, fidelity).cpu()
-    state = {}
-    for key, value in plain.state_dict().items():
-        if key.startswith("readouts.0."):
-            state["mlp." + key[len("readouts.0."):]] = value
-        elif key == "composition.weight":
-            state["composition_model.fc.weight"] = value
-        else:
-            state[key] = value
-    chgnet = CHGNet(**chgnet_model_args(model)).to(plain.dtype)
+    state = {chgnet_map.chgnet_state_key(key): value for key, value in plain.state_dict().items()}
+    chgnet = CHGNet(**chgnet_map.chgnet_args(model.config)).to(plain.dtype)
     chgnet.load_state_dict(state, strict=True)
     return chgnet.eval()
 

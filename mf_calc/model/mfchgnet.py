@@ -20,7 +20,7 @@ from chgnet.model.functions import MLP, find_normalization
 from torch import Tensor, nn
 
 from mf_calc.constants import dataclass_from_dict
-from mf_calc.model import export, new_fidelities
+from mf_calc.model import chgnet_map, export, new_fidelities
 from mf_calc.model.composition import CompositionModel
 from mf_calc.model.fidelity import Fidelities, FidelityBias, FidelityRows, Switches, parse_modules
 from mf_calc.model.graph import Batch, collate, graph_from_atoms
@@ -311,20 +311,7 @@ class MFCHGNet(nn.Module):
 
         with contextlib.redirect_stdout(io.StringIO()):
             ref = CHGNet.load(model_name=name, use_device="cpu", verbose=False)
-        args = ref.model_args
-        if not args.get("mlp_first", True) or not args.get("update_bond", True) or not args.get("update_angle", True):
-            raise ValueError(f"CHGNet {name} uses an architecture variant MF-CHGNet does not implement")
-        config = MFConfig(
-            fidelities=tuple(fidelities), modules=modules,
-            atom_fea_dim=args["atom_fea_dim"], bond_fea_dim=args["bond_fea_dim"], angle_fea_dim=args["angle_fea_dim"],
-            num_radial=args["num_radial"], num_angular=args["num_angular"], n_conv=args["n_conv"],
-            atom_conv_hidden_dim=args["atom_conv_hidden_dim"], bond_conv_hidden_dim=args["bond_conv_hidden_dim"],
-            angle_layer_hidden_dim=args["angle_layer_hidden_dim"], mlp_hidden_dims=tuple(args["mlp_hidden_dims"]),
-            cutoff=float(args["atom_graph_cutoff"]), bond_cutoff=float(args["bond_graph_cutoff"]),
-            cutoff_coeff=args["cutoff_coeff"], learnable_rbf=args["learnable_rbf"], gmlp_norm=args["gMLP_norm"],
-            readout_norm=args["readout_norm"], activation=args["non_linearity"],
-            mlp_out_bias=args.get("mlp_out_bias", False),
-        )
+        config = MFConfig(fidelities=tuple(fidelities), modules=modules, **chgnet_map.config_fields(ref.model_args))
         model = cls(config)
         model.load_chgnet_state(ref.state_dict())
         model.metadata = {"init": f"chgnet-{name}", "description": f"warm start of pretrained CHGNet {name}, no MF training",
@@ -337,13 +324,10 @@ class MFCHGNet(nn.Module):
         own = self.state_dict()
         mapped = {}
         for key, value in chgnet_state.items():
-            if key.startswith("mlp."):
-                for k in range(len(self.readouts)):
-                    mapped[f"readouts.{k}.{key[4:]}"] = value
-            elif key == "composition_model.fc.weight":
-                mapped["composition.weight"] = value.reshape(1, -1).expand_as(own["composition.weight"]).clone()
-            else:
-                mapped[key] = value
+            for copy in range(len(self.readouts)):  # one name per copy for the readout, the same one otherwise
+                mapped[chgnet_map.mf_state_key(key, copy)] = value
+        mapped["composition.weight"] = mapped["composition.weight"].reshape(1, -1).expand_as(
+            own["composition.weight"]).clone()
         missing = [k for k in own
                    if k not in mapped and ".fidelity_gate." not in k and not k.startswith("fidelity_embedding.")]
         unexpected = [k for k in mapped if k not in own]
