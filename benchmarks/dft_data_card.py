@@ -18,13 +18,11 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 from ase.units import GPa
+from dft_convergence import CONVERGENCE_KINDS
+from make_dft_data import DATA, FRACTIONS, LABELS, RAW, SETS
 
-sys.path.insert(0, str(Path(__file__).parent))
-from dft_convergence import CONVERGENCE_KINDS  # noqa: E402
-from make_dft_data import DATA, FRACTIONS, LABELS, RAW, SETS  # noqa: E402
-
-from mf_calc.label import LabelSpec, LabelStore  # noqa: E402
-from mf_calc.label.store import record_to_atoms  # noqa: E402
+from mf_calc.label import LabelSpec, LabelStore
+from mf_calc.label.store import record_to_atoms
 
 CONVERGENCE = DATA / "convergence"
 BASELINES = Path(__file__).parent / "results" / "dft_baselines"

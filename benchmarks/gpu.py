@@ -24,8 +24,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 CELLS = {104: (1, 2, 2), 832: (2, 4, 4), 6656: (4, 8, 8), 13312: (8, 8, 8)}
 CHGNET_MAX_ATOMS = 7000  # chgnet's calculator needs ~81 GB at 6,656 atoms: larger cells are skipped
 

@@ -8,15 +8,11 @@ ordering, and the scores of ``lmfp-dft`` (``workflow_bench_report.py``).
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import ase.io
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).parent))
-from make_workflow_bench import BENCH, INPUTS, PARTS, RAW, charge_ordered_spec  # noqa: E402
-from workflow_bench_report import evaluate  # noqa: E402
+from make_workflow_bench import BENCH, INPUTS, PARTS, RAW, charge_ordered_spec
+from workflow_bench_report import evaluate
 
 
 def progress_rows() -> list[str]:

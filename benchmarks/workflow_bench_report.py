@@ -20,9 +20,7 @@ from pathlib import Path
 
 import numpy as np
 from ase import units
-
-sys.path.insert(0, str(Path(__file__).parent))
-from make_workflow_bench import BENCH, FIDELITY, INPUTS, MODEL, PARTS, RAW  # noqa: E402
+from make_workflow_bench import BENCH, FIDELITY, INPUTS, MODEL, PARTS, RAW
 
 
 def labelled(part: str) -> list:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 from mf_calc import MFCHGNet, lmfp
+
+# the benchmark scripts (run as files, they import each other as siblings) for the tests of their helpers
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from mf_calc.model.fidelity import FidelityBias
 
 TINY = dict(atom_fea_dim=16, bond_fea_dim=16, angle_fea_dim=16, num_radial=9, num_angular=9, n_conv=3,

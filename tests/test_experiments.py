@@ -16,17 +16,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from paper_experiments import data as exp_data
+from paper_experiments import plan as exp_plan
+from paper_experiments import report as exp_report
+from paper_experiments import runs as exp_runs
 
 from mf_calc.train import TRANSFER_FROZEN
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from paper_experiments import data as exp_data  # noqa: E402
-from paper_experiments import plan as exp_plan  # noqa: E402
-from paper_experiments import report as exp_report  # noqa: E402
-from paper_experiments import runs as exp_runs  # noqa: E402
 
 
 def _load_cli():

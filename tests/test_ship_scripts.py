@@ -1,15 +1,10 @@
 """The recipe logic of the ship scripts (benchmarks/shipping.py, ship_dft_model.py); their training runs are
 benchmarks, not tests."""
 
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import ship_dft_model  # noqa: E402
-from shipping import stage_recipes, target_lines  # noqa: E402
+import ship_dft_model
+from shipping import stage_recipes, target_lines
 
 
 def test_later_stages_continue_from_the_previous_best_without_adding_fidelities_again(tmp_path):

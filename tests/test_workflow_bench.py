@@ -1,20 +1,15 @@
 """The DFT workflow benchmark's scoring (benchmarks/workflow_bench_report.py) and its charge-ordered start
 (benchmarks/make_workflow_bench.py), on synthetic labels: no DFT runs here."""
 
-import sys
-from pathlib import Path
 
+import make_workflow_bench as bench
 import numpy as np
 import pytest
+import workflow_bench_report as report
 from ase import units
 from ase.calculators.singlepoint import SinglePointCalculator
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import make_workflow_bench as bench  # noqa: E402
-import workflow_bench_report as report  # noqa: E402
-
-from mf_calc import lmfp  # noqa: E402
+from mf_calc import lmfp
 
 
 def _labelled(atoms, energy, magmoms=None, forces=None, **info):

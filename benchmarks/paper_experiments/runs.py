@@ -105,14 +105,9 @@ def tidy(run_dir: Path) -> None:
     shutil.rmtree(run_dir / "final", ignore_errors=True)
 
 
-def train_mf(frames: list, config, run_dir: Path):
-    """MF-CHGNet on frames of both fidelities (what ``mf-calc train`` does); returns the best model."""
-    from mf_calc.train import FrameDataset, Trainer, build_model
-
-    train, val = FrameDataset(frames).split(config.val_fraction, config.seed)
-    trainer = Trainer(build_model(config, config.fidelities), config, run_dir)
-    trainer.fit(train, val, resume=has_checkpoint(run_dir))
-    return trainer.best_model()
+def low_model_name(n_low: int | None, seed: int) -> str:
+    """The folder (under ``work/``) of the shared low-fidelity model of (n_low, seed)."""
+    return f"low-nl{count_text(n_low)}-s{seed}"
 
 
 def low_fidelity_model(n_low: int | None, seed: int, scale: Scale, data: Data, ctx: Context):
@@ -124,7 +119,7 @@ def low_fidelity_model(n_low: int | None, seed: int, scale: Scale, data: Data, c
     from mf_calc.train import FrameDataset
     from mf_calc.train.baselines import train_plain
 
-    name = f"low-nl{count_text(n_low)}-s{seed}"
+    name = low_model_name(n_low, seed)
     if name in ctx.low_models:
         return ctx.low_models[name]
     run_dir = ctx.work_dir / name
@@ -157,7 +152,10 @@ def fit_single(run: Run, data: Data, config, run_dir: Path, ctx: Context, scale:
 def fit_mf(run: Run, data: Data, config, run_dir: Path, ctx: Context, scale: Scale):
     low = take(data.low, pick(len(data.low), run.n_low, run.seed, "low"))
     high = take(data.high, pick(len(data.high), run.n_high, run.seed, "high"))
-    return train_mf(low + high, config, run_dir), {"n_high_frames": len(high), "n_low_frames": len(low)}
+    from mf_calc.train import FrameDataset, train_multi_fidelity
+
+    trainer = train_multi_fidelity(FrameDataset(low + high), config, run_dir, resume=has_checkpoint(run_dir))
+    return trainer.best_model(), {"n_high_frames": len(high), "n_low_frames": len(low)}
 
 
 def fit_transfer(run: Run, data: Data, config, run_dir: Path, ctx: Context, scale: Scale):
@@ -170,7 +168,7 @@ def fit_transfer(run: Run, data: Data, config, run_dir: Path, ctx: Context, scal
     model = train_plain(FrameDataset(high), scale.high, config, run_dir, init_state=pretrained.state_dict(),
                         freeze=TRANSFER_FROZEN, resume=has_checkpoint(run_dir))
     return model, {"n_high_frames": len(high), "n_low_frames": len(data.low) if run.n_low is None else run.n_low,
-                   "low_model": f"low-nl{count_text(run.n_low)}-s{run.seed}"}
+                   "low_model": low_model_name(run.n_low, run.seed)}
 
 
 def fit_delta(run: Run, data: Data, config, run_dir: Path, ctx: Context, scale: Scale):
@@ -189,7 +187,7 @@ def fit_delta(run: Run, data: Data, config, run_dir: Path, ctx: Context, scale: 
     return DeltaModel(low_model.to(delta.device), delta, scale.high), {
         "n_high_frames": len(data.high) if run.n_high is None else run.n_high, "n_paired_frames": len(idx),
         "n_low_frames": len(data.low) if run.n_low is None else run.n_low,
-        "low_model": f"low-nl{count_text(run.n_low)}-s{run.seed}"}
+        "low_model": low_model_name(run.n_low, run.seed)}
 
 
 FITTERS = {"single": fit_single, "mf": fit_mf, "transfer": fit_transfer, "delta": fit_delta}
@@ -314,7 +312,7 @@ def describe_plan(plan: list[Run], pending: list[Run], scale: Scale, data: Data,
 
 
 def low_model_done(ctx: Context, stage: tuple) -> bool:
-    return (ctx.work_dir / f"low-nl{count_text(stage[0])}-s{stage[1]}" / "done.json").is_file()
+    return (ctx.work_dir / low_model_name(*stage) / "done.json").is_file()
 
 
 def short_metrics(metrics: dict) -> str:

@@ -99,31 +99,26 @@ def run_train(args) -> int:
 
     cfg = train_config(args)
     data = read_dataset(args.data)
-    fidelities = cfg.fidelities or data.fidelity_names
-    data.check_fidelities(fidelities)
+    data.check_fidelities(cfg.fidelities or data.fidelity_names)  # before the processes start
     world = World.from_env(cfg.device)
     try:
-        return _train(args, cfg, data, fidelities, world)
+        return _train(args, cfg, data, world)
     finally:
         world.close()
 
 
-def _train(args, cfg, data, fidelities, world) -> int:
+def _train(args, cfg, data, world) -> int:
+    from mf_calc.train.baselines import train_multi_fidelity
     from mf_calc.train.metrics import format_report
-    from mf_calc.train.model_setup import build_model
-    from mf_calc.train.trainer import Trainer
 
     say = print if world.is_main else (lambda *a, **k: None)
     counts = ", ".join(f"{n}: {len(data.by_fidelity(n))}" for n in data.fidelity_names)
-    say(f"data: {len(data)} frames ({counts}); model fidelities (low → high): {list(fidelities)}")
-    train, val = data.split(cfg.val_fraction, cfg.seed)
-    model = build_model(cfg, fidelities)
-    trainer = Trainer(model, cfg, args.out, world=world)
-    say(f"model: init {cfg.init}, modules {cfg.modules or 'none'}, {sum(p.numel() for p in trainer.params)} trained "
-        f"parameters; {len(train)} train / {len(val)} validation frames; {world.size} process(es) on {world.device}")
-    history = trainer.fit(train, val, resume=args.resume)
-    last = history[-1] if history else {}
-    say(f"done: {len(history)} epochs, best epoch {trainer.best_epoch}; models in {args.out}/best and {args.out}/final")
+    say(f"data: {len(data)} frames ({counts}); model fidelities (low → high): "
+        f"{list(cfg.fidelities or data.fidelity_names)}; {world.size} process(es) on {world.device}")
+    trainer = train_multi_fidelity(data, cfg, args.out, world=world, resume=args.resume)
+    last = trainer.history[-1] if trainer.history else {}
+    say(f"done: {len(trainer.history)} epochs, best epoch {trainer.best_epoch}; models in {args.out}/best and "
+        f"{args.out}/final")
     if last.get("val"):
         say("final-epoch validation errors:\n" + format_report(last["val"]))
     return 0

@@ -117,9 +117,8 @@ def _training_data(directory, settings: LearnSettings, index: int):
 
 def train_committee(directory, settings: LearnSettings, index: int) -> list[Path]:
     """Member model folders (``best/``) of round ``index``, training those not finished yet."""
+    from mf_calc.train.baselines import train_multi_fidelity
     from mf_calc.train.config import TrainConfig
-    from mf_calc.train.model_setup import build_model
-    from mf_calc.train.trainer import Trainer
 
     out = round_dir(directory, index) / "committee"
     data = None
@@ -130,9 +129,7 @@ def train_committee(directory, settings: LearnSettings, index: int) -> list[Path
             data = data or _training_data(directory, settings, index)
             cfg = TrainConfig.from_dict({"progress": False} | settings.train
                                         | {"init": settings.model, "seed": settings.seed * 1000 + k})
-            fidelities = cfg.fidelities or data.fidelity_names
-            train, val = data.split(cfg.val_fraction, cfg.seed)
-            Trainer(build_model(cfg, fidelities), cfg, folder).fit(train, val, resume=(folder / "checkpoint.pt").exists())
+            train_multi_fidelity(data, cfg, folder, resume=(folder / "checkpoint.pt").exists())
         members.append(folder / "best")
     return members
 

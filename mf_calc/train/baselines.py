@@ -13,6 +13,7 @@ Each function writes its runs below ``out_dir`` and returns the best-by-validati
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +28,8 @@ from mf_calc.train.config import TrainConfig
 from mf_calc.train.dataset import FrameDataset, structure_key
 from mf_calc.train.model_setup import TRANSFER_FROZEN, build_model
 from mf_calc.train.trainer import Trainer
+
+log = logging.getLogger(__name__)
 
 DELTA = "delta"  # fidelity name of the Δ model
 
@@ -53,6 +56,23 @@ def train_plain(data: FrameDataset, fidelity: str, config: TrainConfig, out_dir,
     trainer = Trainer(model, cfg, out_dir)
     trainer.fit(train, val, resume=resume)
     return trainer.best_model()
+
+
+def train_multi_fidelity(data: FrameDataset, config: TrainConfig, out_dir, world=None,
+                         resume: bool = False) -> Trainer:
+    """MF-CHGNet on the frames of every fidelity (what ``mf-calc train`` does): the model of ``config`` with
+    fidelities ``config.fidelities`` or the data's (lowest first), validation split by configuration, fitted;
+    returns the trainer (``best_model()``, ``history``, ``best_epoch``)."""
+    fidelities = config.fidelities or data.fidelity_names
+    data.check_fidelities(fidelities)
+    train, val = data.split(config.val_fraction, config.seed)
+    trainer = Trainer(build_model(config, fidelities), config, out_dir, world=world)
+    n_params = sum(p.numel() for p in trainer.params)
+    log.info("model: init %s, modules %s, fidelities (low → high) %s, %d trained parameters; %d train / %d "
+             "validation frames", config.init, config.modules or "none", list(fidelities), n_params, len(train),
+             len(val))
+    trainer.fit(train, val, resume=resume)
+    return trainer
 
 
 def train_single_fidelity(frames: Iterable[Frame], config: TrainConfig, out_dir, high: str | None = None,
