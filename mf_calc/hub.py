@@ -3,10 +3,8 @@
 - ``lmfp-mf`` (the default): MF-CHGNet (modules EMRC) for LMFP cathodes with fidelities ``pbe_u`` and
   ``r2scan``, warm-started from CHGNet 0.3.0 and trained on the teacher-labelled LMFP benchmark
   (``benchmarks/data``); recipe and test errors in ``mf_calc/pretrained/lmfp-mf/MODEL_CARD.md``.
-- ``lmfp-dft``: CHGNet 0.3.0 fine-tuned on real DFT (GPAW PBE+U, fidelity ``gpaw_afm``, magmom scale ``gpaw_afm``),
-  the best of three candidates on validation frames (the two multi-fidelity ones, with the non-magnetic GPAW
-  frames, came out worse); misses the energy and force targets of issue 13, so it is not the default; recipe and
-  test errors in ``mf_calc/pretrained/lmfp-dft/MODEL_CARD.md``.
+- ``lmfp-dft``: CHGNet 0.3.0 fine-tuned on real DFT (GPAW PBE+U, fidelity ``gpaw_afm``, magmom scale ``gpaw_afm``);
+  not the default; how it was chosen, recipe and test errors in ``mf_calc/pretrained/lmfp-dft/MODEL_CARD.md``.
 - ``chgnet-0.3.0``: MF-CHGNet warm start of pretrained CHGNet 0.3.0 (MPtrj, PBE/PBE+U); one
   fidelity ``pbe_u``; reproduces CHGNet 0.3.0 exactly. Not trained on any LMFP data.
 - ``chgnet-r2scan``: the same for CHGNet's r2SCAN transfer model; one fidelity ``r2scan``.

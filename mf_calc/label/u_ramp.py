@@ -1,19 +1,16 @@
 """Hubbard-U ramp for GPAW DFT+U: labels that do not depend on the frame's history, in the low-energy solution.
 
 DFT+U has several self-consistent solutions for ions whose partly filled d shell is orbitally degenerate (Fe2+
-d6, Mn3+ d4): which d orbital the odd electron ends up in depends on where the SCF starts. On gpaw_afm MD
-snapshots a direct DFT+U SCF and one started from the previous snapshot landed 4.7 meV/atom and 54 meV/Å (force
-MAE) apart (benchmarks/data/dft/SITTINGS.md, sitting 4). The ramp (Meredig et al., Phys. Rev. B 82, 195128
-(2010)) converges the SCF at a fraction of U first (U = 0: the occupations follow the crystal field), then raises
-U in steps, each SCF starting from the previous converged state, and ends at the full U of the spec. On the
-gpaw_afm checks it reached the lower solution on all five frames and made 600 and 800 eV agree (sitting 5).
+d6, Mn3+ d4): which d orbital the odd electron ends up in depends on where the SCF starts. The ramp (Meredig et
+al., Phys. Rev. B 82, 195128 (2010)) converges the SCF at a fraction of U first (U = 0: the occupations follow the
+crystal field), then raises U in steps, each SCF starting from the previous converged state, and ends at the full
+U of the spec. What it changed on the project's frames: ``benchmarks/data/dft/SITTINGS.md`` (sittings 4-6).
 
 A spec asks for it with ``"u_ramp": [0.0, 1.0]`` (fractions of every Hubbard U in ``settings["setups"]``,
 increasing, ending at 1). ``"u_ramp_convergence"`` (GPAW convergence criteria) loosens the SCFs before the last
-one: they only choose the solution, the labels come from the last (gpaw_afm: same labels as the strict ramp and
-about the same SCF iterations in all, 524 against 533 on six frames: what the U = 0 step saves, the full-U step
-may need again; sitting 6). Only GPAW (Hubbard U given in its setups strings, e.g. ``{"Fe": ":d,4.3"}``) is
-supported: the U of the running calculation is changed in place, so the wave functions and density carry over.
+one: they only choose the solution, the labels come from the last. Only GPAW (Hubbard U given in its setups
+strings, e.g. ``{"Fe": ":d,4.3"}``) is supported: the U of the running calculation is changed in place, so the
+wave functions and density carry over.
 """
 
 from __future__ import annotations

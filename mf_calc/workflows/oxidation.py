@@ -1,37 +1,14 @@
 """Oxidation states of Fe and Mn from magnetic moments, and the charge-balance check.
 
-High-spin olivine transition metals carry a moment that drops by ~1 μB per electron removed
-(Fe2+ d6 → Fe3+ d5 goes *up*; Mn2+ d5 → Mn3+ d4 → Mn4+ d3 goes *down*). Reference moments
-(PBE+U: values commonly quoted for olivine phosphates, approx.; CHGNet columns: relaxed cells with the
-shipped warm starts):
-
-=========  ==================  =================  ==================  ====================  ===================
-ion        PBE+U (approx.)     CHGNet 0.3.0       scale ``pbe_u``     CHGNet r2scan         scale ``r2scan``
-=========  ==================  =================  ==================  ====================  ===================
-Fe2+       3.7-3.8             3.86-3.96          Fe: m < 4.13 → 2+   3.71                  Fe: m < 3.91 → 2+
-Fe3+       4.3-4.4             4.32-4.40          m ≥ 4.13 → 3+       4.11-4.14             m ≥ 3.91 → 3+
-Mn2+       4.6-4.7             4.59-4.65          Mn: m > 4.27 → 2+   4.52                  Mn: m > 4.12 → 2+
-Mn3+       3.8-3.9             3.91-3.94          m > 3.4 → 3+        3.68-3.73             m > 3.4 → 3+
-Mn4+       (≈3, spin-only d3)  —                  m ≤ 3.4 → 4+        —                     m ≤ 3.4 → 4+
-=========  ==================  =================  ==================  ====================  ===================
-
-The moments a model predicts depend on the labels its magmom head learned from (its *magmom scale*):
-CHGNet 0.3.0 (PBE/PBE+U, scale ``pbe_u``) and CHGNet r2scan (scale ``r2scan``; relaxed LiFePO4,
-FePO4, LiMnPO4, MnPO4 and Li0.0Mn0.5Fe0.5PO4) put the same ions ~0.2 μB apart, so each scale has its
-own thresholds. Each threshold is the midpoint of the gap between neighbouring ions (for ``pbe_u`` the
-gap both PBE+U and CHGNet 0.3.0 leave: Fe 3.96-4.30 → 4.13, Mn 3.94-4.59 → 4.27); Mn 3+/4+: no
-reference value for Mn4+, so the midpoint between Mn3+ (≈3.8) and the spin-only d3 moment 3.0 → 3.4.
-``MFCalculator.magmom_scale`` tells which scale a model is on (model metadata ``magmom_scale``).
-
-Scale ``gpaw_afm`` (the real-DFT labels of ``benchmarks/data/dft``: GPAW PBE+U, moments integrated in the PAW
-spheres, so smaller than VASP's): Fe2+ 3.57-3.63, Fe3+ 4.21-4.25, Mn2+ 4.53-4.57, Mn3+ 3.69-4.08 μB in the
-single-valence cells of all 120 frames (DATA_CARD.md) → Fe 3.92, Mn2+/Mn3+ 4.30 (midpoints of the gaps), Mn3+/Mn4+
-3.4 as above; the shipped ``lmfp-dft`` is on this scale. Mixed-valence Li_xMnPO4 cells there carry in-between
-moments (3.73-4.54 μB: the hole is shared, not localised on one Mn), which no threshold assigns correctly; the
-charge balance then shows it.
-
-Magmoms of an *unrelaxed* delithiated cell hardly move (Fe 3.95 → 4.10 μB with CHGNet 0.3.0): read
-oxidation states after relaxing, or from MD frames, never from a freshly delithiated cell.
+High-spin olivine transition metals carry a moment that changes by about 1 μB per electron removed (Fe2+ d6 → Fe3+
+d5 goes *up*; Mn2+ d5 → Mn3+ d4 → Mn4+ d3 goes *down*). ``ox_from_magmom`` assigns a state by comparing |m| with
+the thresholds of a *magmom scale* (``THRESHOLDS``): the labels a model's magmom head learned from (``pbe_u``:
+CHGNet 0.3.0; ``r2scan``: CHGNet r2scan; ``gpaw_afm``: the project's GPAW PBE+U data, moments integrated in the
+PAW spheres). Each threshold is the midpoint of the gap between neighbouring ions on its scale;
+``MFCalculator.magmom_scale`` tells which scale a model is on (model metadata ``magmom_scale``). The reference
+moments behind each threshold are in ``docs/magmom_scales.md``. Moments between two ions' ranges (a hole or an
+electron shared by several ions) get no correct state; the charge balance then shows it. Read oxidation states
+after relaxing or from MD frames: the moments of a freshly delithiated cell hardly move.
 
 Charge balance for phosphates Li_x M PO4: with Li+ , P5+, O2- the transition metals must carry
 ``2 n_O − 5 n_P − n_Li`` (= 3 n_P − n_Li for PO4); ``charge_balance`` returns the excess charge.
@@ -43,7 +20,7 @@ from collections import Counter
 
 import numpy as np
 
-#: Thresholds in μB per magmom scale (see module docstring).
+#: Thresholds in μB per magmom scale (their reference moments: docs/magmom_scales.md).
 THRESHOLDS = {
     "pbe_u": {"Fe2+/Fe3+": 4.13, "Mn2+/Mn3+": 4.27, "Mn3+/Mn4+": 3.4},
     "r2scan": {"Fe2+/Fe3+": 3.91, "Mn2+/Mn3+": 4.12, "Mn3+/Mn4+": 3.4},
