@@ -1,5 +1,6 @@
 """Command-line arguments the workflow commands share, and what they build: one place for the LMFP builder
-options, the model and fidelity options, and the set-up of the fidelity-sweep commands (hull, neb)."""
+options, the model and fidelity options (and the calculator they make), and the set-up of the fidelity-sweep
+commands (hull, neb)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,17 @@ def structure_from_args(args):
     if args.structure:
         return read_structure(args.structure)
     return lmfp(x_li=getattr(args, "x_li", 1.0), y_mn=args.y_mn, supercell=tuple(args.supercell), seed=args.seed)
+
+
+def calculator_from_args(args):
+    """An MFCalculator of ``--model`` (float64 when ``--precision`` says so) at ``--fidelity``; an unknown
+    fidelity raises ValueError listing the known names."""
+    from mf_calc import MFCalculator, load_model
+
+    model = load_model(args.model)
+    if getattr(args, "precision", "float32") == "float64":
+        model = model.double()
+    return MFCalculator(model, fidelity=args.fidelity)
 
 
 def fidelity_sweep_setup(args, quick: dict):

@@ -13,7 +13,7 @@ import argparse
 import time
 from pathlib import Path
 
-from mf_calc.cli.args import add_model_args, add_structure_args, structure_from_args
+from mf_calc.cli.args import add_model_args, add_structure_args, calculator_from_args, structure_from_args
 
 
 # ----------------------------------------------------------------------------- shared arguments
@@ -25,21 +25,10 @@ def _common(p: argparse.ArgumentParser, out: str, x_li: float = 1.0, supercell=(
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _calculator(args):
-    """Load the model (float64 when ``args.precision`` says so) and check the fidelity (ValueError lists the
-    known names)."""
-    from mf_calc import MFCalculator, load_model
-
-    model = load_model(args.model)
-    if getattr(args, "precision", "float32") == "float64":
-        model = model.double()
-    return MFCalculator(model, fidelity=args.fidelity)
-
-
 def _prepare(args):
     """Structure, calculator and output folder — everything that can fail cheaply, before any work."""
     atoms = structure_from_args(args)
-    calc = _calculator(args)
+    calc = calculator_from_args(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"{atoms.get_chemical_formula()} ({len(atoms)} atoms), model "
@@ -95,7 +84,7 @@ def cmd_md(args) -> int:
         from mf_calc.workflows.md import load_restart
 
         atoms = load_restart(args.restart_from)
-        calc = _calculator(args)
+        calc = calculator_from_args(args)
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
     else:
@@ -261,7 +250,7 @@ def cmd_gap(args) -> int:
     from mf_calc.workflows.gap import fidelity_gap, format_gap_table
 
     frames = read_structures(args.frames)
-    calc = _calculator(args)
+    calc = calculator_from_args(args)
     t0 = time.perf_counter()
     rows = fidelity_gap(frames, calc.model, reference=calc.fidelity, sort_by=args.sort_by)
     print(format_gap_table(rows, top=args.top))
