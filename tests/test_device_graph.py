@@ -149,3 +149,20 @@ def test_bad_input_is_named():
     nan.positions[0, 1] = np.nan
     with pytest.raises(ValueError, match="non-finite"):
         _device_batch([nan])
+
+
+def test_a_barostat_rescaling_reuses_the_search_and_gives_the_fresh_graph():
+    """Positions scaled with the cell (as NPT integrators move them) cost no new search for a small strain, yet
+    the graph stays exact; a strain beyond the skin's bound searches again."""
+    atoms = lmfp(x_li=0.5, y_mn=0.5, supercell=(1, 1, 1), seed=5)
+    builder = DeviceGraphBuilder(CUTOFF, BOND_CUTOFF, skin=0.5)
+    _device_batch([atoms], builder)
+    rng = np.random.default_rng(1)
+    for _ in range(5):  # 1 % strains: the affine displacement (up to ~0.1 Å) alone would pass a Cartesian bound
+        atoms.set_cell(atoms.cell.array @ (np.eye(3) + rng.normal(0, 0.01 / 3, (3, 3))), scale_atoms=True)
+        atoms.positions += rng.normal(0, 0.01, atoms.positions.shape)
+        _assert_same_graph([atoms], _device_batch([atoms], builder))
+    assert builder.n_builds == 1 and builder.n_reuses == 5
+    atoms.set_cell(atoms.cell.array * 1.08, scale_atoms=True)  # (cutoff + skin)·8 % > skin: search again
+    _assert_same_graph([atoms], _device_batch([atoms], builder))
+    assert builder.n_builds == 2

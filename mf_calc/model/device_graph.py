@@ -119,14 +119,24 @@ class DeviceGraphBuilder:
         return positions - torch.bmm(torch.round(frac).unsqueeze(1), cells[owner]).squeeze(1)
 
     def _stale(self, positions: Tensor, cells: Tensor) -> np.ndarray:
-        """Per system: whether its candidate pairs may be incomplete, by the bound 2·max|Δr| +
-        Σ_k max|image_k|·|Δcell_k| on how far any pair vector moved since its search."""
+        """Per system: whether its candidate pairs may be incomplete. A pair vector r = d·H (d: fractional,
+        H: cell rows) changes since the search by Δd·H + r_ref·(H_ref⁻¹ΔH); no pair farther than cutoff + skin
+        then can have come within the cutoff while 2·max|Δs·H| + (cutoff + skin)·‖H_ref⁻¹ΔH‖₂ < skin, where
+        Δs·H is each atom's displacement beyond the affine one of the cell change (a barostat's rescaling of
+        the positions costs nothing)."""
         if self._ref_positions is None:
             return np.ones(len(self._pairs), dtype=bool)
+        owner = self._owner
+        eye = torch.eye(3, dtype=cells.dtype, device=cells.device)
+        if np.any(self._layout[2]):  # H_ref⁻¹ H: the identity for a fixed cell
+            deformation = torch.linalg.solve(self._ref_cells, cells)
+        else:  # a molecule: the cell (maybe none) plays no part
+            deformation = eye.expand(len(cells), 3, 3)
+        affine = torch.bmm(self._ref_positions.unsqueeze(1), deformation[owner]).squeeze(1)
         moved = torch.zeros(len(cells), dtype=positions.dtype, device=positions.device).scatter_reduce(
-            0, self._owner, torch.linalg.norm(positions - self._ref_positions, dim=1), "amax")
-        strained = (self._max_images * torch.linalg.norm(cells - self._ref_cells, dim=2)).sum(1)
-        return (2.0 * moved + strained >= self.skin).cpu().numpy()
+            0, owner, torch.linalg.norm(positions - affine, dim=1), "amax")
+        strain = torch.linalg.matrix_norm(deformation - eye, ord=2)
+        return (2.0 * moved + (self.cutoff + self.skin) * strain >= self.skin).cpu().numpy()
 
     def _candidates(self, positions: Tensor, cells: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Candidate pairs (global atom indices, integer images) within cutoff + skin of every system, searched
@@ -150,8 +160,6 @@ class DeviceGraphBuilder:
         i, j, img = (np.concatenate(parts) for parts in zip(*self._pairs))
         self._candidate_tensors = (torch.as_tensor(i, device=device), torch.as_tensor(j, device=device),
                                    torch.as_tensor(img.astype(float).reshape(-1, 3), device=device))
-        self._max_images = torch.as_tensor(np.array([np.abs(p[2]).max(axis=0) if len(p[2]) else np.zeros(3)
-                                                     for p in self._pairs], dtype=float), device=device)
         if self._ref_positions is None:
             self._ref_positions, self._ref_cells = positions.clone(), cells.clone()
         else:
