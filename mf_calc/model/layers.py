@@ -8,6 +8,7 @@ per-fidelity bias W_F[:, f] (paper eq. 7), on the core and the gate path alike.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from chgnet.model.functions import MLP, GatedMLP
 from chgnet.model.layers import AngleUpdate, AtomConv, BondConv
 from torch import Tensor, nn
@@ -44,19 +45,27 @@ def gated_mlp(gmlp: GatedMLP, parts: Parts, fgate: FidelityGate | None, fidelity
     k_gate, lin_gate = _first_linear(gmlp.mlp_gate)
     hidden = lin_core.out_features
     weight = torch.cat([lin_core.weight, lin_gate.weight], 0)
+    bias = torch.cat([lin_core.bias, lin_gate.bias])
+    row_bias = None
+    if fgate is not None:
+        fidelity_bias = torch.cat([fgate.core(fidelity), fgate.gate(fidelity)], -1)
+        if fidelity_bias.dim() == 1:  # one fidelity for the batch: part of the bias
+            bias = bias + fidelity_bias
+        else:
+            row_bias = fidelity_bias
+    # the bias goes in with the part of fewest rows (before its gather), where it costs least
+    first = min(range(len(parts)), key=lambda k: len(parts[k][0]))
     out, col = None, 0
-    for features, index in parts:
+    for k, (features, index) in enumerate(parts):
         width = features.shape[1]
-        proj = features @ weight[:, col : col + width].T
+        proj = F.linear(features, weight[:, col : col + width], bias if k == first else None)
         col += width
         if index is not None:
             proj = proj.index_select(0, index)
-        out = proj if out is None else out + proj
-    core = out[:, :hidden] + lin_core.bias
-    gate = out[:, hidden:] + lin_gate.bias
-    if fgate is not None:
-        core = core + fgate.core(fidelity)
-        gate = gate + fgate.gate(fidelity)
+        out = proj if out is None else out.add_(proj)
+    if row_bias is not None:
+        out = out + row_bias
+    core, gate = out[:, :hidden], out[:, hidden:]
     for layer in gmlp.mlp_core.layers[k_core + 1 :]:
         core = layer(core)
     for layer in gmlp.mlp_gate.layers[k_gate + 1 :]:
