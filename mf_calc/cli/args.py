@@ -35,6 +35,14 @@ def add_model_args(p: argparse.ArgumentParser, *, several_fidelities: bool = Fal
         p.add_argument("--fidelity", default=None, help="fidelity name or index (default: the highest)")
 
 
+def add_sweep_args(p: argparse.ArgumentParser, quick: dict, out: str) -> None:
+    """``--quick`` (the ``quick`` values replace those arguments; see :func:`fidelity_sweep_setup`) and ``--out``
+    of the fidelity-sweep commands."""
+    said = ", ".join(f"{key.replace('_', '-')} {value}" for key, value in quick.items())
+    p.add_argument("--quick", action="store_true", help=f"a smaller, faster run: {said}")
+    p.add_argument("--out", default=out, help="output folder")
+
+
 def structure_from_args(args):
     """The structure file's last frame, or the LMFP cell of the builder options (x_Li = 1 without ``--x-li``)."""
     from mf_calc.structures import lmfp, read_structure

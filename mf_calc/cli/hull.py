@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mf_calc.cli.args import add_model_args, add_structure_args, fidelity_sweep_setup
+from mf_calc.cli.args import add_model_args, add_structure_args, add_sweep_args, fidelity_sweep_setup
 
 QUICK = {"supercell": (1, 1, 1), "max_per_x": 3, "fmax": 0.1}  # --quick: these arguments
 
@@ -37,10 +37,7 @@ def register(sub) -> None:
     p.add_argument("--engine", choices=["ase", "torchsim"], default="ase",
                    help="ase: one relaxation after another; torchsim: all orderings as one TorchSim batch (needs "
                         "`make torchsim`)")
-    p.add_argument("--quick", action="store_true",
-                   help=f"a smaller, faster run: supercell {QUICK['supercell']}, at most {QUICK['max_per_x']} "
-                        f"orderings per x, fmax {QUICK['fmax']}")
-    p.add_argument("--out", default="hull_output", help="output folder")
+    add_sweep_args(p, QUICK, "hull_output")
     p.set_defaults(func=cmd_hull)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mf_calc.cli.args import add_model_args, add_structure_args, fidelity_sweep_setup
+from mf_calc.cli.args import add_model_args, add_structure_args, add_sweep_args, fidelity_sweep_setup
 
 QUICK = {"supercell": (1, 1, 2), "images": 3, "fmax": 0.1}  # --quick: these arguments
 
@@ -20,10 +20,7 @@ def register(sub) -> None:
     p.add_argument("--images", type=int, default=5, help="moving images between the end points")
     p.add_argument("--fmax", type=float, default=0.05, help="NEB force criterion, eV/Å")
     p.add_argument("--steps", type=int, default=500, help="maximum optimiser steps (end points and band)")
-    p.add_argument("--quick", action="store_true",
-                   help=f"a smaller, faster run: supercell {QUICK['supercell']}, {QUICK['images']} images, "
-                        f"fmax {QUICK['fmax']}")
-    p.add_argument("--out", default="neb_output", help="output folder")
+    add_sweep_args(p, QUICK, "neb_output")
     p.set_defaults(func=cmd_neb)
 
 
