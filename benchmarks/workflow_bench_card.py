@@ -12,7 +12,7 @@ import json
 import ase.io
 import numpy as np
 from make_workflow_bench import BENCH, INPUTS, PARTS, RAW, charge_ordered_spec
-from workflow_bench_report import evaluate
+from workflow_bench_report import evaluate, target_checks
 
 
 def progress_rows() -> list[str]:
@@ -25,10 +25,11 @@ def progress_rows() -> list[str]:
         n = len(ase.io.read(path, ":")) if path.is_file() else 0
         records = LabelStore(RAW / part).all_records() if (RAW / part / "records").is_dir() else []
         ok = [r for r in records if r["status"] == "ok"]
-        seconds = np.median([r["seconds"] for r in records]) if records else float("nan")
-        iterations = np.median([r["scf_iterations"] for r in ok if r["scf_iterations"]]) if ok else float("nan")
+        seconds = f"{np.median([r['seconds'] for r in records]):.0f}" if records else "—"
+        iterations = [r["scf_iterations"] for r in ok if r["scf_iterations"]]
+        iterations = f"{np.median(iterations):.0f}" if iterations else "—"
         rows.append(f"| {part} | {n} | {len(ok)} | {len(records) - len(ok)} | {n - len(records)} | "
-                    f"{seconds:.0f} | {iterations:.0f} |")
+                    f"{seconds} | {iterations} |")
     return rows
 
 
@@ -75,12 +76,20 @@ def card() -> str:
         rows = moment_rows(part)
         if rows:
             lines += [*rows, ""]
-    lines += ["## Scores of `lmfp-dft` on the frames labelled so far", "",
+    lines += ["## `lmfp-dft` against the default-model targets (issue 30, section 3), on the frames labelled so far",
+              "", "| target | value | limit | met |", "|---|---|---|---|"]
+    for name, value, limit, met in target_checks(scores):
+        shown = "not labelled yet" if value is None else f"{value:.3g}"
+        lines.append(f"| {name} | {shown} | {limit} | {'—' if met is None else ('yes' if met else 'no')} |")
+    lines += ["", "## Scores of `lmfp-dft` on the frames labelled so far", "",
               "```json", json.dumps(scores, indent=1), "```", ""]
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     text = card()
     (BENCH / "DATA_CARD.md").write_text(text)
     print(text)

@@ -150,6 +150,30 @@ SCORES = {"hull_fe": score_hull, "hull_fe_co": score_hull, "hull_mnfe": score_hu
           "neb": score_neb}
 
 
+def target_checks(scores: dict) -> list[tuple[str, float | None, str, bool | None]]:
+    """The default-model targets of issue 30 (section 3) that the benchmark measures: (target, value, limit,
+    met); value and met None where the part has no labels yet."""
+    parts = scores["parts"]
+    md, hull, ev, neb = (parts.get(k, {}) for k in ("md", "hull_fe", "ev", "neb"))
+    half = [h for h in (hull,) if "lowest_half_dft_meV_fu" in h]
+    sign = (None if not half else
+            float(np.sign(hull["lowest_half_model_meV_fu"]) == np.sign(hull["lowest_half_dft_meV_fu"])))
+    moduli = [abs(v["B_error_percent"]) for v in ev.values() if isinstance(v, dict) and "B_error_percent" in v]
+    checks = [("MD snapshots: force MAE (meV/Å)", md.get("forces_mae_meV_A"), "≤ 50", lambda v: v <= 50),
+              ("MD snapshots: energy MAE (meV/atom)", md.get("energy_mae_meV_atom"), "≤ 3", lambda v: v <= 3),
+              ("hull orderings: formation-energy MAE (meV/fu)", hull.get("ef_mae_meV_fu"), "≤ 10", lambda v: v <= 10),
+              ("hull: same on-hull set as DFT (1 = yes)",
+               None if "on_hull_dft" not in hull else float(hull["on_hull_dft"] == hull["on_hull_model"]), "= 1",
+               lambda v: v == 1),
+              ("lowest x = 1/2 ordering: same sign of E_f as DFT (1 = yes)", sign, "= 1", lambda v: v == 1),
+              ("[010] barrier along the path: abs. error (eV)",
+               None if "barrier_error_eV" not in neb else abs(neb["barrier_error_eV"]), "≤ 0.05", lambda v: v <= 0.05),
+              ("bulk moduli: largest abs. error (%)", max(moduli) if moduli else None, "≤ 10", lambda v: v <= 10),
+              ("relaxed orderings charge-balanced by the model's moments (fraction)",
+               hull.get("charge_balanced_model"), "≥ 0.95", lambda v: v >= 0.95)]
+    return [(name, value, limit, None if value is None else bool(ok(value))) for name, value, limit, ok in checks]
+
+
 def evaluate(model_name: str = MODEL, fidelity: str = FIDELITY) -> dict:
     """Scores of a model on every part labelled so far, with the force MAE over each part's frames."""
     from mf_calc import load_model

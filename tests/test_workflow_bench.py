@@ -103,3 +103,19 @@ def test_charge_ordered_start_puts_one_fe2_next_to_each_li(monkeypatch):
         assert 4.0 in np.abs(moments[nearest])
     spec = bench.charge_ordered_spec()
     assert spec.magnetic_start == "input" and spec.u_ramp is None
+
+
+def test_target_checks_say_met_missed_and_unlabelled():
+    scores = {"parts": {"md": {"forces_mae_meV_A": 40.0, "energy_mae_meV_atom": 5.0},
+                        "hull_fe": {"ef_mae_meV_fu": 8.0, "on_hull_dft": [0.0, 1.0], "on_hull_model": [0.0, 1.0],
+                                    "lowest_half_dft_meV_fu": 20.0, "lowest_half_model_meV_fu": -5.0,
+                                    "charge_balanced_model": 1.0},
+                        "ev": {"LiFePO4": {"B_error_percent": -4.0}, "FePO4": {"B_error_percent": 12.0}}}}
+    checks = {name: (value, ok) for name, value, _, ok in report.target_checks(scores)}
+    assert checks["MD snapshots: force MAE (meV/Å)"] == (40.0, True)
+    assert checks["MD snapshots: energy MAE (meV/atom)"] == (5.0, False)
+    assert checks["hull: same on-hull set as DFT (1 = yes)"] == (1.0, True)
+    assert checks["lowest x = 1/2 ordering: same sign of E_f as DFT (1 = yes)"] == (0.0, False)
+    assert checks["bulk moduli: largest abs. error (%)"] == (12.0, False)
+    assert checks["[010] barrier along the path: abs. error (eV)"] == (None, None)
+    assert len(checks) == 8
