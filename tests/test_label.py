@@ -215,6 +215,42 @@ def test_consecutive_frames_of_a_group_share_a_calculator_until_one_fails(tmp_pa
     assert restarted == [False, True, True, False]
 
 
+def test_a_frame_of_another_supercell_gets_a_fresh_calculator_and_records_its_supercell(tmp_path):
+    frames = cells(3)
+    for atoms in frames:
+        atoms.info["trajectory"] = "a"
+    frames[1].info["supercell"] = [1, 2, 1]
+    frames[2].info["supercell"] = np.array([1, 2, 1])  # as extxyz reads it back
+    label_frames(frames, "lj", lj_spec(), tmp_path, LabelOptions(group_key="trajectory", progress=False))
+    records = LabelStore(tmp_path).all_records()
+    assert [r["restarted_from_previous"] for r in records] == [False, False, True]
+    assert [r["supercell"] for r in records] == [[1, 1, 1], [1, 2, 1], [1, 2, 1]]  # lmfp says (1, 1, 1)
+    assert [list(f.atoms.info["supercell"]) for f in read_frames(tmp_path / "labelled.extxyz")][1:] == [[1, 2, 1]] * 2
+    frames[0].info["supercell"] = [1, 0, 2]
+    with pytest.raises(ValueError, match="three positive integers"):
+        label_frames(frames[:1], "lj", lj_spec(), tmp_path / "bad", QUIET)
+
+
+@pytest.mark.parametrize("grid", [{"size": [1, 2, 2]}, {"size": [2, 4, 3], "gamma": True}, {"size": [3, 2, 4]}])
+def test_folded_kpoints_of_a_supercell_sample_exactly_the_cells_grid(grid):
+    from mf_calc.label.kpoints import _grid, _wrap, folded_kpoints, sampled_cell_kpoints
+
+    cell_grid = np.unique(_wrap(_grid(grid)), axis=0)
+    for repeat in ((1, 1, 1), (1, 2, 1), (1, 1, 2), (1, 2, 2)):
+        divides = all(n % m == 0 for n, m in zip(grid["size"], repeat))
+        points = folded_kpoints(grid, repeat)
+        sampled = sampled_cell_kpoints(points, repeat)
+        assert len(points) * np.prod(repeat) == len(sampled)  # no point sampled twice
+        if divides:
+            assert len(points) == len(cell_grid) // np.prod(repeat)
+            np.testing.assert_allclose(sampled, cell_grid, atol=1e-9)
+        else:  # a superset: denser along the axis the repeat does not divide, never sparser
+            distance = np.abs((cell_grid[:, None] - sampled[None] + 0.5) % 1.0 - 0.5).max(axis=-1)
+            assert distance.min(axis=1).max() < 1e-9
+    with pytest.raises(ValueError, match="Monkhorst-Pack"):
+        folded_kpoints({"density": 2.0}, (1, 2, 1))
+
+
 def test_workers_give_the_same_labels_and_a_crashed_worker_is_recorded(tmp_path):
     frames = cells(4)
     one = label_frames(frames, "lj", lj_spec(), tmp_path / "one", QUIET)
@@ -288,6 +324,26 @@ def test_real_gpaw_labels_a_tiny_cell(tmp_path):
     assert np.isfinite(frame.energy) and frame.forces.shape == (2, 3) and frame.magmoms.shape == (2,)
     assert np.abs(frame.forces.sum(axis=0)).max() < 0.05
     assert frame.atoms.info["scf_iterations"] > 0 and frame.atoms.info["code_version"].startswith("gpaw")
+
+
+def test_real_gpaw_supercell_with_folded_kpoints_has_the_cells_energy_per_atom(tmp_path):
+    """GPAW on a rattled 2-atom bcc Li cell and its (1, 1, 2) supercell: with the cell's grid folded, the supercell
+    samples the same k-points, so its energy is twice the cell's and its forces the cell's repeated."""
+    pytest.importorskip("gpaw", reason="GPAW is not installed (optional; `make dft` installs it)")
+    from ase.build import bulk
+
+    spec = LabelSpec.from_dict({"calculator": "gpaw", "magnetic_start": "none",
+                                "settings": {"mode": {"name": "pw", "ecut": 200}, "xc": "PBE", "kpts": {"size": [2, 2, 2]},
+                                             "occupations": {"name": "fermi-dirac", "width": 0.1}, "maxiter": 100}})
+    li = bulk("Li", "bcc", a=3.44, cubic=True)
+    li.rattle(0.05, seed=1)
+    double = li.repeat((1, 1, 2))
+    double.info["supercell"] = [1, 1, 2]
+    summary = label_frames([li, double], "gpaw_test", spec, tmp_path, QUIET)
+    assert summary["n_ok"] == 2, summary
+    cell, supercell = read_frames(tmp_path / "labelled.extxyz")
+    assert abs(supercell.energy - 2 * cell.energy) < 2e-4
+    np.testing.assert_allclose(supercell.forces, np.tile(cell.forces, (2, 1)), atol=2e-3)
 
 
 def test_u_ramp_scales_every_hubbard_u_and_needs_one():

@@ -4,6 +4,7 @@ random control, and whole rounds with Lennard-Jones standing in for DFT and tiny
 from __future__ import annotations
 
 import json
+import shutil
 
 import ase.io
 import numpy as np
@@ -90,7 +91,9 @@ def test_rounds_write_every_step_continue_and_feed_the_next_round(tmp_path):
     assert len(selection["deviation_eV_A"]) == len(candidates) > 2 and len(selection["picks"]) == 2
     assert {a.info["kind"] for a in candidates} == {"md", "relax"}
     assert next_round(run) == 0
+    shutil.rmtree(round_dir(run, 0) / "committee" / "m1")  # a new machine with the committed files only
     result = run_round(run, settings, 0)  # continues: labels the picks, evaluates
+    assert not (round_dir(run, 0) / "committee" / "m1").exists()  # after the picks only member 0 is needed
     assert result["labelled"] == 2 and result["trained_on_labelled_frames"] == 0
     assert (round_dir(run, 0) / "report.md").read_text().startswith("# Active-learning round 0")
     assert next_round(run) == 1

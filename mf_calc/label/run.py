@@ -11,6 +11,8 @@ then writes ``out/labelled.extxyz`` and ``out/summary.json`` (see :mod:`mf_calc.
   trajectory) share one calculator, so each SCF starts from the previous frame's converged state
   (wave functions and density in GPAW). Each record says whether it did (``restarted_from_previous``). A spec
   with a ``u_ramp`` starts every frame from scratch: its labels must not depend on the frame before.
+- A frame with ``info["supercell"]`` (m1, m2, m3) is a supercell of the cell the spec's k-point grid is for:
+  GPAW gets that grid folded into its Brillouin zone (:mod:`mf_calc.label.kpoints`), recorded as ``supercell``.
 - ``workers > 1``: groups are shared out over that many processes, one BLAS/OpenMP thread each. Separate runs
   (another core, a later sitting) may also share one ``out`` folder: each frame is claimed by one live
   process at a time, and a frame that another process finished is not computed again.
@@ -31,6 +33,7 @@ from pathlib import Path
 from ase import Atoms
 from tqdm import tqdm
 
+from mf_calc.label.kpoints import frame_supercell
 from mf_calc.label.spec import LabelSpec
 from mf_calc.label.store import LabelStore, new_record
 from mf_calc.label.u_ramp import ramp_scf
@@ -166,16 +169,21 @@ def label_group(job: list[tuple[int, Atoms, str]], fidelity: str, spec: LabelSpe
     """Label the frames of one group in order, sharing one calculator while every SCF succeeds; write and
     yield each record as soon as it is finished."""
     store = LabelStore(out)
-    calc = None
+    calc, previous_supercell = None, None
     for index, atoms, source in job:
+        supercell = frame_supercell(atoms)
+        if supercell != previous_supercell:
+            calc, previous_supercell = None, supercell  # other k-points: no shared calculator
         record = new_record(index, source, atoms, fidelity, spec)
         record["restarted_from_previous"] = calc is not None
+        if supercell is not None:
+            record["supercell"] = list(supercell)
         log = store.logs / f"{index:05d}.txt"
         if not store.claim(index):
             continue  # another process is labelling (or has labelled) this frame
         for retry in ((False, True) if spec.retry else (False,)):
             if calc is None or retry:
-                calc = spec.build(log=log, retry=retry)
+                calc = spec.build(log=log, retry=retry, supercell=supercell)
             attempt, labels = _attempt(calc, atoms, spec, retry)
             attempt["retry"] = retry
             record["attempts"].append(attempt)

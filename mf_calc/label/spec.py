@@ -13,6 +13,10 @@ A spec is a JSON object::
      "u_ramp_convergence": {...}}               # optional, with u_ramp: GPAW convergence criteria of the
                                                 # SCFs before the last (the full-U SCF uses the settings')
 
+A GPAW Monkhorst-Pack ``kpts`` belongs to the cell it was chosen for (the shipped specs: the 28-atom olivine
+cell); a frame whose ``info["supercell"]`` says it is a supercell of that cell gets the grid folded into its
+Brillouin zone (:mod:`mf_calc.label.kpoints`), the same k-point density.
+
 Shipped specs (``mf_calc/label/specs/*.json``) are found by name: ``gpaw_afm``, ``gpaw_nonmag``, and the
 VASP recipe ``vasp_afm`` (documentation for users with VASP; needs VASP and its POTCARs). The spec's hash
 (sha256 of its canonical JSON) is stored with every label it produced, so data from different settings
@@ -32,6 +36,7 @@ from typing import Any
 from ase import Atoms
 from ase.calculators.calculator import Calculator
 
+from mf_calc.label.kpoints import supercell_settings
 from mf_calc.label.magnetism import MAGNETIC_STARTS, initial_magmoms
 from mf_calc.label.u_ramp import check_u_ramp, scaled_settings
 
@@ -147,12 +152,16 @@ class LabelSpec:
         """The calculator's keyword arguments: ``settings``, with the ``retry`` overrides when ``retry``."""
         return dict(self.settings) | (dict(self.retry or {}) if retry else {})
 
-    def build(self, log: str | Path | None = None, retry: bool = False) -> Calculator:
+    def build(self, log: str | Path | None = None, retry: bool = False,
+              supercell: tuple[int, int, int] | None = None) -> Calculator:
         """A fresh calculator; ``retry=True`` applies the ``retry`` overrides; ``log`` is the text log of
-        calculators that write one (GPAW's ``txt``). With a ``u_ramp`` it starts at the ramp's first U."""
+        calculators that write one (GPAW's ``txt``). With a ``u_ramp`` it starts at the ramp's first U. For a
+        frame that is a ``supercell`` of the cell the k-point grid is for, GPAW gets that grid folded
+        (:mod:`mf_calc.label.kpoints`)."""
         settings = self.calculator_settings(retry)
         cls = self.calculator_class
         if self.is_gpaw:
+            settings = supercell_settings(settings, supercell)
             settings.setdefault("spinpol", self.spin_polarized)
             settings.setdefault("txt", None if log is None else str(log))
             if self.u_ramp is not None:

@@ -206,6 +206,8 @@ def record_to_atoms(record: dict, fidelity: str) -> Atoms:
     labels = record["labels"]
     atoms = Atoms(numbers=record["numbers"], positions=record["positions"], cell=record["cell"], pbc=record["pbc"])
     atoms.info.update(record["info"])
+    if "supercell" in record:
+        atoms.info["supercell"] = list(record["supercell"])
     atoms.info.update(fidelity=fidelity, spec_hash=record["spec_hash"], source=record["source"],
                       energy_extrapolated=labels["energy_extrapolated"], seconds=record["seconds"],
                       scf_iterations=-1 if record["scf_iterations"] is None else record["scf_iterations"],

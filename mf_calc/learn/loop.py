@@ -3,7 +3,8 @@
 A round r in ``DIR/round_RR/``:
 
 1. ``committee/m{k}/`` -- K models fine-tuned from the starting model, seeds differing, on the base data and
-   every frame labelled in rounds < r (``mf_calc.train``); member 0 is the round's model.
+   every frame labelled in rounds < r (``mf_calc.train``); member 0 is the round's model, the only one needed
+   once the picks are made.
 2. ``explore/`` and ``candidates.extxyz`` -- MD and relaxations driven by member 0 (:mod:`mf_calc.learn.explore`).
 3. ``selection.json`` and ``selected.extxyz`` -- the committee's force deviation of every candidate and the picks
    (:mod:`mf_calc.learn.select`), or random picks at the same budget (``select: random``, the control arm).
@@ -115,15 +116,16 @@ def _training_data(directory, settings: LearnSettings, index: int):
     return FrameDataset(read_dataset(list(settings.data)).frames + labelled_so_far(directory, settings, index))
 
 
-def train_committee(directory, settings: LearnSettings, index: int) -> list[Path]:
-    """Member model folders (``best/``) of round ``index``, training those not finished yet."""
+def train_committee(directory, settings: LearnSettings, index: int, count: int | None = None) -> list[Path]:
+    """The first ``count`` (default: all) member model folders (``best/``) of round ``index``, training those not
+    finished yet."""
     from mf_calc.train.baselines import train_multi_fidelity
     from mf_calc.train.config import TrainConfig
 
     out = round_dir(directory, index) / "committee"
     data = None
     members = []
-    for k in range(settings.committee):
+    for k in range(settings.committee if count is None else count):
         folder = out / f"m{k}"
         if not (folder / "best" / "config.json").is_file():
             data = data or _training_data(directory, settings, index)
@@ -226,7 +228,8 @@ def format_report(result: dict) -> str:
 
 def run_round(directory, settings: LearnSettings, index: int, deadline: float | None = None) -> dict | None:
     """Run (or continue) round ``index``; return its evaluation, or None when DFT labels are still pending."""
-    members = train_committee(directory, settings, index)
+    selected_already = (round_dir(directory, index) / "selected.extxyz").is_file()
+    members = train_committee(directory, settings, index, 1 if selected_already else None)  # after selection: m0
     candidates = explore_step(directory, settings, index, members)
     selected = select_step(directory, settings, index, members, candidates)
     summary = label_step(directory, settings, index, selected, deadline)
