@@ -52,12 +52,13 @@ def test_random_control_is_seeded_and_avoids_given_frames():
     assert not set(picks) & {0, 1, 2} and picks != pick_random(20, 5, seed=4, avoid=[0, 1, 2])
 
 
-def _run(tmp_path, select="committee"):
+def _run(tmp_path, select="committee", low=False):
     """Settings of a tiny run: a 2-model committee of tiny models on 6 LJ-labelled frames, one short MD and one
     relaxation per round in the 28-atom cell, 2 picks labelled by Lennard-Jones."""
     from ase.calculators.lj import LennardJones
 
-    model = tiny_model(modules="", fidelities=("lj",)).float()
+    modules, fidelities = ("EMRC", ("lj_low", "lj")) if low else ("", ("lj",))
+    model = tiny_model(modules=modules, fidelities=fidelities).float()
     model.save(tmp_path / "start")
     frames = []
     for i in range(6):
@@ -68,9 +69,14 @@ def _run(tmp_path, select="committee"):
         frames.append(atoms)
     ase.io.write(tmp_path / "base.extxyz", frames)
     (tmp_path / "spec.json").write_text(json.dumps(LJ_SPEC))
-    return LearnSettings(model=str(tmp_path / "start"), data=(f"{tmp_path / 'base.extxyz'}:lj",), fidelity="lj",
+    low_spec = LJ_SPEC | {"settings": LJ_SPEC["settings"] | {"epsilon": 0.02}}  # the "cheap DFT": twice the energies
+    (tmp_path / "spec_low.json").write_text(json.dumps(low_spec))
+    extra = ({"low_fidelity": {"fidelity": "lj_low", "spec": str(tmp_path / "spec_low.json"), "cap": 3}}
+             if low else {})
+    return LearnSettings(**extra,model=str(tmp_path / "start"), data=(f"{tmp_path / 'base.extxyz'}:lj",), fidelity="lj",
                          spec=str(tmp_path / "spec.json"), committee=2, select=select,
-                         train={"epochs": 1, "batch_size": 3, "lr": 1e-3, "modules": "", "targets": "ef"},
+                         train={"epochs": 1, "batch_size": 3, "lr": 1e-3, "modules": modules, "targets": "ef",
+                                "fidelities": list(fidelities)},
                          explore={"cells": [[1, 1, 1]], "x_li": [0.5], "y_mn": [0.0, 0.5], "temperatures_K": [600],
                                   "trajectories": 1, "md_steps": 10, "interval": 5, "relaxations": 1},
                          selection={"lower": 0.0, "upper": 100.0, "cap": 2, "min_distance": 1e-6},
@@ -112,6 +118,28 @@ def test_random_arm_picks_at_random_at_the_same_budget(tmp_path):
     selection = json.loads((round_dir(tmp_path / "run", 0) / "selection.json").read_text())
     assert result["labelled"] == 2 and selection["select"] == "random"
     assert selection["picks"] == pick_random(len(selection["deviation_eV_A"]), 2, seed=0)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_mf_arm_labels_more_frames_at_the_cheap_fidelity_and_trains_on_both(tmp_path):
+    from mf_calc.data import read_frames
+
+    settings = _run(tmp_path, low=True)
+    run = tmp_path / "run"
+    first = run_round(run, settings, 0)
+    selection = json.loads((round_dir(run, 0) / "selection.json").read_text())
+    assert len(selection["picks"]) == 2 and len(selection["picks_low"]) == 3
+    assert selection["picks"] == selection["picks_low"][:2]  # the same ranking, a larger budget
+    scarce = read_frames(round_dir(run, 0) / "labels" / "labelled.extxyz")
+    cheap = read_frames(round_dir(run, 0) / "labels_low" / "labelled.extxyz")
+    assert {f.fidelity for f in scarce} == {"lj"} and {f.fidelity for f in cheap} == {"lj_low"}
+    np.testing.assert_allclose([f.energy for f in cheap[:2]], [2 * f.energy for f in scarce])
+    assert first["by_fidelity"]["lj_low"]["labelled"] == 3 and first["labelled"] == 2
+    assert "lj_low: trained on 0 frames" in (round_dir(run, 0) / "report.md").read_text()
+    second = run_round(run, settings, 1)
+    assert {k: v["trained_on"] for k, v in second["by_fidelity"].items()} == {"lj": 2, "lj_low": 3}
+    with pytest.raises(ValueError, match="another fidelity"):
+        LearnSettings(**(settings.to_dict() | {"low_fidelity": {"fidelity": "lj", "spec": "x", "cap": 2}}))
 
 
 def test_bad_settings_are_named():

@@ -15,11 +15,14 @@ SETTINGS (JSON, needed on the first call; kept in DIR/learn.json and checked on 
                "trajectories": 6, "md_steps": 1000, "interval": 20, "relaxations": 3},
    "selection": {"lower": 0.05, "upper": 0.6 (trust window of the committee force deviation, eV/Å),
                  "cap": 10 (frames labelled per round), "min_distance": 0.05 (fingerprint)},
-   "evaluate": ["FILE", ...] labelled files never trained on, "seed": 0}
+   "evaluate": ["FILE", ...] labelled files never trained on, "seed": 0,
+   "low_fidelity": {"fidelity": "gpaw_nonmag", "spec": "gpaw_nonmag", "cap": 24} (optional, an MF arm: also
+                   label that many candidates with the cheap spec, after the scarce ones; both train the next round)}
 
 Each step writes to DIR/round_RR/ (committee/, explore/, candidates.extxyz, selection.json, selected.extxyz,
-labels/, evaluation.json, report.md); a rerun continues the unfinished round where it stopped. DFT labelling
-stops starting frames at --until (a later call labels the rest)."""
+labels/, with low_fidelity also selected_low.extxyz and labels_low/, evaluation.json, report.md); a rerun
+continues the unfinished round where it stopped. DFT labelling stops starting frames at --until (a later call
+labels the rest)."""
 
 
 def register(sub) -> None:

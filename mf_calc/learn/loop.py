@@ -8,7 +8,9 @@ A round r in ``DIR/round_RR/``:
 2. ``explore/`` and ``candidates.extxyz`` -- MD and relaxations driven by member 0 (:mod:`mf_calc.learn.explore`).
 3. ``selection.json`` and ``selected.extxyz`` -- the committee's force deviation of every candidate and the picks
    (:mod:`mf_calc.learn.select`), or random picks at the same budget (``select: random``, the control arm).
-4. ``labels/`` -- DFT labels of the picks (``mf_calc.label``; one record per frame, resumable).
+4. ``labels/`` -- DFT labels of the picks (``mf_calc.label``; one record per frame, resumable). A run with
+   ``low_fidelity`` (the MF arm) also labels the ``low_fidelity.cap`` most uncertain candidates (random ones in
+   the random arm) with the cheap spec (``selected_low.extxyz``, ``labels_low/``), after the scarce labels.
 5. ``evaluation.json`` and ``report.md`` -- member 0's errors on the evaluation files, the data used, the DFT
    core-hours spent.
 """
@@ -34,10 +36,42 @@ STEPS = ("train", "explore", "select", "label", "evaluate")
 
 
 @dataclass(frozen=True)
+class LowFidelity:
+    """Cheap labels for an MF arm: the ``cap`` most uncertain candidates at ``fidelity``, made with ``spec``."""
+
+    fidelity: str
+    spec: str
+    cap: int
+
+    def __post_init__(self):
+        if self.cap < 1:
+            raise ValueError(f"low_fidelity cap must be >= 1, got {self.cap}")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One fidelity a round labels: its picks file, label folder, spec and cap."""
+
+    fidelity: str
+    spec: str
+    cap: int
+    suffix: str  # "" for the run's fidelity, "_low" for the cheap one
+
+    @property
+    def picks_file(self) -> str:
+        return f"selected{self.suffix}.extxyz"
+
+    @property
+    def labels_dir(self) -> str:
+        return f"labels{self.suffix}"
+
+
+@dataclass(frozen=True)
 class LearnSettings:
     """An active-learning run. ``data``: labelled files (``FILE[:FIDELITY]``) every round trains on; ``evaluate``:
     labelled files the round's model is scored on (never trained on); ``train``: TrainConfig fields for the
-    committee (``init`` is ``model``); ``select``: ``committee`` or ``random``."""
+    committee (``init`` is ``model``); ``select``: ``committee`` or ``random``; ``low_fidelity``: LowFidelity
+    fields, or empty for a run that labels at one fidelity."""
 
     model: str
     data: tuple[str, ...]
@@ -50,6 +84,7 @@ class LearnSettings:
     selection: dict = field(default_factory=dict)
     evaluate: tuple[str, ...] = ()
     seed: int = 0
+    low_fidelity: dict = field(default_factory=dict)
 
     def __post_init__(self):
         object.__setattr__(self, "data", tuple(self.data))
@@ -62,6 +97,17 @@ class LearnSettings:
             raise ValueError("train: 'init' is the settings' 'model'")
         ExploreSettings(**self.explore)
         SelectSettings(**self.selection)
+        if self.low_fidelity and LowFidelity(**self.low_fidelity).fidelity == self.fidelity:
+            raise ValueError(f"low_fidelity must be another fidelity than the run's {self.fidelity!r}")
+
+    @property
+    def targets(self) -> list[Target]:
+        """The fidelities a round labels, the scarce one first."""
+        targets = [Target(self.fidelity, self.spec, SelectSettings(**self.selection).cap, "")]
+        if self.low_fidelity:
+            low = LowFidelity(**self.low_fidelity)
+            targets.append(Target(low.fidelity, low.spec, low.cap, "_low"))
+        return targets
 
     @classmethod
     def from_dict(cls, data: dict) -> LearnSettings:
@@ -98,15 +144,16 @@ def next_round(directory) -> int:
     return index
 
 
-def labelled_so_far(directory, settings: LearnSettings, before: int) -> list:
-    """Frames (``mf_calc.data.Frame``) labelled in rounds < ``before``, at the run's fidelity."""
+def labelled_so_far(directory, settings: LearnSettings, before: int, targets: list[Target] | None = None) -> list:
+    """Frames (``mf_calc.data.Frame``) labelled in rounds < ``before`` for ``targets`` (default: all)."""
     from mf_calc.data import read_frames
 
     frames = []
     for index in range(before):
-        path = round_dir(directory, index) / "labels" / "labelled.extxyz"
-        if path.is_file() and path.stat().st_size:
-            frames += read_frames(path, fidelity=settings.fidelity)
+        for target in settings.targets if targets is None else targets:
+            path = round_dir(directory, index) / target.labels_dir / "labelled.extxyz"
+            if path.is_file() and path.stat().st_size:
+                frames += read_frames(path, fidelity=target.fidelity)
     return frames
 
 
@@ -154,41 +201,68 @@ def explore_step(directory, settings: LearnSettings, index: int, members: list[P
     return ase.io.read(path, ":")
 
 
-def select_step(directory, settings: LearnSettings, index: int, members: list[Path], candidates: list) -> list:
-    """The frames to label (``selected.extxyz``), and ``selection.json`` with every candidate's deviation."""
+def _picks(settings: LearnSettings, target: Target, index: int, candidates: list, deviation, earlier) -> list[int]:
+    choose = SelectSettings(**(settings.selection | {"cap": target.cap}))
+    if settings.select == "committee":
+        return pick_uncertain(candidates, deviation, choose, exclude=earlier)
+    return pick_random(len(candidates), choose.cap, seed=settings.seed * 1000 + index)
+
+
+def select_step(directory, settings: LearnSettings, index: int, members: list[Path], candidates: list) -> dict:
+    """The frames to label per fidelity (``selected.extxyz``, ``selected_low.extxyz``), and ``selection.json``
+    with every candidate's committee force deviation and the picks (or random picks at the same budget,
+    ``select: random``, the control arm)."""
     folder = round_dir(directory, index)
-    path = folder / "selected.extxyz"
-    if not path.is_file():
+    targets = settings.targets
+    if not all((folder / t.picks_file).is_file() for t in targets):
         forces = [[p["forces"] for p in _load(m).predict(candidates, fidelity=settings.fidelity, task="ef")]
                   for m in members]
         deviation = force_deviation(forces)
-        choose = SelectSettings(**settings.selection)
-        earlier = [f.atoms for f in labelled_so_far(directory, settings, index)]
-        picks = (pick_uncertain(candidates, deviation, choose, exclude=earlier) if settings.select == "committee"
-                 else pick_random(len(candidates), choose.cap, seed=settings.seed * 1000 + index))
-        write_json(folder / "selection.json", {"deviation_eV_A": deviation.tolist(), "picks": picks,
-                                               "select": settings.select, "settings": asdict(choose)})
-        chosen = [candidates[i] for i in picks]
-        for i, atoms in zip(picks, chosen):
-            atoms.info.update(candidate=i, deviation_eV_A=float(deviation[i]), al_round=index)
-        atomic_write(path, lambda fh: ase.io.write(fh, chosen, format="extxyz"))
-    return ase.io.read(path, ":") if path.stat().st_size else []
+        picks = {t.suffix: _picks(settings, t, index, candidates, deviation,
+                                  [f.atoms for f in labelled_so_far(directory, settings, index, [t])]) for t in targets}
+        write_json(folder / "selection.json", {"deviation_eV_A": deviation.tolist(), "picks": picks[""],
+                                               **({"picks_low": picks["_low"]} if "_low" in picks else {}),
+                                               "select": settings.select,
+                                               "settings": asdict(SelectSettings(**settings.selection))})
+        for t in targets:
+            chosen = [candidates[i] for i in picks[t.suffix]]
+            for i, atoms in zip(picks[t.suffix], chosen):
+                atoms.info.update(candidate=i, deviation_eV_A=float(deviation[i]), al_round=index)
+            atomic_write(folder / t.picks_file, lambda fh, frames=chosen: ase.io.write(fh, frames, format="extxyz"))
+    return {t.suffix: ase.io.read(folder / t.picks_file, ":") if (folder / t.picks_file).stat().st_size else []
+            for t in targets}
 
 
-def label_step(directory, settings: LearnSettings, index: int, selected: list, deadline: float | None) -> dict:
+def label_step(directory, settings: LearnSettings, index: int, selected: dict, deadline: float | None) -> dict:
+    """DFT labels of the picks, the scarce fidelity first; the label summary per target suffix."""
     from mf_calc.label.run import LabelOptions, label_frames
 
-    out = round_dir(directory, index) / "labels"
-    sources = [f"round_{index:02d}/selected.extxyz:{i}" for i in range(len(selected))]
-    if not selected:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "labelled.extxyz").write_text("")
-        return {"n_ok": 0, "n_failed": 0, "n_pending": 0, "seconds_total": 0.0}
-    return label_frames(selected, settings.fidelity, settings.spec, out, LabelOptions(progress=False,
-                                                                                      deadline=deadline), sources=sources)
+    summaries = {}
+    for target in settings.targets:
+        frames, out = selected[target.suffix], round_dir(directory, index) / target.labels_dir
+        if not frames:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "labelled.extxyz").write_text("")
+            summaries[target.suffix] = {"n_ok": 0, "n_failed": 0, "n_pending": 0, "seconds_total": 0.0}
+            continue
+        sources = [f"round_{index:02d}/{target.picks_file}:{i}" for i in range(len(frames))]
+        summaries[target.suffix] = label_frames(frames, target.fidelity, target.spec, out,
+                                                LabelOptions(progress=False, deadline=deadline), sources=sources)
+    return summaries
 
 
-def evaluate_step(directory, settings: LearnSettings, index: int, members: list[Path], summary: dict) -> dict:
+def _labelling(directory, settings: LearnSettings, index: int, selection: dict, summaries: dict) -> dict:
+    """Per fidelity: frames trained on from earlier rounds, picked, labelled, failed, DFT core-hours."""
+    out = {}
+    for target in settings.targets:
+        summary = summaries[target.suffix]
+        out[target.fidelity] = {"trained_on": len(labelled_so_far(directory, settings, index, [target])),
+                                "picked": len(selection["picks" + target.suffix]), "labelled": summary["n_ok"],
+                                "failed": summary["n_failed"], "dft_core_hours": summary["seconds_total"] / 3600}
+    return out
+
+
+def evaluate_step(directory, settings: LearnSettings, index: int, members: list[Path], summaries: dict) -> dict:
     from mf_calc.data import read_frames
     from mf_calc.train.dataset import FrameDataset
     from mf_calc.train.metrics import evaluate
@@ -200,13 +274,15 @@ def evaluate_step(directory, settings: LearnSettings, index: int, members: list[
         errors[item] = evaluate(model, data.graphs(model)).get(settings.fidelity, {})
     selection = json.loads((round_dir(directory, index) / "selection.json").read_text())
     deviation = np.array(selection["deviation_eV_A"])
+    labelling = _labelling(directory, settings, index, selection, summaries)
+    main = labelling[settings.fidelity]
     result = {"round": index, "model": str(members[0]), "select": settings.select,
-              "trained_on_labelled_frames": len(labelled_so_far(directory, settings, index)),
-              "candidates": len(deviation), "picked": len(selection["picks"]),
+              "trained_on_labelled_frames": main["trained_on"], "candidates": len(deviation), "picked": main["picked"],
               "deviation_eV_A": {"median": float(np.median(deviation)), "max": float(deviation.max())}
               if len(deviation) else {},
-              "labelled": summary["n_ok"], "failed": summary["n_failed"],
-              "dft_core_hours": summary["seconds_total"] / 3600, "errors": errors}
+              "labelled": main["labelled"], "failed": main["failed"],
+              "dft_core_hours": sum(v["dft_core_hours"] for v in labelling.values()), "by_fidelity": labelling,
+              "errors": errors}
     write_json(round_dir(directory, index) / "evaluation.json", result)
     return result
 
@@ -218,7 +294,9 @@ def format_report(result: dict) -> str:
              f"- explored {result['candidates']} candidate frames; picked {result['picked']} ({result['select']}); "
              f"committee force deviation median {result['deviation_eV_A'].get('median', float('nan')):.3f}, max "
              f"{result['deviation_eV_A'].get('max', float('nan')):.3f} eV/Å",
-             f"- labelled {result['labelled']} ({result['failed']} failed), {result['dft_core_hours']:.2f} DFT core-hours",
+             *(f"- {fid}: trained on {v['trained_on']} frames of earlier rounds, picked {v['picked']}, labelled "
+               f"{v['labelled']} ({v['failed']} failed), {v['dft_core_hours']:.2f} DFT core-hours"
+               for fid, v in result["by_fidelity"].items()),
              "", "| evaluation file | energy MAE (meV/atom) | forces MAE (meV/Å) | magmoms MAE (μB) |", "|---|---|---|---|"]
     for item, e in result["errors"].items():
         cells = " | ".join("–" if key not in e else f"{e[key]:.3g}" for key in ("e_mae", "f_mae", "m_mae"))
@@ -228,14 +306,15 @@ def format_report(result: dict) -> str:
 
 def run_round(directory, settings: LearnSettings, index: int, deadline: float | None = None) -> dict | None:
     """Run (or continue) round ``index``; return its evaluation, or None when DFT labels are still pending."""
-    selected_already = (round_dir(directory, index) / "selected.extxyz").is_file()
+    selected_already = all((round_dir(directory, index) / t.picks_file).is_file() for t in settings.targets)
     members = train_committee(directory, settings, index, 1 if selected_already else None)  # after selection: m0
     candidates = explore_step(directory, settings, index, members)
     selected = select_step(directory, settings, index, members, candidates)
-    summary = label_step(directory, settings, index, selected, deadline)
-    if summary["n_pending"]:
-        log.info("round %d: %d of %d frames still to label", index, summary["n_pending"], len(selected))
+    summaries = label_step(directory, settings, index, selected, deadline)
+    pending = sum(summary["n_pending"] for summary in summaries.values())
+    if pending:
+        log.info("round %d: %d of %d frames still to label", index, pending, sum(map(len, selected.values())))
         return None
-    result = evaluate_step(directory, settings, index, members, summary)
+    result = evaluate_step(directory, settings, index, members, summaries)
     atomic_write(round_dir(directory, index) / "report.md", lambda fh: fh.write(format_report(result)))
     return result
