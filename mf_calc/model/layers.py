@@ -65,7 +65,7 @@ def gated_mlp(gmlp: GatedMLP, parts: Parts, fgate: FidelityGate | None, fidelity
         out = proj if out is None else out.add_(proj)
     if row_bias is not None:
         out = out + row_bias
-    core, gate = out[:, :hidden], out[:, hidden:]
+    core, gate = out.split(hidden, dim=1)  # its backward is one cat (slicing would zero-fill twice)
     for layer in gmlp.mlp_core.layers[k_core + 1 :]:
         core = layer(core)
     for layer in gmlp.mlp_gate.layers[k_gate + 1 :]:
