@@ -142,6 +142,24 @@ def test_mf_arm_labels_more_frames_at_the_cheap_fidelity_and_trains_on_both(tmp_
         LearnSettings(**(settings.to_dict() | {"low_fidelity": {"fidelity": "lj", "spec": "x", "cap": 2}}))
 
 
+def test_picks_skip_supercells_whose_labels_would_sample_other_kpoints(tmp_path):
+    """gpaw_afm's 1x2x2 grid folds exactly into (1,2,1) and (1,1,2) cells, not into (2,1,1) (one k-point along a)."""
+    from mf_calc.label import LabelSpec
+    from mf_calc.learn.loop import Target, _picks
+
+    spec = LabelSpec.load("gpaw_afm")
+    cells = [(2, 1, 1), (1, 2, 1), (2, 1, 1), (1, 1, 2), (1, 1, 1)]
+    frames = [lmfp(x_li=0.5, supercell=c, seed=k) for k, c in enumerate(cells)]
+    assert [spec.same_kpoint_convention(a) for a in frames] == [False, True, False, True, True]
+    assert LabelSpec.from_dict(LJ_SPEC).same_kpoint_convention(frames[0])  # no k-points: nothing to fold
+    target = Target("gpaw_afm", "gpaw_afm", 5, "")
+    deviation = np.array([0.5, 0.2, 0.4, 0.3, 0.1])
+    committee = _run(tmp_path)
+    assert _picks(committee, target, 0, frames, deviation, []) == [3, 1, 4]
+    random = LearnSettings(**(committee.to_dict() | {"select": "random"}))
+    assert sorted(_picks(random, target, 0, frames, deviation, [])) == [1, 3, 4]
+
+
 def test_bad_settings_are_named():
     with pytest.raises(ValueError, match="select must be"):
         LearnSettings(model="m", data=("d",), select="best")

@@ -5,7 +5,8 @@ e.g. the 28-atom olivine cell. A frame that is an (m1, m2, m3) supercell of that
 is labelled with the grid's points folded into the supercell's Brillouin zone, K = m·k (mod 1): the supercell
 then samples exactly the primitive points k = (K + j)/m, so a perfect supercell has the energy per atom of the
 cell, at half (or less) the cost of reusing the grid. Where m_i does not divide n_i the folded set samples a
-superset of the grid's points along that axis (denser than the cell's labels there, never sparser).
+superset of the grid's points along that axis (denser than the cell's labels there, never sparser): labels of
+another k-point convention (``folds_exactly`` says which).
 """
 
 from __future__ import annotations
@@ -43,6 +44,13 @@ def folded_kpoints(kpts: dict, supercell: Sequence[int]) -> np.ndarray:
     folded = _wrap(_grid(kpts) * repeat)
     unique = np.unique(folded, axis=0)
     return (unique + 0.5) % 1.0 - 0.5
+
+
+def folds_exactly(kpts: dict, supercell: Sequence[int]) -> bool:
+    """Whether the ``supercell``'s folded points sample exactly the cell's grid (each m_i divides n_i), so its
+    labels are those of the cell's convention."""
+    _grid(kpts)
+    return all(int(n) % int(m) == 0 for n, m in zip(kpts["size"], supercell))
 
 
 def sampled_cell_kpoints(points: np.ndarray, supercell: Sequence[int]) -> np.ndarray:

@@ -36,7 +36,7 @@ from typing import Any
 from ase import Atoms
 from ase.calculators.calculator import Calculator
 
-from mf_calc.label.kpoints import supercell_settings
+from mf_calc.label.kpoints import folds_exactly, frame_supercell, supercell_settings
 from mf_calc.label.magnetism import MAGNETIC_STARTS, initial_magmoms
 from mf_calc.label.u_ramp import check_u_ramp, scaled_settings
 
@@ -174,6 +174,16 @@ class LabelSpec:
             return cls(**settings)
         except TypeError as err:
             raise ValueError(f"calculator {self.calculator!r} rejects the spec settings: {err}") from None
+
+    def same_kpoint_convention(self, atoms: Atoms) -> bool:
+        """False for a frame whose ``info["supercell"]`` cannot fold the spec's k-grid exactly (its labels would
+        sample other k-points than the cell the grid is for); True otherwise."""
+        kpts = self.settings.get("kpts")
+        supercell = frame_supercell(atoms)
+        names_gpaw = ALIASES.get(self.calculator, self.calculator).split(":")[0].split(".")[0] == "gpaw"
+        if not names_gpaw or not isinstance(kpts, dict) or "size" not in kpts or supercell is None:
+            return True
+        return folds_exactly(kpts, supercell)
 
     def prepare(self, atoms: Atoms) -> Atoms:
         """A copy of ``atoms`` (structure only) with the spec's initial magnetic moments."""

@@ -202,10 +202,17 @@ def explore_step(directory, settings: LearnSettings, index: int, members: list[P
 
 
 def _picks(settings: LearnSettings, target: Target, index: int, candidates: list, deviation, earlier) -> list[int]:
+    """Picks for ``target`` among the candidates its spec labels in the cell's k-point convention."""
+    from mf_calc.label.spec import LabelSpec
+
+    spec = LabelSpec.load(target.spec)
+    other = [i for i, atoms in enumerate(candidates) if not spec.same_kpoint_convention(atoms)]
     choose = SelectSettings(**(settings.selection | {"cap": target.cap}))
     if settings.select == "committee":
-        return pick_uncertain(candidates, deviation, choose, exclude=earlier)
-    return pick_random(len(candidates), choose.cap, seed=settings.seed * 1000 + index)
+        allowed = np.array(deviation, dtype=float)
+        allowed[other] = np.nan  # outside every trust window
+        return pick_uncertain(candidates, allowed, choose, exclude=earlier)
+    return pick_random(len(candidates), choose.cap, seed=settings.seed * 1000 + index, avoid=other)
 
 
 def select_step(directory, settings: LearnSettings, index: int, members: list[Path], candidates: list) -> dict:
