@@ -42,6 +42,10 @@ def test_uncertain_picks_stay_in_the_window_most_uncertain_first_and_diverse():
     assert picks == [0, 3, 5]
     assert pick_uncertain(frames, deviation, settings, exclude=[frames[3]]) == [0, 5]
     assert pick_uncertain(frames, deviation, SelectSettings(cap=1, min_distance=0.01)) == [0]
+    for k, atoms in enumerate(frames):
+        atoms.info["source"] = "relax00" if k in (0, 3) else f"md{k:02d}"
+    assert pick_uncertain(frames, deviation, settings) == [0, 3, 5]
+    assert pick_uncertain(frames, deviation, SelectSettings(0.05, 0.6, 3, 0.01, per_source=1)) == [0, 5]
     with pytest.raises(ValueError, match="trust window"):
         SelectSettings(lower=0.5, upper=0.1)
 

@@ -14,7 +14,8 @@ SETTINGS (JSON, needed on the first call; kept in DIR/learn.json and checked on 
    "explore": {"cells": [[1,2,1],[1,1,2],[2,1,1]], "x_li": [...], "y_mn": [...], "temperatures_K": [...],
                "trajectories": 6, "md_steps": 1000, "interval": 20, "relaxations": 3},
    "selection": {"lower": 0.05, "upper": 0.6 (trust window of the committee force deviation, eV/Å),
-                 "cap": 10 (frames labelled per round), "min_distance": 0.05 (fingerprint)},
+                 "cap": 10 (frames labelled per round), "min_distance": 0.05 (fingerprint),
+                 "per_source": 2 (most picks from one trajectory)},
    "evaluate": ["FILE", ...] labelled files never trained on, "seed": 0,
    "low_fidelity": {"fidelity": "gpaw_nonmag", "spec": "gpaw_nonmag", "cap": 24} (optional, an MF arm: also
                    label that many candidates with the cheap spec, after the scarce ones; both train the next round)}

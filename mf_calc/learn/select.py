@@ -4,7 +4,8 @@ The committee's force deviation of a frame is DP-GEN's ``max_devi_f``: for each 
 forces, sqrt(mean_k |F_k,i - <F_i>|^2) (eV/Å), and its maximum over the atoms. Frames below the window's lower
 bound are ones the models already agree on; frames above its upper bound are usually unphysical (the explorer
 went astray) and a DFT run there is wasted. Inside the window the most uncertain frames are picked first, each
-at least ``min_distance`` (fingerprint units) from every frame picked before, up to ``cap``.
+at least ``min_distance`` (fingerprint units) from every frame picked before and at most ``per_source`` from one
+trajectory (``info["source"]``: sibling frames of one relaxation path teach much the same), up to ``cap``.
 """
 
 from __future__ import annotations
@@ -18,18 +19,20 @@ from ase import Atoms
 
 @dataclass(frozen=True)
 class SelectSettings:
-    """Trust window (eV/Å), picks per round and the diversity threshold (fingerprint distance, 0-2)."""
+    """Trust window (eV/Å), picks per round, the diversity threshold (fingerprint distance, 0-2) and the most
+    picks from one trajectory."""
 
     lower: float = 0.05
     upper: float = 0.6
     cap: int = 10
     min_distance: float = 0.05
+    per_source: int = 2
 
     def __post_init__(self):
         if not 0 <= self.lower < self.upper:
             raise ValueError(f"trust window needs 0 <= lower < upper, got [{self.lower}, {self.upper}]")
-        if self.cap < 1:
-            raise ValueError(f"cap must be >= 1, got {self.cap}")
+        if self.cap < 1 or self.per_source < 1:
+            raise ValueError(f"cap and per_source must be >= 1, got {self.cap} and {self.per_source}")
 
 
 def force_deviation(forces: Sequence[Sequence[np.ndarray]]) -> np.ndarray:
@@ -73,11 +76,16 @@ def pick_uncertain(frames: Sequence[Atoms], deviation: np.ndarray, settings: Sel
     inside = np.flatnonzero((deviation >= settings.lower) & (deviation < settings.upper))
     taken = [fingerprint(a) for a in exclude]
     picks: list[int] = []
+    per_source: dict = {}
     for index in inside[np.argsort(-deviation[inside], kind="stable")]:
+        source = frames[index].info.get("source", index)
+        if per_source.get(source, 0) >= settings.per_source:
+            continue
         fp = fingerprint(frames[index])
         if all(_distance(fp, other) >= settings.min_distance for other in taken):
             picks.append(int(index))
             taken.append(fp)
+            per_source[source] = per_source.get(source, 0) + 1
             if len(picks) == settings.cap:
                 break
     return picks
