@@ -88,13 +88,15 @@ def test_dft_baselines_force_scale_and_composition_span():
     assert spans(frames[:2], frames[2:]) and not spans(frames[:1], frames[1:])
 
 
-def test_dft_sitting_stops_at_the_next_wall_clock_time():
+def test_dft_sitting_stops_at_the_nearest_wall_clock_time():
     import datetime
 
     from mf_calc.label.run import hours_until
 
     now = datetime.datetime(2026, 12, 3, 12, 30)
     assert hours_until("14:15", now) == pytest.approx(1.75)
-    assert hours_until("12:00", now) == pytest.approx(23.5)  # already past today: tomorrow's
+    assert hours_until("12:00", now) == 0.0  # just passed: start nothing more (not tomorrow's 12:00)
+    assert hours_until("02:00", datetime.datetime(2026, 12, 3, 23, 0)) == pytest.approx(3.0)  # after midnight
+    assert hours_until("23:00", datetime.datetime(2026, 12, 3, 1, 0)) == 0.0  # last night's
     with pytest.raises(ValueError, match="HH:MM"):
         hours_until("2pm", now)

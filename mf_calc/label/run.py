@@ -134,16 +134,19 @@ def _label_in_pool(jobs: list, target: tuple, inputs: tuple, options: LabelOptio
 
 
 def hours_until(clock: str, now: datetime.datetime | None = None) -> float:
-    """Hours from ``now`` (default: the local time) to the next local time ``clock`` ("HH:MM")."""
+    """Hours from ``now`` (default: the local time) to the nearest local time ``clock`` ("HH:MM"): a time up to
+    12 hours ago has passed (0: start nothing more), an earlier one means tomorrow's (after midnight)."""
     try:
         target = datetime.datetime.strptime(clock, "%H:%M").time()
     except ValueError:
         raise ValueError(f"--until wants a time HH:MM, got {clock!r}") from None
     now = now or datetime.datetime.now()
     end = datetime.datetime.combine(now.date(), target)
-    if end <= now:
+    if end <= now - datetime.timedelta(hours=12):
         end += datetime.timedelta(days=1)
-    return (end - now).total_seconds() / 3600
+    elif end > now + datetime.timedelta(hours=12):
+        end -= datetime.timedelta(days=1)
+    return max(0.0, (end - now).total_seconds() / 3600)
 
 
 def _groups(indices: list[int], frames: Sequence[Atoms], group_key: str | None) -> list[list[int]]:
