@@ -200,8 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--fidelities", default="gpaw_nonmag,gpaw_afm", help="comma-separated fidelities to label")
     ap.add_argument("--hours", type=float, default=1e9, help="stop starting new frames after this many hours")
-    ap.add_argument("--until", metavar="HH:MM", help="stop starting new frames at this local time (the next one to "
-                                                     "come; with --hours, whichever is first)")
+    ap.add_argument("--until", metavar="HH:MM", help="stop starting new frames at this local time (the nearest: one up "
+                                                     "to 12 h ago has passed; with --hours, whichever is first)")
     ap.add_argument("--chunk", type=int, default=10, help="frames per (set, fidelity) and round")
     ap.add_argument("--workers", type=int, default=1, help="worker processes, one core each")
     ap.add_argument("--reuse-scf", action="store_true",
