@@ -142,7 +142,7 @@ def score_neb(frames, preds) -> dict:
     roles = {f.info["role"]: (f.get_potential_energy(), p["energy"]) for f, p in zip(frames, preds)}
     if set(roles) != {"initial", "climbing_image"}:
         return {"n": len(frames)}
-    (d0, m0), (d1, m1) = roles["initial"], roles["climbing_image"]
+    (d0, m0), (d1, m1) = (tuple(map(float, roles[r])) for r in ("initial", "climbing_image"))  # model: float32
     return {"barrier_dft_eV": d1 - d0, "barrier_model_eV": m1 - m0, "barrier_error_eV": (m1 - m0) - (d1 - d0)}
 
 

@@ -2,6 +2,8 @@
 (benchmarks/make_workflow_bench.py), on synthetic labels: no DFT runs here."""
 
 
+import json
+
 import make_workflow_bench as bench
 import numpy as np
 import pytest
@@ -85,8 +87,9 @@ def test_md_and_neb_errors():
     md = report.score_md(frames, preds)
     assert md["energy_mae_meV_atom"] == pytest.approx(1.0) and md["forces_mae_meV_A"] == pytest.approx(20.0)
     neb = report.score_neb([_labelled(atoms, -100.0, role="initial"), _labelled(atoms, -99.7, role="climbing_image")],
-                           [{"energy": -50.0}, {"energy": -49.75}])
+                           [{"energy": np.float32(-50.0)}, {"energy": np.float32(-49.75)}])
     assert neb["barrier_dft_eV"] == pytest.approx(0.3) and neb["barrier_error_eV"] == pytest.approx(-0.05)
+    json.dumps(neb)  # model energies come as float32
 
 
 def test_charge_ordered_start_puts_one_fe2_next_to_each_li(monkeypatch):
