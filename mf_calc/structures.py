@@ -67,16 +67,16 @@ def _count(name: str, frac: float, n_sites: int, what: str) -> int:
     return int(k)
 
 
-def _check_supercell(supercell) -> tuple[int, int, int]:
-    """The repetitions as a tuple of three positive ints; ValueError for anything else."""
+def check_supercell(supercell) -> tuple[int, int, int]:
+    """The repetitions (a sequence or array of three positive integers) as a tuple of ints; ValueError else."""
+    values = np.ravel(supercell).tolist() if isinstance(supercell, np.ndarray) else supercell
     if (
-        not isinstance(supercell, (tuple, list))
-        or len(supercell) != 3
-        or not all(isinstance(n, Integral) and not isinstance(n, bool) and n > 0
-                   for n in supercell)
+        not isinstance(values, (tuple, list))
+        or len(values) != 3
+        or not all(isinstance(n, Integral) and not isinstance(n, bool) and n > 0 for n in values)
     ):
-        raise ValueError(f"supercell must be a 3-tuple of positive ints, got {supercell!r}")
-    return tuple(int(n) for n in supercell)
+        raise ValueError(f"supercell must be three positive integers, got {supercell!r}")
+    return tuple(int(n) for n in values)
 
 
 def lmfp(
@@ -101,7 +101,7 @@ def lmfp(
     The lattice is not adjusted for delithiation; relax the cell afterwards.
     Atoms are grouped as Li, Mn/Fe (in site order), P, O; ``pbc=True``.
     """
-    supercell = _check_supercell(supercell)
+    supercell = check_supercell(supercell)
     if lattice not in ("vegard", "lfp"):
         raise ValueError(f"lattice must be 'vegard' or 'lfp', got {lattice!r}")
 

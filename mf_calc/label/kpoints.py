@@ -16,14 +16,21 @@ from collections.abc import Sequence
 import numpy as np
 from ase.dft.kpoints import monkhorst_pack
 
+from mf_calc.structures import check_supercell
 
-def _grid(kpts: dict) -> np.ndarray:
-    """The scaled k-points of a GPAW ``{"size": ..., "gamma": ...}`` Monkhorst-Pack setting."""
+
+def _size(kpts: dict) -> np.ndarray:
+    """The grid size of a GPAW ``{"size": ..., "gamma": ...}`` Monkhorst-Pack setting; ValueError for others."""
     unknown = set(kpts) - {"size", "gamma"}
     if unknown or "size" not in kpts:
         raise ValueError(f"supercell k-points need a Monkhorst-Pack setting {{'size': [n1, n2, n3], 'gamma': bool}}, "
                          f"got {kpts!r}")
-    size = np.array(kpts["size"], dtype=int)
+    return np.array(kpts["size"], dtype=int)
+
+
+def _grid(kpts: dict) -> np.ndarray:
+    """The scaled k-points of a GPAW Monkhorst-Pack setting."""
+    size = _size(kpts)
     points = monkhorst_pack(size)
     if kpts.get("gamma", False):  # GPAW's gamma=True shifts even grids onto Γ
         points = points + (size % 2 == 0) / (2.0 * size)
@@ -38,9 +45,7 @@ def _wrap(points: np.ndarray) -> np.ndarray:
 def folded_kpoints(kpts: dict, supercell: Sequence[int]) -> np.ndarray:
     """The scaled k-points (shape (nk, 3)) of an (m1, m2, m3) ``supercell`` that sample the Monkhorst-Pack
     ``kpts`` of its cell."""
-    repeat = np.array(supercell, dtype=int)
-    if repeat.shape != (3,) or (repeat < 1).any():
-        raise ValueError(f"supercell must be three positive integers, got {supercell!r}")
+    repeat = np.array(check_supercell(supercell))
     folded = _wrap(_grid(kpts) * repeat)
     unique = np.unique(folded, axis=0)
     return (unique + 0.5) % 1.0 - 0.5
@@ -49,8 +54,7 @@ def folded_kpoints(kpts: dict, supercell: Sequence[int]) -> np.ndarray:
 def folds_exactly(kpts: dict, supercell: Sequence[int]) -> bool:
     """Whether the ``supercell``'s folded points sample exactly the cell's grid (each m_i divides n_i), so its
     labels are those of the cell's convention."""
-    _grid(kpts)
-    return all(int(n) % int(m) == 0 for n, m in zip(kpts["size"], supercell))
+    return all(n % m == 0 for n, m in zip(_size(kpts).tolist(), check_supercell(supercell)))
 
 
 def sampled_cell_kpoints(points: np.ndarray, supercell: Sequence[int]) -> np.ndarray:
@@ -64,12 +68,7 @@ def sampled_cell_kpoints(points: np.ndarray, supercell: Sequence[int]) -> np.nda
 def frame_supercell(atoms) -> tuple[int, int, int] | None:
     """``atoms.info["supercell"]`` as three positive ints, None where the frame does not say."""
     value = atoms.info.get("supercell")
-    if value is None:
-        return None
-    repeat = tuple(int(m) for m in np.ravel(value))
-    if len(repeat) != 3 or min(repeat) < 1 or not np.allclose(np.ravel(value), repeat):
-        raise ValueError(f"info['supercell'] must be three positive integers, got {value!r}")
-    return repeat
+    return None if value is None else check_supercell(value)
 
 
 def supercell_settings(settings: dict, supercell: Sequence[int] | None) -> dict:

@@ -138,7 +138,8 @@ class LabelSpec:
 
     @property
     def is_gpaw(self) -> bool:
-        return self.calculator_class.__module__.split(".")[0] == "gpaw"
+        """Whether the spec names a GPAW calculator (without importing it)."""
+        return ALIASES.get(self.calculator, self.calculator).split(":")[0].split(".")[0] == "gpaw"
 
     def code_version(self) -> str:
         """``package version`` of the calculator's distribution (e.g. ``gpaw 26.7.0``)."""
@@ -180,8 +181,7 @@ class LabelSpec:
         sample other k-points than the cell the grid is for); True otherwise."""
         kpts = self.settings.get("kpts")
         supercell = frame_supercell(atoms)
-        names_gpaw = ALIASES.get(self.calculator, self.calculator).split(":")[0].split(".")[0] == "gpaw"
-        if not names_gpaw or not isinstance(kpts, dict) or "size" not in kpts or supercell is None:
+        if not self.is_gpaw or not isinstance(kpts, dict) or "size" not in kpts or supercell is None:
             return True
         return folds_exactly(kpts, supercell)
 
