@@ -146,6 +146,36 @@ def test_mf_arm_labels_more_frames_at_the_cheap_fidelity_and_trains_on_both(tmp_
         LearnSettings(**(settings.to_dict() | {"low_fidelity": {"fidelity": "lj", "spec": "x", "cap": 2}}))
 
 
+@pytest.mark.usefixtures("one_thread")
+def test_sibling_runs_share_candidates_or_picks_and_labels(tmp_path):
+    """The random control selects from the committee arm's candidates; an MF arm reuses its picks and labels."""
+    from mf_calc.learn.loop import Waiting, labelled_so_far
+
+    committee = _run(tmp_path)
+    random = LearnSettings(**(committee.to_dict() | {"select": "random", "candidates_from": "committee"}))
+    (tmp_path / "mf").mkdir()
+    mf = LearnSettings(**(_run(tmp_path / "mf", low=True).to_dict() | {"picks_from": "committee"}))
+    runs = {name: tmp_path / "runs" / name for name in ("committee", "random", "mf")}
+    with pytest.raises(Waiting, match="committee"):
+        run_round(runs["mf"], mf, 0)
+    run_round(runs["committee"], committee, 0)
+    records = sorted((round_dir(runs["committee"], 0) / "labels" / "records").glob("*.json"))
+    run_round(runs["random"], random, 0)
+    mf_result = run_round(runs["mf"], mf, 0)
+    for name in ("random", "mf"):  # no exploration of their own: the committee arm's candidates
+        assert not any((round_dir(runs[name], 0) / part).exists() for part in ("explore", "candidates.extxyz"))
+    shared = [json.loads((round_dir(runs[n], 0) / "selection.json").read_text())["picks"] for n in runs]
+    assert shared[2] == shared[0] and len(shared[1]) == 2
+    assert (round_dir(runs["mf"], 0) / "selected.extxyz").read_bytes() == \
+        (round_dir(runs["committee"], 0) / "selected.extxyz").read_bytes()
+    assert sorted((round_dir(runs["committee"], 0) / "labels" / "records").glob("*.json")) == records
+    assert not (round_dir(runs["mf"], 0) / "labels").exists() and mf_result["labelled"] == 2
+    assert mf_result["by_fidelity"]["lj_low"]["labelled"] == 3 and "picks" in mf_result["shared"]
+    assert len(labelled_so_far(runs["mf"], mf, 1)) == 5  # round 1 trains on the shared and its own labels
+    with pytest.raises(ValueError, match="shares that run's candidates"):
+        LearnSettings(**(mf.to_dict() | {"candidates_from": "random"}))
+
+
 def test_picks_skip_supercells_whose_labels_would_sample_other_kpoints(tmp_path):
     """gpaw_afm's 1x2x2 grid folds exactly into (1,2,1) and (1,1,2) cells, not into (2,1,1) (one k-point along a)."""
     from mf_calc.label import LabelSpec

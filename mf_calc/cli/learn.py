@@ -18,11 +18,16 @@ SETTINGS (JSON, needed on the first call; kept in DIR/learn.json and checked on 
                  "per_source": 2 (most picks from one trajectory)},
    "evaluate": ["FILE", ...] labelled files never trained on, "seed": 0,
    "low_fidelity": {"fidelity": "gpaw_nonmag", "spec": "gpaw_nonmag", "cap": 24} (optional, an MF arm: also
-                   label that many candidates with the cheap spec, after the scarce ones; both train the next round)}
+                   label that many candidates with the cheap spec, after the scarce ones; both train the next round),
+   "candidates_from": "RUN" (optional: a sibling run folder beside DIR, e.g. the committee arm, whose
+                   candidates each round selects from instead of exploring),
+   "picks_from": "RUN" (optional: also its picks and labels at "fidelity"; this run labels them into RUN's
+                   folder too and adds only its low_fidelity labels)}
 
 Each step writes to DIR/round_RR/ (committee/, explore/, candidates.extxyz, selection.json, selected.extxyz,
 labels/, with low_fidelity also selected_low.extxyz and labels_low/, evaluation.json, report.md); a rerun
-continues the unfinished round where it stopped. DFT labelling stops starting frames at --until (a later call
+continues the unfinished round where it stopped; a run that shares a sibling's round waits (exits 0 with a
+message) until the sibling has written what it needs. DFT labelling stops starting frames at --until (a later call
 labels the rest)."""
 
 
@@ -42,13 +47,17 @@ def cmd_learn(args) -> int:
     from pathlib import Path
 
     from mf_calc.label.run import hours_until
-    from mf_calc.learn.loop import LearnSettings, next_round, open_run, run_round
+    from mf_calc.learn.loop import LearnSettings, Waiting, next_round, open_run, run_round
 
     given = LearnSettings.from_dict(json.loads(Path(args.settings).read_text())) if args.settings else None
     settings = open_run(args.directory, given)
     index = next_round(args.directory) if args.round is None else args.round
     deadline = time.time() + 3600 * hours_until(args.until) if args.until else None
-    result = run_round(args.directory, settings, index, deadline=deadline)
+    try:
+        result = run_round(args.directory, settings, index, deadline=deadline)
+    except Waiting as err:
+        print(f"round {index}: waiting for a sibling run: {err}")
+        return 0
     if result is None:
         print(f"round {index}: DFT labels still pending; run the same command again to continue")
         return 0

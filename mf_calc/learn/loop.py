@@ -13,12 +13,19 @@ A round r in ``DIR/round_RR/``:
    the random arm) with the cheap spec (``selected_low.extxyz``, ``labels_low/``), after the scarce labels.
 5. ``evaluation.json`` and ``report.md`` -- member 0's errors on the evaluation files, the data used, the DFT
    core-hours spent.
+
+Arms of one study can share a sibling run's rounds: ``candidates_from`` takes its candidates (the random control
+picks from the committee arm's explored frames: selection is then the only difference), ``picks_from`` also its
+picks and labels at the run's fidelity (an MF arm trained on the same scarce DFT as the fine-tune arm, plus its
+own cheap labels). A run that shares labels the shared picks into the sibling's folder (both runs may label
+there at once) and waits for what the sibling has not written yet.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -33,6 +40,10 @@ from mf_calc.learn.select import SelectSettings, force_deviation, pick_random, p
 log = logging.getLogger(__name__)
 SETTINGS_FILE = "learn.json"
 STEPS = ("train", "explore", "select", "label", "evaluate")
+
+
+class Waiting(RuntimeError):
+    """A round needs a file that the sibling run it shares with has not written yet."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +82,9 @@ class LearnSettings:
     """An active-learning run. ``data``: labelled files (``FILE[:FIDELITY]``) every round trains on; ``evaluate``:
     labelled files the round's model is scored on (never trained on); ``train``: TrainConfig fields for the
     committee (``init`` is ``model``); ``select``: ``committee`` or ``random``; ``low_fidelity``: LowFidelity
-    fields, or empty for a run that labels at one fidelity."""
+    fields, or empty for a run that labels at one fidelity; ``candidates_from`` / ``picks_from``: a sibling run
+    folder (relative to this run's parent folder) whose candidates / candidates, picks and labels at
+    ``fidelity`` this run's rounds reuse."""
 
     model: str
     data: tuple[str, ...]
@@ -85,6 +98,8 @@ class LearnSettings:
     evaluate: tuple[str, ...] = ()
     seed: int = 0
     low_fidelity: dict = field(default_factory=dict)
+    candidates_from: str = ""
+    picks_from: str = ""
 
     def __post_init__(self):
         object.__setattr__(self, "data", tuple(self.data))
@@ -99,6 +114,9 @@ class LearnSettings:
         SelectSettings(**self.selection)
         if self.low_fidelity and LowFidelity(**self.low_fidelity).fidelity == self.fidelity:
             raise ValueError(f"low_fidelity must be another fidelity than the run's {self.fidelity!r}")
+        if self.picks_from and self.candidates_from not in ("", self.picks_from):
+            raise ValueError(f"picks_from {self.picks_from!r} shares that run's candidates too; candidates_from "
+                             f"{self.candidates_from!r} names another run")
 
     @property
     def targets(self) -> list[Target]:
@@ -136,6 +154,26 @@ def round_dir(directory, index: int) -> Path:
     return Path(directory) / f"round_{index:02d}"
 
 
+def source_run(directory, settings: LearnSettings, what: str) -> Path:
+    """The run whose rounds hold this run's ``what``: "candidates", or "picks" (the picks and labels at the run's
+    fidelity); a sibling run where the settings share them, else this run."""
+    name = settings.picks_from or (settings.candidates_from if what == "candidates" else "")
+    return Path(directory).parent / name if name else Path(directory)
+
+
+def _shared_file(directory, settings: LearnSettings, index: int, what: str, name: str) -> Path | None:
+    """Round ``index``'s file ``name`` of the sibling run that holds ``what``; None when this run makes its own;
+    Waiting when the sibling has not written it yet."""
+    source = source_run(directory, settings, what)
+    if source == Path(directory):
+        return None
+    path = round_dir(source, index) / name
+    if not path.is_file():
+        raise Waiting(f"{path} is not written yet: this run shares the {what} of run {source}, round {index}; "
+                      "run that round first")
+    return path
+
+
 def next_round(directory) -> int:
     """The first round without a report."""
     index = 0
@@ -151,7 +189,8 @@ def labelled_so_far(directory, settings: LearnSettings, before: int, targets: li
     frames = []
     for index in range(before):
         for target in settings.targets if targets is None else targets:
-            path = round_dir(directory, index) / target.labels_dir / "labelled.extxyz"
+            run = source_run(directory, settings, "picks") if target.suffix == "" else directory
+            path = round_dir(run, index) / target.labels_dir / "labelled.extxyz"
             if path.is_file() and path.stat().st_size:
                 frames += read_frames(path, fidelity=target.fidelity)
     return frames
@@ -192,7 +231,8 @@ def _load(member):
 def explore_step(directory, settings: LearnSettings, index: int, members: list[Path]) -> list:
     from mf_calc.calculator import MFCalculator
 
-    path = round_dir(directory, index) / "candidates.extxyz"
+    path = _shared_file(directory, settings, index, "candidates", "candidates.extxyz") or \
+        round_dir(directory, index) / "candidates.extxyz"
     if not path.is_file():
         calc = MFCalculator(_load(members[0]), fidelity=settings.fidelity)
         frames = explore(calc, ExploreSettings(**settings.explore), seed=settings.seed * 1000 + index,
@@ -225,13 +265,19 @@ def select_step(directory, settings: LearnSettings, index: int, members: list[Pa
         forces = [[p["forces"] for p in _load(m).predict(candidates, fidelity=settings.fidelity, task="ef")]
                   for m in members]
         deviation = force_deviation(forces)
-        picks = {t.suffix: _picks(settings, t, index, candidates, deviation,
-                                  [f.atoms for f in labelled_so_far(directory, settings, index, [t])]) for t in targets}
+        shared = _shared_file(directory, settings, index, "picks", targets[0].picks_file)  # after selection.json
+        picks = {t.suffix: json.loads((shared.parent / "selection.json").read_text())["picks"]
+                 if shared and t.suffix == "" else
+                 _picks(settings, t, index, candidates, deviation,
+                        [f.atoms for f in labelled_so_far(directory, settings, index, [t])]) for t in targets}
         write_json(folder / "selection.json", {"deviation_eV_A": deviation.tolist(), "picks": picks[""],
                                                **({"picks_low": picks["_low"]} if "_low" in picks else {}),
                                                "select": settings.select,
                                                "settings": asdict(SelectSettings(**settings.selection))})
         for t in targets:
+            if shared and t.suffix == "":  # the sibling's file: the same frames, so the same labels
+                shutil.copyfile(shared, folder / t.picks_file)
+                continue
             chosen = [candidates[i] for i in picks[t.suffix]]
             for i, atoms in zip(picks[t.suffix], chosen):
                 atoms.info.update(candidate=i, deviation_eV_A=float(deviation[i]), al_round=index)
@@ -246,7 +292,8 @@ def label_step(directory, settings: LearnSettings, index: int, selected: dict, d
 
     summaries = {}
     for target in settings.targets:
-        frames, out = selected[target.suffix], round_dir(directory, index) / target.labels_dir
+        run = source_run(directory, settings, "picks") if target.suffix == "" else directory
+        frames, out = selected[target.suffix], round_dir(run, index) / target.labels_dir
         if not frames:
             out.mkdir(parents=True, exist_ok=True)
             (out / "labelled.extxyz").write_text("")
@@ -284,6 +331,8 @@ def evaluate_step(directory, settings: LearnSettings, index: int, members: list[
     labelling = _labelling(directory, settings, index, selection, summaries)
     main = labelling[settings.fidelity]
     result = {"round": index, "model": str(members[0]), "select": settings.select,
+              "shared": {what: str(source_run(directory, settings, what)) for what in ("candidates", "picks")
+                         if source_run(directory, settings, what) != Path(directory)},
               "trained_on_labelled_frames": main["trained_on"], "candidates": len(deviation), "picked": main["picked"],
               "deviation_eV_A": {"median": float(np.median(deviation)), "max": float(deviation.max())}
               if len(deviation) else {},
@@ -301,6 +350,7 @@ def format_report(result: dict) -> str:
              f"- explored {result['candidates']} candidate frames; picked {result['picked']} ({result['select']}); "
              f"committee force deviation median {result['deviation_eV_A'].get('median', float('nan')):.3f}, max "
              f"{result['deviation_eV_A'].get('max', float('nan')):.3f} eV/Å",
+             *(f"- {what} shared with run `{run}`" for what, run in result.get("shared", {}).items()),
              *(f"- {fid}: trained on {v['trained_on']} frames of earlier rounds, picked {v['picked']}, labelled "
                f"{v['labelled']} ({v['failed']} failed), {v['dft_core_hours']:.2f} DFT core-hours"
                for fid, v in result["by_fidelity"].items()),
