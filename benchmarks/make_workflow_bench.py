@@ -16,13 +16,16 @@ Parts (each a file of inputs, made once with the model and then fixed, and a lab
     hull_mnfe  the same as hull_fe for Li_x(Mn1/2Fe1/2)PO4
     neb        the LiFePO4 [010] vacancy hop of ``mf-calc neb --quick`` (55 atoms): the initial end point and the
                climbing image, so the DFT barrier along the model's path
+    relax      DFT relaxations (GPAW, BFGS, fixed cell, fmax 0.05 eV/Å; ``mf_calc.label.relax``, resumable) of
+               FePO4, LiFePO4 and the lowest-energy x = 1/2 ordering of hull_fe (from the magnetic start of its
+               lower-energy solution): how far the single-point shortcut of the hull parts moves E_f
 
 Inputs: ``data/dft/workflow_bench/inputs/PART.extxyz`` (model energy, forces and magmoms of each frame in
 ``info``/arrays, so a report compares without rerunning the model); labels in
 ``data/dft/workflow_bench/raw/PART`` (one record per frame; commit them as they land). A rerun skips what is
 finished. Run in the background on one core:
 
-    taskset -c 1 python benchmarks/make_workflow_bench.py --parts hull_fe ev md hull_mnfe neb --until 19:50
+    taskset -c 1 python benchmarks/make_workflow_bench.py --parts hull_fe hull_fe_co ev md hull_mnfe neb relax --until 19:50
 
 ``--inputs-only`` makes the inputs and stops (the model runs take minutes). Set-up: ``make dft`` (GPAW).
 """
@@ -48,7 +51,8 @@ from mf_calc.label.run import hours_until  # noqa: E402
 BENCH = Path(__file__).parent / "data" / "dft" / "workflow_bench"
 INPUTS, RAW, WORK = BENCH / "inputs", BENCH / "raw", BENCH / "model_runs"
 MODEL, FIDELITY, SPEC = "lmfp-dft", "gpaw_afm", "gpaw_afm"
-PARTS = ("hull_fe", "hull_fe_co", "ev", "md", "hull_mnfe", "neb")
+PARTS = ("hull_fe", "hull_fe_co", "ev", "md", "hull_mnfe", "neb", "relax")
+RELAX_FMAX, RELAX_STEPS = 0.05, 100
 VOLUME_SCALES = (0.96, 0.98, 1.0, 1.02, 1.04)
 MD_CASES = [(x, y, t) for t in (300.0, 600.0) for x, y in ((0.25, 0.0), (0.5, 0.5), (0.75, 1.0))]
 MD_SEED0 = 9000  # site arrangements from seeds the training inputs (seeds < 1000) never used
@@ -178,8 +182,54 @@ def charge_ordered_spec():
     return LabelSpec.from_dict(spec | {"magnetic_start": "input"})
 
 
+def build_relax() -> list[Atoms]:
+    """FePO4, LiFePO4 and the lowest x = 1/2 ordering of hull_fe by its DFT label (hull_fe and hull_fe_co must
+    be labelled there), each with the magnetic start of its label (info ``solution``)."""
+    from workflow_bench_report import labelled, lowest_solutions
+
+    if any(len(labelled(part)) < len(inputs(part)) for part in ("hull_fe", "hull_fe_co")):
+        raise RuntimeError("relax picks its x = 1/2 ordering by the DFT labels: label hull_fe and hull_fe_co first")
+    chosen = lowest_solutions(labelled("hull_fe"), labelled("hull_fe_co"))
+    half = [a for a in chosen if a.info["x_li"] == 0.5]
+    best = min(half, key=lambda a: a.get_potential_energy())
+    starts = {a.info["ordering"]: a for a in inputs("hull_fe") + inputs("hull_fe_co")
+              if a.info["part"] == ("hull_fe_co" if best.info["solution"] == "charge_ordered" else "hull_fe")}
+    frames = []
+    for atoms, name in ((next(a for a in chosen if a.info["x_li"] == 0.0), "FePO4"),
+                        (next(a for a in chosen if a.info["x_li"] == 1.0), "LiFePO4"), (best, "Li0.5FePO4")):
+        start = starts[atoms.info["ordering"]] if atoms is best else atoms
+        frame = Atoms(numbers=start.numbers, positions=start.positions, cell=start.cell, pbc=True,
+                      magmoms=start.get_initial_magnetic_moments())
+        frame.info.update(part="relax", name=name, x_li=atoms.info["x_li"], ordering=atoms.info["ordering"],
+                          solution=atoms.info["solution"], single_point_energy=atoms.get_potential_energy())
+        frames.append(frame)
+    return frames
+
+
+def relax(deadline: float) -> dict:
+    """DFT relaxations of the relax inputs, each in ``raw/relax/NAME`` (resumable); the counts per status."""
+    from mf_calc.label.relax import DFTRelaxSettings, relax_with_spec
+
+    counts = {"n_ok": 0, "n_failed": 0, "n_pending": 0}
+    for frame in inputs("relax"):
+        if time.time() >= deadline:
+            counts["n_pending"] += 1
+            continue
+        spec = charge_ordered_spec() if frame.info["solution"] == "charge_ordered" else SPEC
+        try:
+            result = relax_with_spec(frame, spec, RAW / "relax" / frame.info["name"],
+                                     DFTRelaxSettings(RELAX_FMAX, RELAX_STEPS), deadline)
+        except Exception as err:  # noqa: BLE001 -- the calculator's failure: report it, go on with the others
+            print(f"relax {frame.info['name']}: {type(err).__name__}: {err}", flush=True)
+            counts["n_failed"] += 1
+            continue
+        counts["n_ok" if result is not None else "n_pending"] += 1
+    return counts
+
+
 BUILDERS = {"hull_fe": lambda: build_hull(0.0, "hull_fe"), "hull_mnfe": lambda: build_hull(0.5, "hull_mnfe"),
-            "hull_fe_co": build_charge_ordered, "ev": build_ev, "md": build_md, "neb": build_neb}
+            "hull_fe_co": build_charge_ordered, "ev": build_ev, "md": build_md, "neb": build_neb,
+            "relax": build_relax}
 
 
 def inputs(part: str) -> list[Atoms]:
@@ -236,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{part}: {len(frames)} input frames", flush=True)
         if args.inputs_only or time.time() >= deadline:
             continue
-        s = label(part, deadline)
+        s = relax(deadline) if part == "relax" else label(part, deadline)
         print(f"{part}: {s['n_ok']} ok, {s['n_failed']} failed, {s['n_pending']} pending", flush=True)
     return 0
 

@@ -146,6 +146,34 @@ def score_neb(frames, preds) -> dict:
     return {"barrier_dft_eV": d1 - d0, "barrier_model_eV": m1 - m0, "barrier_error_eV": (m1 - m0) - (d1 - d0)}
 
 
+def score_relax() -> dict:
+    """The DFT relaxations (part ``relax``, DFT only): per structure steps, energy change and largest displacement
+    from the single point's structure (meV/fu, Å), and E_f of the x = 1/2 ordering both ways (meV/fu)."""
+    import ase.io
+
+    path = INPUTS / "relax.extxyz"
+    out, energies = {}, {}
+    for frame in ase.io.read(path, ":") if path.is_file() else []:
+        folder, name = RAW / "relax" / frame.info["name"], frame.info["name"]
+        n_fu = int((frame.numbers == 15).sum())
+        if not (folder / "result.json").is_file():
+            progress = folder / "progress.json"
+            out[name] = {"finished": False, **(json.loads(progress.read_text()) if progress.is_file() else {})}
+            continue
+        result = json.loads((folder / "result.json").read_text())
+        shift = np.linalg.norm(np.array(result["positions"]) - frame.positions, axis=1)
+        energies[frame.info["x_li"]] = (frame.info["single_point_energy"] / n_fu, result["energy"] / n_fu)
+        out[name] = {"finished": True, "converged": result["converged"], "steps": result["steps"],
+                     "core_hours": result["seconds"] / 3600, "fmax_eV_A": result["fmax_eV_A"],
+                     "energy_change_meV_fu": (result["energy"] - frame.info["single_point_energy"]) / n_fu * 1e3,
+                     "max_displacement_A": float(shift.max())}
+    if set(energies) == {0.0, 0.5, 1.0}:
+        for k, way in enumerate(("single_point", "relaxed")):
+            e = {x: v[k] for x, v in energies.items()}
+            out[f"ef_half_{way}_meV_fu"] = (e[0.5] - (e[0.0] + e[1.0]) / 2) * 1e3
+    return out
+
+
 SCORES = {"hull_fe": score_hull, "hull_fe_co": score_hull, "hull_mnfe": score_hull, "ev": score_ev, "md": score_md,
           "neb": score_neb}
 

@@ -428,3 +428,29 @@ def test_runs_sharing_a_folder_skip_frames_another_live_process_claimed(tmp_path
                            QUIET)  # the claim of an ended process lapses
     assert (summary["n_ok"], summary["n_pending"]) == (3, 0)
     assert not list((tmp_path / "records").glob("*.running"))
+
+
+def test_spec_relaxation_resumes_on_the_uninterrupted_path(tmp_path):
+    """mf_calc.label.relax: BFGS at fixed cell with a spec's calculator; a run killed after 5 steps (trajectory,
+    Hessian and progress on disk, no result) continues to the same relaxed structure in the same step count."""
+    from ase.build import bulk
+
+    from mf_calc.label.relax import RESULT, DFTRelaxSettings, relax_with_spec
+
+    spec = LabelSpec.from_dict({"calculator": "ase.calculators.lj:LennardJones", "magnetic_start": "none",
+                                "settings": {"sigma": 3.4, "epsilon": 0.0104, "rc": 8.0}})
+    atoms = bulk("Ar", "fcc", a=5.3) * (2, 2, 2)
+    atoms.rattle(0.1, seed=1)
+    cell = atoms.cell.array.copy()
+    full = relax_with_spec(atoms, spec, tmp_path / "full", DFTRelaxSettings(fmax=0.005, steps=200))
+    assert full["converged"] and full["fmax_eV_A"] < 0.005 and full["steps"] > 6
+    relax_with_spec(atoms, spec, tmp_path / "killed", DFTRelaxSettings(fmax=0.005, steps=5))
+    (tmp_path / "killed" / RESULT).unlink()  # as if killed during step 6
+    resumed = relax_with_spec(atoms, spec, tmp_path / "killed", DFTRelaxSettings(fmax=0.005, steps=200))
+    assert resumed["steps"] == full["steps"]
+    np.testing.assert_allclose(resumed["positions"], full["positions"], atol=1e-8)
+    assert resumed["energy"] == pytest.approx(full["energy"], abs=1e-10)
+    assert relax_with_spec(atoms, spec, tmp_path / "killed") == resumed  # finished: read back
+    np.testing.assert_allclose(atoms.cell.array, cell)
+    with pytest.raises(ValueError, match="fmax > 0"):
+        DFTRelaxSettings(fmax=0.0)

@@ -150,3 +150,36 @@ def test_active_learning_summary_counts_earlier_rounds_and_tabulates_every_round
     assert rows[0][2:7] == ["4", "3.5", "120.0", "9.5", "80"] and rows[0][-1] == "53 |"
     assert rows[0][8] == "–"  # hull_fe not labelled
     assert len(rows[0]) == len(text.splitlines()[0].split(" | "))
+
+
+def test_relax_scores_compare_the_dft_relaxation_with_the_single_points(tmp_path, monkeypatch):
+    """score_relax: energy change per fu, largest displacement, and E_f at x = 1/2 from single points and from
+    the relaxed energies of FePO4, LiFePO4 and the ordering; an unfinished relaxation shows its progress."""
+    import ase.io
+
+    monkeypatch.setattr(report, "INPUTS", tmp_path / "inputs")
+    monkeypatch.setattr(report, "RAW", tmp_path / "raw")
+    (tmp_path / "inputs").mkdir()
+    frames, relaxed = [], {0.0: -100.0, 0.5: -104.5, 1.0: -108.2}  # eV per 4 fu cell
+    for name, x in (("FePO4", 0.0), ("LiFePO4", 1.0), ("Li0.5FePO4", 0.5)):
+        atoms = lmfp(x_li=x, supercell=(1, 1, 1), seed=0)
+        atoms.info.update(name=name, x_li=x, single_point_energy=relaxed[x] + 0.04 + (0.1 if x == 0.5 else 0.0))
+        frames.append(atoms)
+        moved = atoms.positions.copy()
+        moved[0, 2] += 0.03
+        folder = tmp_path / "raw" / "relax" / name
+        folder.mkdir(parents=True)
+        (folder / "result.json").write_text(json.dumps({"energy": relaxed[x], "positions": moved.tolist(),
+                                                        "steps": 7, "converged": True, "seconds": 3600.0,
+                                                        "fmax_eV_A": 0.04}))
+    ase.io.write(tmp_path / "inputs" / "relax.extxyz", frames)
+    scores = report.score_relax()
+    assert scores["LiFePO4"]["energy_change_meV_fu"] == pytest.approx(-10.0)
+    assert scores["FePO4"]["max_displacement_A"] == pytest.approx(0.03)
+    assert scores["ef_half_relaxed_meV_fu"] == pytest.approx(-100.0)  # (-104.5 + 104.1) eV / 4 fu
+    assert scores["ef_half_single_point_meV_fu"] == pytest.approx(-75.0)  # the x = 1/2 single point 0.1 eV higher
+    (tmp_path / "raw" / "relax" / "FePO4" / "result.json").unlink()
+    (tmp_path / "raw" / "relax" / "FePO4" / "progress.json").write_text(json.dumps({"steps": 3, "seconds": 10.0}))
+    scores = report.score_relax()
+    assert scores["FePO4"] == {"finished": False, "steps": 3, "seconds": 10.0}
+    assert "ef_half_relaxed_meV_fu" not in scores
