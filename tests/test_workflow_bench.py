@@ -3,8 +3,6 @@
 
 
 import json
-import sys
-from pathlib import Path
 
 import make_workflow_bench as bench
 import numpy as np
@@ -127,10 +125,9 @@ def test_target_checks_say_met_missed_and_unlabelled():
 
 
 def test_active_learning_summary_counts_earlier_rounds_and_tabulates_every_round(tmp_path):
-    """benchmarks/active_learning/summarize.py: round r's model is charged the DFT of rounds < r; one table row
+    """benchmarks/active_learning_report.py: round r's model is charged the DFT of rounds < r; one table row
     per arm and round, unlabelled targets as a dash."""
-    sys.path.insert(0, str(Path(bench.__file__).parent / "active_learning"))
-    import summarize
+    import active_learning_report as summary
 
     from mf_calc.learn.loop import round_dir
 
@@ -138,13 +135,13 @@ def test_active_learning_summary_counts_earlier_rounds_and_tabulates_every_round
         round_dir(tmp_path, r).mkdir(parents=True)
         (round_dir(tmp_path, r) / "evaluation.json").write_text(json.dumps({"labelled": frames,
                                                                             "dft_core_hours": hours}))
-    assert summarize.spent_before(tmp_path, 0) == {"labelled_frames": 0, "dft_core_hours": 0.0}
-    assert summarize.spent_before(tmp_path, 2) == {"labelled_frames": 7, "dft_core_hours": 5.5}
+    assert summary.spent_before(tmp_path, 0) == {"labelled_frames": 0, "dft_core_hours": 0.0}
+    assert summary.spent_before(tmp_path, 2) == {"labelled_frames": 7, "dft_core_hours": 5.5}
     scores = {"parts": {"md": {"forces_mae_meV_A": 80.0, "energy_mae_meV_atom": 4.0},
                         "hull_mnfe": {"ef_mae_meV_fu": 53.0}}}
     result = {"round": 1, "test": {"test.extxyz": {"f_mae": 120.04, "e_mae": 9.5}}, "workflow_bench": scores,
-              "targets": report.target_checks(scores), **summarize.spent_before(tmp_path, 1)}
-    text = summarize.table({"arm_a": [result], "arm_b": [result | {"round": 2}]})
+              "targets": report.target_checks(scores), **summary.spent_before(tmp_path, 1)}
+    text = summary.table({"arm_a": [result], "arm_b": [result | {"round": 2}]})
     rows = [line.split(" | ") for line in text.splitlines()[2:]]
     assert [r[:2] for r in rows] == [["| arm_a", "1"], ["| arm_b", "2"]]
     assert rows[0][2:7] == ["4", "3.5", "120.0", "9.5", "80"] and rows[0][-1] == "53 |"

@@ -1,7 +1,7 @@
 """What active learning bought: every arm's round models scored side by side on the DFT workflow benchmark and the
 fixed test split, against the DFT they cost.
 
-    python benchmarks/active_learning/summarize.py            # -> runs/SUMMARY.md, runs/summary.png
+    python benchmarks/active_learning_report.py     # -> benchmarks/active_learning/runs/SUMMARY.md, summary.png
 
 Row "round r" of an arm is its round-r model (committee member 0, ``round_RR/committee/m0/best``): the starting
 data plus every frame labelled in rounds < r, so round 0 is the loop's baseline. Each model is scored on the
@@ -16,10 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # workflow_bench_report, make_workflow_bench
-
-RUNS = HERE / "runs"
+RUNS = Path(__file__).resolve().parent / "active_learning" / "runs"
 ARMS = ("finetune_committee", "finetune_random", "mf_committee")
 
 
