@@ -69,6 +69,55 @@ def score_model(run: Path, index: int, model_dir: Path) -> dict:
     return result
 
 
+def calibration(run: Path, index: int) -> dict | None:
+    """How well round ``index``'s committee knows its errors on the benchmark frames: per part the medians of the
+    committee's max force deviation and energy spread against member 0's max force error and energy error
+    (eV/Å, meV/atom). Needs every member (kept in ``round_RR/calibration.json``; other members are not committed)."""
+    import numpy as np
+    import workflow_bench_report as bench
+
+    from mf_calc.atomic import write_json
+    from mf_calc.learn.loop import open_run, round_dir
+    from mf_calc.learn.select import force_deviation
+    from mf_calc.model.mfchgnet import MFCHGNet
+
+    path = round_dir(run, index) / "calibration.json"
+    members = sorted((round_dir(run, index) / "committee").glob("m*/best/config.json"))
+    if len(members) < 2:
+        return json.loads(path.read_text()) if path.is_file() else None
+    fidelity = open_run(run).fidelity
+    models = [MFCHGNet.load(m.parent) for m in members]
+    out = {}
+    for part in ("md", "hull_fe", "hull_mnfe", "ev", "neb"):
+        frames = bench.labelled(part)
+        if not frames:
+            continue
+        preds = [model.predict(frames, fidelity=fidelity, task="ef") for model in models]
+        n = np.array([len(f) for f in frames])
+        energies = np.array([[p["energy"] for p in per_model] for per_model in preds]) / n
+        dft = np.array([f.get_potential_energy() for f in frames]) / n
+        force_error = [np.linalg.norm(f.get_forces() - p["forces"], axis=1).max() for f, p in zip(frames, preds[0])]
+        out[part] = {"frames": len(frames),
+                     "force_deviation_eV_A": float(np.median(force_deviation([[p["forces"] for p in per_model]
+                                                                             for per_model in preds]))),
+                     "force_error_eV_A": float(np.median(force_error)),
+                     "energy_spread_meV_atom": float(np.median(energies.std(0)) * 1e3),
+                     "energy_error_meV_atom": float(np.median(np.abs(energies[0] - dft)) * 1e3)}
+    write_json(path, out)
+    return out
+
+
+def calibration_lines(arm: str, index: int, parts: dict) -> list[str]:
+    lines = [f"Committee of `{arm}` round {index} on the benchmark frames (medians over each part's frames): what "
+             "it can see of its errors.", "",
+             "| part | frames | max atomic force deviation (eV/Å) | max atomic force error of member 0 (eV/Å) | "
+             "energy spread (meV/atom) | energy error of member 0 (meV/atom) |", "|---|---|---|---|---|---|"]
+    for part, v in parts.items():
+        lines.append(f"| {part} | {v['frames']} | {v['force_deviation_eV_A']:.3f} | {v['force_error_eV_A']:.3f} | "
+                     f"{v['energy_spread_meV_atom']:.2f} | {v['energy_error_meV_atom']:.2f} |")
+    return lines + [""]
+
+
 def row(arm: str, result: dict) -> list[str]:
     test = next(iter(result["test"].values()), {})
     cells = [arm, str(result["round"]), str(result["labelled_frames"]), f"{result['dft_core_hours']:.1f}",
@@ -122,9 +171,12 @@ def main(argv=None) -> int:
     results = {arm: rows for arm, rows in results.items() if rows}
     if not results:
         raise SystemExit(f"no trained round model under {args.runs} for arms {args.arms}")
+    calibrations = [calibration_lines(arm, index, parts) for arm in results for index, _ in
+                    round_models(args.runs / arm) if (parts := calibration(args.runs / arm, index))]
     text = ("# What active learning bought (issue 30)\n\nRound r = the model trained on the base data and the "
             "labels of rounds < r; targets of the DFT workflow benchmark (issue 30, section 3).\n\n"
-            + table(results) + "\n![targets per round](summary.png)\n")
+            + table(results) + "\n![targets per round](summary.png)\n\n"
+            + "\n".join(line for lines in calibrations for line in lines))
     (args.runs / "SUMMARY.md").write_text(text)
     plot(results, args.runs / "summary.png")
     print(text)
