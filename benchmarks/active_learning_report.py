@@ -69,53 +69,63 @@ def score_model(run: Path, index: int, model_dir: Path) -> dict:
     return result
 
 
+def committee_errors(models: list, frames: list, fidelity: str) -> dict:
+    """Per frame: the committee's max atomic force deviation (eV/Å) and energy spread (meV/atom), and member 0's
+    max atomic force error (eV/Å) and energy error (meV/atom) against the frames' DFT labels."""
+    import numpy as np
+
+    from mf_calc.learn.select import force_deviation
+
+    preds = [model.predict(frames, fidelity=fidelity, task="ef") for model in models]
+    n = np.array([len(f) for f in frames])
+    energies = np.array([[p["energy"] for p in per_model] for per_model in preds]) / n
+    dft = np.array([f.get_potential_energy() for f in frames]) / n
+    return {"force_deviation_eV_A": force_deviation([[p["forces"] for p in per_model] for per_model in preds]),
+            "force_error_eV_A": np.array([np.linalg.norm(f.get_forces() - p["forces"], axis=1).max()
+                                          for f, p in zip(frames, preds[0])]),
+            "energy_spread_meV_atom": energies.std(0) * 1e3, "energy_error_meV_atom": np.abs(energies[0] - dft) * 1e3}
+
+
 def calibration(run: Path, index: int) -> dict | None:
-    """How well round ``index``'s committee knows its errors on the benchmark frames: per part the medians of the
-    committee's max force deviation and energy spread against member 0's max force error and energy error
-    (eV/Å, meV/atom). Needs every member (kept in ``round_RR/calibration.json``; other members are not committed)."""
+    """How well round ``index``'s committee knows its errors on the benchmark frames: per part the medians of
+    ``committee_errors``, and over all parts the rank correlation (Spearman) of deviation with error. Needs every
+    member (kept in ``round_RR/calibration.json``; members other than 0 are not committed)."""
     import numpy as np
     import workflow_bench_report as bench
+    from scipy.stats import spearmanr
 
     from mf_calc.atomic import write_json
     from mf_calc.learn.loop import open_run, round_dir
-    from mf_calc.learn.select import force_deviation
     from mf_calc.model.mfchgnet import MFCHGNet
 
     path = round_dir(run, index) / "calibration.json"
     members = sorted((round_dir(run, index) / "committee").glob("m*/best/config.json"))
     if len(members) < 2:
         return json.loads(path.read_text()) if path.is_file() else None
-    fidelity = open_run(run).fidelity
     models = [MFCHGNet.load(m.parent) for m in members]
-    out = {}
-    for part in ("md", "hull_fe", "hull_mnfe", "ev", "neb"):
-        frames = bench.labelled(part)
-        if not frames:
-            continue
-        preds = [model.predict(frames, fidelity=fidelity, task="ef") for model in models]
-        n = np.array([len(f) for f in frames])
-        energies = np.array([[p["energy"] for p in per_model] for per_model in preds]) / n
-        dft = np.array([f.get_potential_energy() for f in frames]) / n
-        force_error = [np.linalg.norm(f.get_forces() - p["forces"], axis=1).max() for f, p in zip(frames, preds[0])]
-        out[part] = {"frames": len(frames),
-                     "force_deviation_eV_A": float(np.median(force_deviation([[p["forces"] for p in per_model]
-                                                                             for per_model in preds]))),
-                     "force_error_eV_A": float(np.median(force_error)),
-                     "energy_spread_meV_atom": float(np.median(energies.std(0)) * 1e3),
-                     "energy_error_meV_atom": float(np.median(np.abs(energies[0] - dft)) * 1e3)}
+    per_part = {part: committee_errors(models, frames, open_run(run).fidelity)
+                for part in ("md", "hull_fe", "hull_mnfe", "ev", "neb") if (frames := bench.labelled(part))}
+    out = {"parts": {part: {"frames": len(v["force_error_eV_A"])} | {k: float(np.median(a)) for k, a in v.items()}
+                     for part, v in per_part.items()}}
+    pooled = {k: np.concatenate([v[k] for v in per_part.values()]) for k in next(iter(per_part.values()))}
+    out["spearman"] = {"forces": float(spearmanr(pooled["force_deviation_eV_A"], pooled["force_error_eV_A"])[0]),
+                       "energy": float(spearmanr(pooled["energy_spread_meV_atom"], pooled["energy_error_meV_atom"])[0]),
+                       "frames": len(pooled["force_error_eV_A"])}
     write_json(path, out)
     return out
 
 
-def calibration_lines(arm: str, index: int, parts: dict) -> list[str]:
+def calibration_lines(arm: str, index: int, calib: dict) -> list[str]:
     lines = [f"Committee of `{arm}` round {index} on the benchmark frames (medians over each part's frames): what "
              "it can see of its errors.", "",
              "| part | frames | max atomic force deviation (eV/Å) | max atomic force error of member 0 (eV/Å) | "
              "energy spread (meV/atom) | energy error of member 0 (meV/atom) |", "|---|---|---|---|---|---|"]
-    for part, v in parts.items():
+    for part, v in calib["parts"].items():
         lines.append(f"| {part} | {v['frames']} | {v['force_deviation_eV_A']:.3f} | {v['force_error_eV_A']:.3f} | "
                      f"{v['energy_spread_meV_atom']:.2f} | {v['energy_error_meV_atom']:.2f} |")
-    return lines + [""]
+    rank = calib["spearman"]
+    return lines + ["", f"Rank correlation over all {rank['frames']} frames (Spearman): force deviation with force "
+                        f"error {rank['forces']:.2f}, energy spread with energy error {rank['energy']:.2f}.", ""]
 
 
 def row(arm: str, result: dict) -> list[str]:
@@ -171,8 +181,8 @@ def main(argv=None) -> int:
     results = {arm: rows for arm, rows in results.items() if rows}
     if not results:
         raise SystemExit(f"no trained round model under {args.runs} for arms {args.arms}")
-    calibrations = [calibration_lines(arm, index, parts) for arm in results for index, _ in
-                    round_models(args.runs / arm) if (parts := calibration(args.runs / arm, index))]
+    calibrations = [calibration_lines(arm, index, calib) for arm in results for index, _ in
+                    round_models(args.runs / arm) if (calib := calibration(args.runs / arm, index))]
     text = ("# What active learning bought (issue 30)\n\nRound r = the model trained on the base data and the "
             "labels of rounds < r; targets of the DFT workflow benchmark (issue 30, section 3).\n\n"
             + table(results) + "\n![targets per round](summary.png)\n\n"

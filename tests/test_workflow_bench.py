@@ -180,3 +180,25 @@ def test_relax_scores_compare_the_dft_relaxation_with_the_single_points(tmp_path
     scores = report.score_relax()
     assert scores["FePO4"] == {"finished": False, "steps": 3, "seconds": 10.0}
     assert "ef_half_relaxed_meV_fu" not in scores
+
+
+def test_committee_errors_measure_spread_and_member_zero_error():
+    """active_learning_report.committee_errors: DP-GEN's max atomic force deviation and the energy spread of the
+    committee, member 0's errors against the labels (stub models: known offsets)."""
+    import active_learning_report as summary
+
+    frames = [_labelled(lmfp(x_li=1.0, supercell=(1, 1, 1), seed=0), -100.0)]
+    n = len(frames[0])
+
+    class Stub:
+        def __init__(self, de, df):
+            self.de, self.df = de, df
+
+        def predict(self, frames, fidelity, task):
+            return [{"energy": -100.0 + self.de, "forces": np.full((n, 3), self.df)} for _ in frames]
+
+    out = summary.committee_errors([Stub(0.0, 0.0), Stub(n * 2e-3, 0.0), Stub(n * 4e-3, 0.3)], frames, "x")
+    # per atom: mean force (0.1, 0.1, 0.1); squared distances 0.03, 0.03, 0.12 -> sqrt(mean) = sqrt(0.06)
+    assert out["force_deviation_eV_A"][0] == pytest.approx(np.sqrt(0.06))
+    assert out["force_error_eV_A"][0] == pytest.approx(0.0) and out["energy_error_meV_atom"][0] == pytest.approx(0.0)
+    assert out["energy_spread_meV_atom"][0] == pytest.approx(np.std([0.0, 2.0, 4.0]))
