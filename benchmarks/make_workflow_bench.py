@@ -245,16 +245,15 @@ def inputs(part: str) -> list[Atoms]:
     return ase.io.read(path, ":")
 
 
-def label(part: str, deadline: float) -> dict:
+def label(part: str, deadline: float, give_up: int | None = None) -> dict:
     from mf_calc.label.run import LabelOptions, label_frames
 
     frames = inputs(part)
     sources = [f"workflow_bench/inputs/{part}.extxyz:{i}" for i in range(len(frames))]
     spec = charge_ordered_spec() if part == "hull_fe_co" else SPEC
-    summary = {}
+    summary, options = {}, LabelOptions(progress=False, deadline=deadline, give_up=give_up)
     for wave in snapshot_waves(frames):
-        summary = label_frames(frames, FIDELITY, spec, RAW / part, LabelOptions(progress=False, deadline=deadline),
-                               sources=sources, only=wave)
+        summary = label_frames(frames, FIDELITY, spec, RAW / part, options, sources=sources, only=wave)
     return summary
 
 
@@ -275,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--until", metavar="HH:MM", help="start no frame after this local time")
     ap.add_argument("--hours", type=float, default=1e9, help="start no frame after this many hours")
     ap.add_argument("--inputs-only", action="store_true", help="make the inputs with the model and stop")
+    ap.add_argument("--give-up", type=int, default=None, metavar="N",
+                    help="give up a first SCF whose density error has not halved for N iterations (the retry follows)")
     args = ap.parse_args(argv)
     from mf_calc.threads import configure_threads
 
@@ -286,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{part}: {len(frames)} input frames", flush=True)
         if args.inputs_only or time.time() >= deadline:
             continue
-        s = relax(deadline) if part == "relax" else label(part, deadline)
+        s = relax(deadline) if part == "relax" else label(part, deadline, args.give_up)
         print(f"{part}: {s['n_ok']} ok, {s['n_failed']} failed, {s['n_pending']} pending", flush=True)
     return 0
 

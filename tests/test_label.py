@@ -454,3 +454,50 @@ def test_spec_relaxation_resumes_on_the_uninterrupted_path(tmp_path):
     np.testing.assert_allclose(atoms.cell.array, cell)
     with pytest.raises(ValueError, match="fmax > 0"):
         DFTRelaxSettings(fmax=0.0)
+
+
+def test_a_stalled_scf_is_given_up_and_a_fresh_scf_starts_counting_again():
+    """mf_calc.label.stall: the criterion never blocks convergence, raises once the density error has not halved
+    for `window` iterations, and starts over on a new SCF (GPAW's iteration counter back at 1)."""
+    from types import SimpleNamespace
+
+    from mf_calc.label.stall import GiveUpStalled, SCFStalled, with_stall
+
+    def context(niter, error):
+        return SimpleNamespace(niter=niter, dens=SimpleNamespace(error=error * 10), wfs=SimpleNamespace(nvalence=10))
+
+    stall = GiveUpStalled(3)
+    for niter, error in enumerate([1.0, 0.4, 0.1, 0.06, 0.07], start=1):  # halves, then stays above 0.05
+        assert stall(context(niter, error)) == (True, "")
+    with pytest.raises(SCFStalled, match="not halved in 3 iterations"):
+        stall(context(6, 0.055))  # the third iteration since the best (0.1) without reaching 0.05
+    stall = GiveUpStalled(3)
+    for niter, error in [(1, 1.0), (2, 0.9), (3, 0.8), (1, 5.0), (2, 4.0), (3, 1.0), (4, 0.9)]:  # new SCF at niter 1
+        stall(context(niter, error))
+    settings = with_stall({"forces": 0.005}, 40)
+    assert settings["forces"] == 0.005 and [c.window for c in settings["custom"]] == [40]
+    assert with_stall({"forces": 0.005}, None) == {"forces": 0.005}
+    spec = LabelSpec.load("gpaw_afm")
+    assert spec.calculator_settings(give_up=30)["convergence"]["custom"][0].window == 30
+    assert "custom" not in spec.calculator_settings()["convergence"]
+    with pytest.raises(ValueError, match="give_up"):
+        LabelOptions(give_up=1)
+
+
+def test_give_up_applies_to_the_first_attempt_only(tmp_path, monkeypatch):
+    """LabelOptions.give_up reaches the first attempt's calculator; the retry, the last chance, runs to maxiter."""
+    built = []
+    original = LabelSpec.build
+
+    def build(self, log=None, retry=False, supercell=None, give_up=None):
+        built.append((retry, give_up))
+        return original(self, log=log, retry=retry, supercell=supercell, give_up=give_up)
+
+    monkeypatch.setattr(LabelSpec, "build", build)
+    frames = cells(1)
+    spec = lj_spec(settings=LJ | {"fail_sizes": [len(frames[0])]}, retry={"fail_sizes": []})
+    summary = label_frames(frames, "lj", spec, tmp_path, LabelOptions(progress=False, give_up=40))
+    assert summary["n_ok_after_retry"] == 1 and built == [(False, 40), (True, None)]
+    built.clear()
+    label_frames(frames, "lj", lj_spec(), tmp_path / "no_retry", LabelOptions(progress=False, give_up=40))
+    assert built == [(False, None)]  # one attempt only: it is the last

@@ -202,3 +202,20 @@ def test_committee_errors_measure_spread_and_member_zero_error():
     assert out["force_deviation_eV_A"][0] == pytest.approx(np.sqrt(0.06))
     assert out["force_error_eV_A"][0] == pytest.approx(0.0) and out["energy_error_meV_atom"][0] == pytest.approx(0.0)
     assert out["energy_spread_meV_atom"][0] == pytest.approx(np.std([0.0, 2.0, 4.0]))
+
+
+def test_scf_stall_scan_splits_scfs_and_counts_iterations_without_halving(tmp_path):
+    """benchmarks/scf_stalls.py on a GPAW-style log: two SCFs (the U ramp's), first iterations without a density
+    error skipped, the longest stretch without halving counted."""
+    import scf_stalls
+
+    lines = ["|iter:   1| 07:34:05 | -409.895247 | +0.59 |       |  -0.0000|"]
+    lines += [f"|iter: {k:3d}| 07:34:05 | -409.8 | -4.0 | {d:+.2f}c|  -0.0000|"
+              for k, d in zip(range(2, 6), (-1.0, -1.5, -1.6, -1.65))]
+    lines += ["|iter:   1| 07:40:02 | -362.873981 | -1.24 |       |      |  -0.0276|"]
+    lines += [f"|iter: {k:3d}| 07:40:02 | -362.87 | -4.0 | {d:+.2f} |      |  -0.0276|"
+              for k, d in zip(range(2, 5), (-2.0, -4.1, -4.2))]
+    (tmp_path / "00000.txt").write_text("\n".join(["header"] + lines) + "\n")
+    assert scf_stalls.scfs(str(tmp_path / "00000.txt")) == [[-1.0, -1.5, -1.6, -1.65], [-2.0, -4.1, -4.2]]
+    assert scf_stalls.longest_stall([-1.0, -1.5, -1.6, -1.65]) == 2  # -1.6 and -1.65 do not halve 10**-1.5
+    assert scf_stalls.longest_stall([-2.0, -4.1, -4.2]) == 1

@@ -43,7 +43,15 @@ def register(sub) -> None:
                         "when the spec labels it) with finite differences of the free energy (7 calculations, 12 "
                         "more for stress) and print the result as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_give_up(p)
     p.set_defaults(func=cmd_label)
+
+
+def add_give_up(p) -> None:
+    p.add_argument("--give-up", type=int, default=None, metavar="N",
+                   help="GPAW: give up a first SCF whose density error has not halved for N iterations, so the "
+                        "spec's retry starts at once instead of after maxiter (the retry runs to maxiter; default "
+                        "off; `python benchmarks/scf_stalls.py LOGS` shows the stretches in converged SCFs)")
 
 
 def cmd_label(args) -> int:
@@ -62,7 +70,8 @@ def cmd_label(args) -> int:
     from mf_calc.label.run import LabelOptions, label_frames
 
     sources = [f"{args.frames}:{i}" for i in range(len(frames))]
-    options = LabelOptions(args.workers, args.group_key, args.retry_failed, progress=not args.quiet)
+    options = LabelOptions(args.workers, args.group_key, args.retry_failed, progress=not args.quiet,
+                           give_up=args.give_up)
     summary = label_frames(frames, args.fidelity, spec, args.out, options, sources=sources)
     print(f"{summary['fidelity']}: {summary['n_ok']} labelled, {summary['n_failed']} failed, "
           f"{summary['n_pending']} pending of {summary['n_input']} -> {args.out}/labelled.extxyz")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from mf_calc.cli.label import add_give_up
+
 EPILOG = """\
 SETTINGS (JSON, needed on the first call; kept in DIR/learn.json and checked on later calls):
   {"model": starting model (name or folder), "data": ["FILE[:FIDELITY]", ...] labelled training files,
@@ -39,6 +41,7 @@ def register(sub) -> None:
     p.add_argument("--settings", help="settings JSON file (first call; later calls: must match DIR/learn.json)")
     p.add_argument("--round", type=int, default=None, help="round to run (default: the first without a report)")
     p.add_argument("--until", metavar="HH:MM", help="start no DFT frame after this local time")
+    add_give_up(p)
     p.set_defaults(func=cmd_learn)
 
 
@@ -54,7 +57,7 @@ def cmd_learn(args) -> int:
     index = next_round(args.directory) if args.round is None else args.round
     deadline = time.time() + 3600 * hours_until(args.until) if args.until else None
     try:
-        result = run_round(args.directory, settings, index, deadline=deadline)
+        result = run_round(args.directory, settings, index, deadline=deadline, give_up=args.give_up)
     except Waiting as err:
         print(f"round {index}: waiting for a sibling run: {err}")
         return 0

@@ -46,17 +46,22 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THRE
 class LabelOptions:
     """How frames are labelled. workers: processes (one BLAS/OpenMP thread each); group_key: consecutive frames
     with the same ``info[group_key]`` share a calculator; retry_failed: try frames recorded as failed again;
-    deadline (a ``time.time()`` value): no frame group is started after it, the frames left stay pending."""
+    deadline (a ``time.time()`` value): no frame group is started after it, the frames left stay pending;
+    give_up: a first GPAW SCF whose density error has not halved for this many iterations fails at once and the
+    spec's retry follows (``mf_calc.label.stall``; the last attempt always runs to ``maxiter``), None: off."""
 
     workers: int = 1
     group_key: str | None = None
     retry_failed: bool = False
     progress: bool = True
     deadline: float | None = None
+    give_up: int | None = None
 
     def __post_init__(self):
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.give_up is not None and self.give_up < 2:
+            raise ValueError(f"give_up must be >= 2 SCF iterations, got {self.give_up}")
 
 
 def label_frames(frames: Sequence[Atoms], fidelity: str, spec: LabelSpec | str | Path, out: str | Path,
@@ -86,7 +91,7 @@ def label_frames(frames: Sequence[Atoms], fidelity: str, spec: LabelSpec | str |
         for job in jobs:
             if options.deadline is not None and time.time() >= options.deadline:
                 break
-            for _ in label_group(job, fidelity, spec, store.out):
+            for _ in label_group(job, fidelity, spec, store.out, options.give_up):
                 bar.update()
     else:
         _label_in_pool(jobs, (fidelity, spec, store), (frames, sources), options, bar)
@@ -119,7 +124,8 @@ def _label_in_pool(jobs: list, target: tuple, inputs: tuple, options: LabelOptio
     broken = False
     with _env(ONE_THREAD), cf.ProcessPoolExecutor(min(options.workers, len(jobs)),
                                                    mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_label_group_all, job, fidelity, spec, store.out, options.deadline) for job in jobs]
+        futures = [pool.submit(_label_group_all, job, fidelity, spec, store.out, options.deadline, options.give_up)
+                   for job in jobs]
         try:
             for future in cf.as_completed(futures):
                 bar.update(future.result())
@@ -162,15 +168,16 @@ def _groups(indices: list[int], frames: Sequence[Atoms], group_key: str | None) 
     return groups
 
 
-def _label_group_all(job, fidelity, spec, out, deadline=None) -> int:
+def _label_group_all(job, fidelity, spec, out, deadline=None, give_up=None) -> int:
     if deadline is not None and time.time() >= deadline:
         return 0
-    return sum(1 for _ in label_group(job, fidelity, spec, out))
+    return sum(1 for _ in label_group(job, fidelity, spec, out, give_up))
 
 
-def label_group(job: list[tuple[int, Atoms, str]], fidelity: str, spec: LabelSpec, out: Path) -> Iterator[dict]:
+def label_group(job: list[tuple[int, Atoms, str]], fidelity: str, spec: LabelSpec, out: Path,
+                give_up: int | None = None) -> Iterator[dict]:
     """Label the frames of one group in order, sharing one calculator while every SCF succeeds; write and
-    yield each record as soon as it is finished."""
+    yield each record as soon as it is finished (``give_up``: see ``LabelOptions``)."""
     store = LabelStore(out)
     calc, previous_supercell = None, None
     for index, atoms, source in job:
@@ -185,9 +192,10 @@ def label_group(job: list[tuple[int, Atoms, str]], fidelity: str, spec: LabelSpe
         if not store.claim(index):
             continue  # another process is labelling (or has labelled) this frame
         for retry in ((False, True) if spec.retry else (False,)):
+            patience = give_up if spec.retry and not retry else None  # the last attempt runs to maxiter
             if calc is None or retry:
-                calc = spec.build(log=log, retry=retry, supercell=supercell)
-            attempt, labels = _attempt(calc, atoms, spec, retry)
+                calc = spec.build(log=log, retry=retry, supercell=supercell, give_up=patience)
+            attempt, labels = _attempt(calc, atoms, spec, retry, patience)
             attempt["retry"] = retry
             record["attempts"].append(attempt)
             if labels is not None:
@@ -201,7 +209,7 @@ def label_group(job: list[tuple[int, Atoms, str]], fidelity: str, spec: LabelSpe
         yield record
 
 
-def _attempt(calc, atoms: Atoms, spec: LabelSpec, retry: bool) -> tuple[dict, dict | None]:
+def _attempt(calc, atoms: Atoms, spec: LabelSpec, retry: bool, give_up: int | None = None) -> tuple[dict, dict | None]:
     """One calculation with ``calc`` (built from ``spec``, with its retry settings when ``retry``): (attempt
     summary, labels or None when it raised)."""
     prepared = spec.prepare(atoms)
@@ -210,7 +218,7 @@ def _attempt(calc, atoms: Atoms, spec: LabelSpec, retry: bool) -> tuple[dict, di
     ramp = None
     try:
         if spec.u_ramp is not None:
-            ramp = ramp_scf(prepared, spec.calculator_settings(retry), spec.u_ramp)
+            ramp = ramp_scf(prepared, spec.calculator_settings(retry, give_up), spec.u_ramp)
         labels = {"energy": prepared.get_potential_energy(force_consistent=True),
                   "energy_extrapolated": prepared.get_potential_energy(),
                   "forces": prepared.get_forces()}

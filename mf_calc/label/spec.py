@@ -38,6 +38,7 @@ from ase.calculators.calculator import Calculator
 
 from mf_calc.label.kpoints import folds_exactly, frame_supercell, supercell_settings
 from mf_calc.label.magnetism import MAGNETIC_STARTS, initial_magmoms
+from mf_calc.label.stall import with_stall
 from mf_calc.label.u_ramp import check_u_ramp, scaled_settings
 
 SPEC_DIR = Path(__file__).parent / "specs"
@@ -149,17 +150,21 @@ class LabelSpec:
         except PackageNotFoundError:
             return package
 
-    def calculator_settings(self, retry: bool = False) -> dict:
-        """The calculator's keyword arguments: ``settings``, with the ``retry`` overrides when ``retry``."""
-        return dict(self.settings) | (dict(self.retry or {}) if retry else {})
+    def calculator_settings(self, retry: bool = False, give_up: int | None = None) -> dict:
+        """The calculator's keyword arguments: ``settings``, with the ``retry`` overrides when ``retry``; GPAW's
+        give up an SCF whose density error has not halved for ``give_up`` iterations (``mf_calc.label.stall``)."""
+        settings = dict(self.settings) | (dict(self.retry or {}) if retry else {})
+        if give_up is not None and self.is_gpaw:
+            settings["convergence"] = with_stall(settings.get("convergence"), give_up)
+        return settings
 
     def build(self, log: str | Path | None = None, retry: bool = False,
-              supercell: tuple[int, int, int] | None = None) -> Calculator:
+              supercell: tuple[int, int, int] | None = None, give_up: int | None = None) -> Calculator:
         """A fresh calculator; ``retry=True`` applies the ``retry`` overrides; ``log`` is the text log of
         calculators that write one (GPAW's ``txt``). With a ``u_ramp`` it starts at the ramp's first U. For a
         frame that is a ``supercell`` of the cell the k-point grid is for, GPAW gets that grid folded
-        (:mod:`mf_calc.label.kpoints`)."""
-        settings = self.calculator_settings(retry)
+        (:mod:`mf_calc.label.kpoints`); ``give_up``: see ``calculator_settings``."""
+        settings = self.calculator_settings(retry, give_up)
         cls = self.calculator_class
         if self.is_gpaw:
             settings = supercell_settings(settings, supercell)
@@ -168,7 +173,7 @@ class LabelSpec:
             if self.u_ramp is not None:
                 settings = scaled_settings(settings, self.u_ramp[0])
                 if self.u_ramp_convergence is not None:
-                    settings["convergence"] = dict(self.u_ramp_convergence)
+                    settings["convergence"] = with_stall(self.u_ramp_convergence, give_up)
         elif self.u_ramp is not None:
             raise ValueError(f"spec 'u_ramp' needs GPAW; calculator {self.calculator!r} has no in-place U ramp")
         try:

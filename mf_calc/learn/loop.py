@@ -286,8 +286,10 @@ def select_step(directory, settings: LearnSettings, index: int, members: list[Pa
             for t in targets}
 
 
-def label_step(directory, settings: LearnSettings, index: int, selected: dict, deadline: float | None) -> dict:
-    """DFT labels of the picks, the scarce fidelity first; the label summary per target suffix."""
+def label_step(directory, settings: LearnSettings, index: int, selected: dict, deadline: float | None,
+               give_up: int | None = None) -> dict:
+    """DFT labels of the picks, the scarce fidelity first (``give_up``: see ``LabelOptions``); the label summary
+    per target suffix."""
     from mf_calc.label.run import LabelOptions, label_frames
 
     summaries = {}
@@ -301,7 +303,8 @@ def label_step(directory, settings: LearnSettings, index: int, selected: dict, d
             continue
         sources = [f"round_{index:02d}/{target.picks_file}:{i}" for i in range(len(frames))]
         summaries[target.suffix] = label_frames(frames, target.fidelity, target.spec, out,
-                                                LabelOptions(progress=False, deadline=deadline), sources=sources)
+                                                LabelOptions(progress=False, deadline=deadline, give_up=give_up),
+                                                sources=sources)
     return summaries
 
 
@@ -361,13 +364,15 @@ def format_report(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_round(directory, settings: LearnSettings, index: int, deadline: float | None = None) -> dict | None:
-    """Run (or continue) round ``index``; return its evaluation, or None when DFT labels are still pending."""
+def run_round(directory, settings: LearnSettings, index: int, deadline: float | None = None,
+              give_up: int | None = None) -> dict | None:
+    """Run (or continue) round ``index``; return its evaluation, or None when DFT labels are still pending.
+    ``deadline`` and ``give_up``: see ``LabelOptions``."""
     selected_already = all((round_dir(directory, index) / t.picks_file).is_file() for t in settings.targets)
     members = train_committee(directory, settings, index, 1 if selected_already else None)  # after selection: m0
     candidates = explore_step(directory, settings, index, members)
     selected = select_step(directory, settings, index, members, candidates)
-    summaries = label_step(directory, settings, index, selected, deadline)
+    summaries = label_step(directory, settings, index, selected, deadline, give_up)
     pending = sum(summary["n_pending"] for summary in summaries.values())
     if pending:
         log.info("round %d: %d of %d frames still to label", index, pending, sum(map(len, selected.values())))

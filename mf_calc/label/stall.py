@@ -1,0 +1,67 @@
+"""Give up a stalled GPAW SCF, so that the spec's retry settings take over at once instead of after ``maxiter``.
+
+An SCF with a gentle mixer can settle on a plateau: the density error stops falling (charge or spin sloshing
+between near-degenerate d states) and the run goes on until ``maxiter``. ``GiveUpStalled`` is a GPAW convergence
+criterion that never holds an SCF back; it raises ``SCFStalled`` once the density error (GPAW's, per valence
+electron) has not halved for ``window`` iterations. The label pipeline records that attempt as failed, with the
+reason, and runs the spec's retry at once. The labels are those of a converged SCF either way; only the time
+spent on an SCF that would not converge changes.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+class SCFStalled(RuntimeError):
+    """The SCF's density error stopped falling."""
+
+
+class GiveUpStalled:
+    """GPAW convergence criterion (duck-typed, so that GPAW stays optional here); ``window``: iterations."""
+
+    name = "stall"
+    tablename = "stall"
+    calc_last = False
+    override_others = False
+
+    def __init__(self, window: int):
+        if window < 2:
+            raise ValueError(f"a stalled SCF needs a window of at least 2 iterations, got {window}")
+        self.window = window
+        self.description = f"Give up when the density error has not halved in {window} iterations"
+        self.reset()
+
+    def reset(self) -> None:
+        self.best, self.since, self.iterations = math.inf, 0, 0
+
+    def todict(self) -> dict:
+        return {"name": self.name, "window": self.window}
+
+    def __call__(self, context) -> tuple[bool, str]:
+        niter = getattr(context, "niter", None)
+        if niter is not None and niter <= self.iterations:  # a new SCF on the same calculator (next frame)
+            self.reset()
+        self.iterations = niter if niter is not None else self.iterations + 1
+        error, valence = context.dens.error, context.wfs.nvalence
+        if error is None or not valence or not math.isfinite(error):
+            return True, ""
+        error /= valence
+        if error < self.best / 2:
+            self.best, self.since = error, 0
+        else:
+            self.since += 1
+        if self.since >= self.window:
+            raise SCFStalled(f"SCF stalled: the density error ({error:.2g} per valence electron) has not halved in "
+                             f"{self.window} iterations (best {self.best:.2g}; {self.iterations} iterations)")
+        return True, ""
+
+
+def with_stall(convergence: dict | None, window: int | None) -> dict:
+    """GPAW ``convergence`` settings with a fresh ``GiveUpStalled(window)`` among its custom criteria (unchanged
+    for ``window`` None)."""
+    convergence = dict(convergence or {})
+    if window is not None:
+        custom = convergence.get("custom", [])
+        convergence["custom"] = [*(custom if isinstance(custom, (list, tuple)) else [custom]), GiveUpStalled(window)]
+    return convergence
