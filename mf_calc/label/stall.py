@@ -11,6 +11,7 @@ spent on an SCF that would not converge changes.
 from __future__ import annotations
 
 import math
+import warnings
 
 
 class SCFStalled(RuntimeError):
@@ -61,7 +62,8 @@ def with_stall(convergence: dict | None, window: int | None) -> dict:
     """GPAW ``convergence`` settings with a fresh ``GiveUpStalled(window)`` among its custom criteria (unchanged
     for ``window`` None)."""
     convergence = dict(convergence or {})
-    if window is not None:
+    if window is not None:  # GPAW warns of every custom criterion; each calculator gets its own instance here
+        warnings.filterwarnings("ignore", message="Custom convergence criterion stall encountered")
         custom = convergence.get("custom", [])
         convergence["custom"] = [*(custom if isinstance(custom, (list, tuple)) else [custom]), GiveUpStalled(window)]
     return convergence
