@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
-RUNS = Path(__file__).resolve().parent / "active_learning" / "runs"
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = ROOT / "benchmarks" / "active_learning" / "runs"
 ARMS = ("finetune_committee", "finetune_random", "mf_committee")
 
 
@@ -62,10 +64,17 @@ def score_model(run: Path, index: int, model_dir: Path) -> dict:
     for item in settings.evaluate:
         data = FrameDataset(read_frames(item, fidelity=settings.fidelity))
         test[item] = evaluate(model, data.graphs(model)).get(settings.fidelity, {})
-    scores = bench.evaluate(str(model_dir), settings.fidelity)
-    result = {"round": index, "model": str(model_dir), "test": test, "workflow_bench": scores,
+    name = os.path.relpath(model_dir, ROOT)  # committed: no machine's absolute path
+    scores = bench.evaluate(str(model_dir), settings.fidelity) | {"model": name}
+    result = {"round": index, "model": name, "test": test, "workflow_bench": scores,
               "targets": bench.target_checks(scores), **spent_before(run, index)}
     write_json(round_dir(run, index) / "scores.json", result)
+    report = [f"# Round {index} model on the DFT workflow benchmark", "",
+              f"`{name}`: the base data and {result['labelled_frames']} frames labelled in rounds < {index} "
+              f"({result['dft_core_hours']:.1f} DFT core-hours); `python benchmarks/active_learning_report.py`.", "",
+              *bench.targets_table(result["targets"]), "", "Per part (meV/Å, meV/atom, meV/fu, GPa, eV):", "",
+              "```json", json.dumps(scores["parts"], indent=1), "```", ""]
+    (round_dir(run, index) / "workflow_bench.md").write_text("\n".join(report))
     return result
 
 

@@ -12,7 +12,7 @@ import json
 import ase.io
 import numpy as np
 from make_workflow_bench import BENCH, INPUTS, PARTS, RAW, RELAX_FMAX, charge_ordered_spec
-from workflow_bench_report import evaluate, score_relax, target_checks
+from workflow_bench_report import evaluate, score_relax, target_checks, targets_table
 
 
 def progress_rows() -> list[str]:
@@ -102,10 +102,7 @@ def card() -> str:
             lines += [*rows, ""]
     lines += relax_rows()
     lines += ["## `lmfp-dft` against the default-model targets (issue 30, section 3), on the frames labelled so far",
-              "", "| target | value | limit | met |", "|---|---|---|---|"]
-    for name, value, limit, met in target_checks(scores):
-        shown = "not labelled yet" if value is None else f"{value:.3g}"
-        lines.append(f"| {name} | {shown} | {limit} | {'—' if met is None else ('yes' if met else 'no')} |")
+              "", *targets_table(target_checks(scores))]
     lines += ["", "## Scores of `lmfp-dft` on the frames labelled so far", "",
               "```json", json.dumps(scores, indent=1), "```", ""]
     return "\n".join(lines)

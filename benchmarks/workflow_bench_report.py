@@ -202,6 +202,15 @@ def target_checks(scores: dict) -> list[tuple[str, float | None, str, bool | Non
     return [(name, value, limit, None if value is None else bool(ok(value))) for name, value, limit, ok in checks]
 
 
+def targets_table(checks: list) -> list[str]:
+    """Markdown rows of ``target_checks``: target, value, limit, met."""
+    lines = ["| target | value | limit | met |", "|---|---|---|---|"]
+    for name, value, limit, met in checks:
+        shown = "not labelled yet" if value is None else f"{value:.3g}"
+        lines.append(f"| {name} | {shown} | {limit} | {'—' if met is None else ('yes' if met else 'no')} |")
+    return lines
+
+
 def evaluate(model_name: str = MODEL, fidelity: str = FIDELITY) -> dict:
     """Scores of a model on every part labelled so far, with the force MAE over each part's frames."""
     from mf_calc import load_model
