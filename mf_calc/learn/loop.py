@@ -255,6 +255,26 @@ def _picks(settings: LearnSettings, target: Target, index: int, candidates: list
     return pick_random(len(candidates), choose.cap, seed=settings.seed * 1000 + index, avoid=other)
 
 
+def _choose(directory, settings: LearnSettings, index: int, candidates: list, deviation, shared: Path | None) -> dict:
+    """Picks (candidate indices) per target suffix: the sibling run's at the run's fidelity where they are shared
+    (``shared``: its picks file), this run's own otherwise."""
+    picks = {}
+    for target in settings.targets:
+        if shared is not None and target.suffix == "":
+            picks[""] = json.loads((shared.parent / "selection.json").read_text())["picks"]
+        else:
+            earlier = [f.atoms for f in labelled_so_far(directory, settings, index, [target])]
+            picks[target.suffix] = _picks(settings, target, index, candidates, deviation, earlier)
+    return picks
+
+
+def _write_picks(path: Path, candidates: list, picks: list[int], deviation, index: int) -> None:
+    chosen = [candidates[i] for i in picks]
+    for i, atoms in zip(picks, chosen):
+        atoms.info.update(candidate=i, deviation_eV_A=float(deviation[i]), al_round=index)
+    atomic_write(path, lambda fh: ase.io.write(fh, chosen, format="extxyz"))
+
+
 def select_step(directory, settings: LearnSettings, index: int, members: list[Path], candidates: list) -> dict:
     """The frames to label per fidelity (``selected.extxyz``, ``selected_low.extxyz``), and ``selection.json``
     with every candidate's committee force deviation and the picks (or random picks at the same budget,
@@ -266,22 +286,16 @@ def select_step(directory, settings: LearnSettings, index: int, members: list[Pa
                   for m in members]
         deviation = force_deviation(forces)
         shared = _shared_file(directory, settings, index, "picks", targets[0].picks_file)  # after selection.json
-        picks = {t.suffix: json.loads((shared.parent / "selection.json").read_text())["picks"]
-                 if shared and t.suffix == "" else
-                 _picks(settings, t, index, candidates, deviation,
-                        [f.atoms for f in labelled_so_far(directory, settings, index, [t])]) for t in targets}
+        picks = _choose(directory, settings, index, candidates, deviation, shared)
         write_json(folder / "selection.json", {"deviation_eV_A": deviation.tolist(), "picks": picks[""],
                                                **({"picks_low": picks["_low"]} if "_low" in picks else {}),
                                                "select": settings.select,
                                                "settings": asdict(SelectSettings(**settings.selection))})
         for t in targets:
-            if shared and t.suffix == "":  # the sibling's file: the same frames, so the same labels
+            if shared is not None and t.suffix == "":  # the sibling's file: the same frames, so the same labels
                 shutil.copyfile(shared, folder / t.picks_file)
-                continue
-            chosen = [candidates[i] for i in picks[t.suffix]]
-            for i, atoms in zip(picks[t.suffix], chosen):
-                atoms.info.update(candidate=i, deviation_eV_A=float(deviation[i]), al_round=index)
-            atomic_write(folder / t.picks_file, lambda fh, frames=chosen: ase.io.write(fh, frames, format="extxyz"))
+            else:
+                _write_picks(folder / t.picks_file, candidates, picks[t.suffix], deviation, index)
     return {t.suffix: ase.io.read(folder / t.picks_file, ":") if (folder / t.picks_file).stat().st_size else []
             for t in targets}
 
