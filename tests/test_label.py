@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 
 import numpy as np
@@ -298,6 +299,9 @@ def test_cli_label_and_check(tmp_path, capsys):
     (tmp_path / "spec.json").write_text(json.dumps(lj_spec().to_dict()))
     args = ["label", str(tmp_path / "frames.extxyz"), "--fidelity", "lj", "--spec", str(tmp_path / "spec.json"),
             "--quiet", "--out", str(tmp_path / "out")]
+    passed = (datetime.datetime.now() - datetime.timedelta(hours=1)).strftime("%H:%M")
+    assert main(args + ["--until", passed, "--give-up", "40"]) == 0  # an hour ago: no frame starts
+    assert "lj: 0 labelled, 0 failed, 2 pending of 2" in capsys.readouterr().out
     assert main(args) == 0
     assert "lj: 2 labelled, 0 failed, 0 pending of 2" in capsys.readouterr().out
     assert len(read_frames(tmp_path / "out/labelled.extxyz")) == 2

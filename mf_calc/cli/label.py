@@ -43,11 +43,23 @@ def register(sub) -> None:
                         "when the spec labels it) with finite differences of the free energy (7 calculations, 12 "
                         "more for stress) and print the result as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_give_up(p)
+    add_dft_run_options(p)
     p.set_defaults(func=cmd_label)
 
 
-def add_give_up(p) -> None:
+def deadline(until: str | None) -> float | None:
+    """The ``time.time()`` of ``--until HH:MM`` (None without)."""
+    import time
+
+    from mf_calc.label.run import hours_until
+
+    return time.time() + 3600 * hours_until(until) if until else None
+
+
+def add_dft_run_options(p) -> None:
+    """The DFT-run options of ``label`` and ``learn``: --until and --give-up."""
+    p.add_argument("--until", metavar="HH:MM", help="start no DFT frame after this local time (the nearest such "
+                                                    "time; up to 12 hours ago means now); a rerun labels the rest")
     p.add_argument("--give-up", type=int, default=None, metavar="N",
                    help="GPAW: give up a first SCF whose density error has not halved for N iterations, so the "
                         "spec's retry starts at once instead of after maxiter (the retry runs to maxiter; default "
@@ -71,7 +83,7 @@ def cmd_label(args) -> int:
 
     sources = [f"{args.frames}:{i}" for i in range(len(frames))]
     options = LabelOptions(args.workers, args.group_key, args.retry_failed, progress=not args.quiet,
-                           give_up=args.give_up)
+                           deadline=deadline(args.until), give_up=args.give_up)
     summary = label_frames(frames, args.fidelity, spec, args.out, options, sources=sources)
     print(f"{summary['fidelity']}: {summary['n_ok']} labelled, {summary['n_failed']} failed, "
           f"{summary['n_pending']} pending of {summary['n_input']} -> {args.out}/labelled.extxyz")

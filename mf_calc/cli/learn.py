@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from mf_calc.cli.label import add_give_up
+from mf_calc.cli.label import add_dft_run_options, deadline
 
 EPILOG = """\
 SETTINGS (JSON, needed on the first call; kept in DIR/learn.json and checked on later calls):
@@ -40,24 +40,20 @@ def register(sub) -> None:
     p.add_argument("directory", metavar="DIR", help="run folder (created on the first call)")
     p.add_argument("--settings", help="settings JSON file (first call; later calls: must match DIR/learn.json)")
     p.add_argument("--round", type=int, default=None, help="round to run (default: the first without a report)")
-    p.add_argument("--until", metavar="HH:MM", help="start no DFT frame after this local time")
-    add_give_up(p)
+    add_dft_run_options(p)
     p.set_defaults(func=cmd_learn)
 
 
 def cmd_learn(args) -> int:
-    import time
     from pathlib import Path
 
-    from mf_calc.label.run import hours_until
     from mf_calc.learn.loop import LearnSettings, Waiting, next_round, open_run, run_round
 
     given = LearnSettings.from_dict(json.loads(Path(args.settings).read_text())) if args.settings else None
     settings = open_run(args.directory, given)
     index = next_round(args.directory) if args.round is None else args.round
-    deadline = time.time() + 3600 * hours_until(args.until) if args.until else None
     try:
-        result = run_round(args.directory, settings, index, deadline=deadline, give_up=args.give_up)
+        result = run_round(args.directory, settings, index, deadline=deadline(args.until), give_up=args.give_up)
     except Waiting as err:
         print(f"round {index}: waiting for a sibling run: {err}")
         return 0
