@@ -59,6 +59,10 @@ MD_SEED0 = 9000  # site arrangements from seeds the training inputs (seeds < 100
 MD_SNAPSHOTS, MD_EQUILIBRATE_FS, MD_SPACING_FS = 4, 400, 200
 
 
+class NotReady(RuntimeError):
+    """A part's inputs depend on DFT labels of other parts that are not finished."""
+
+
 def calculator():
     from mf_calc import MFCalculator, load_model
 
@@ -188,7 +192,7 @@ def build_relax() -> list[Atoms]:
     from workflow_bench_report import labelled, lowest_solutions
 
     if any(len(labelled(part)) < len(inputs(part)) for part in ("hull_fe", "hull_fe_co")):
-        raise RuntimeError("relax picks its x = 1/2 ordering by the DFT labels: label hull_fe and hull_fe_co first")
+        raise NotReady("relax picks its x = 1/2 ordering by the DFT labels: label hull_fe and hull_fe_co first")
     chosen = lowest_solutions(labelled("hull_fe"), labelled("hull_fe_co"))
     half = [a for a in chosen if a.info["x_li"] == 0.5]
     best = min(half, key=lambda a: a.get_potential_energy())
@@ -283,7 +287,11 @@ def main(argv: list[str] | None = None) -> int:
     hours = min(args.hours, hours_until(args.until)) if args.until else args.hours
     deadline = time.time() + 3600 * hours
     for part in args.parts:
-        frames = inputs(part)
+        try:
+            frames = inputs(part)
+        except NotReady as err:
+            print(f"{part}: not started: {err}", flush=True)
+            continue
         print(f"{part}: {len(frames)} input frames", flush=True)
         if args.inputs_only or time.time() >= deadline:
             continue
