@@ -194,7 +194,8 @@ def label_group(job: list[tuple[int, Atoms, str]], fidelity: str, spec: LabelSpe
         for retry in ((False, True) if spec.retry else (False,)):
             patience = give_up if spec.retry and not retry else None  # the last attempt runs to maxiter
             if calc is None or retry:
-                calc = spec.build(log=log, retry=retry, supercell=supercell, give_up=patience)
+                calc = spec.build(log=log.with_name(f"{index:05d}_retry.txt") if retry else log, retry=retry,
+                                  supercell=supercell, give_up=patience)  # the first try's log is kept
             attempt, labels = _attempt(calc, atoms, spec, retry, patience)
             attempt["retry"] = retry
             record["attempts"].append(attempt)
