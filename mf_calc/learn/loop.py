@@ -161,6 +161,12 @@ def source_run(directory, settings: LearnSettings, what: str) -> Path:
     return Path(directory).parent / name if name else Path(directory)
 
 
+def labels_run(directory, settings: LearnSettings, target: Target) -> Path:
+    """The run whose round folders hold ``target``'s labels: the picks' source for the run's fidelity, else this
+    run."""
+    return source_run(directory, settings, "picks") if target.suffix == "" else Path(directory)
+
+
 def _shared_file(directory, settings: LearnSettings, index: int, what: str, name: str) -> Path | None:
     """Round ``index``'s file ``name`` of the sibling run that holds ``what``; None when this run makes its own;
     Waiting when the sibling has not written it yet."""
@@ -189,8 +195,7 @@ def labelled_so_far(directory, settings: LearnSettings, before: int, targets: li
     frames = []
     for index in range(before):
         for target in settings.targets if targets is None else targets:
-            run = source_run(directory, settings, "picks") if target.suffix == "" else directory
-            path = round_dir(run, index) / target.labels_dir / "labelled.extxyz"
+            path = round_dir(labels_run(directory, settings, target), index) / target.labels_dir / "labelled.extxyz"
             if path.is_file() and path.stat().st_size:
                 frames += read_frames(path, fidelity=target.fidelity)
     return frames
@@ -308,8 +313,8 @@ def label_step(directory, settings: LearnSettings, index: int, selected: dict, d
 
     summaries = {}
     for target in settings.targets:
-        run = source_run(directory, settings, "picks") if target.suffix == "" else directory
-        frames, out = selected[target.suffix], round_dir(run, index) / target.labels_dir
+        frames = selected[target.suffix]
+        out = round_dir(labels_run(directory, settings, target), index) / target.labels_dir
         if not frames:
             out.mkdir(parents=True, exist_ok=True)
             (out / "labelled.extxyz").write_text("")
@@ -347,9 +352,9 @@ def evaluate_step(directory, settings: LearnSettings, index: int, members: list[
     deviation = np.array(selection["deviation_eV_A"])
     labelling = _labelling(directory, settings, index, selection, summaries)
     main = labelling[settings.fidelity]
+    sources = {what: source_run(directory, settings, what) for what in ("candidates", "picks")}
     result = {"round": index, "model": str(members[0]), "select": settings.select,
-              "shared": {what: str(source_run(directory, settings, what)) for what in ("candidates", "picks")
-                         if source_run(directory, settings, what) != Path(directory)},
+              "shared": {what: str(run) for what, run in sources.items() if run != Path(directory)},
               "trained_on_labelled_frames": main["trained_on"], "candidates": len(deviation), "picked": main["picked"],
               "deviation_eV_A": {"median": float(np.median(deviation)), "max": float(deviation.max())}
               if len(deviation) else {},
