@@ -3,9 +3,10 @@
     python benchmarks/scf_stalls.py "benchmarks/data/dft/workflow_bench/raw/*/logs/*.txt" [more globs]
 
 Reads GPAW text logs (the label pipeline's ``logs/``), splits them into SCFs (an iteration number that does not
-grow starts one) and prints, per SCF, the iterations, the longest stretch of iterations in which the density error did not halve (what
-``GiveUpStalled`` counts) and the last density error (log10, per valence electron); then the longest stretch among
-SCFs that converged (the last error below GPAW's default 1e-4), which a give-up window must exceed.
+grow starts one) and prints, per SCF, the iterations, the longest stretch of iterations in which the density error
+did not halve (what ``GiveUpStalled`` counts) and the last density error (log10, per valence electron); then the
+longest stretch among SCFs that converged (the last error below GPAW's default 1e-4), which a give-up window must
+exceed.
 """
 
 from __future__ import annotations
