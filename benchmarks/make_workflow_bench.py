@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hours", type=float, default=1e9, help="start no frame after this many hours")
     ap.add_argument("--inputs-only", action="store_true", help="make the inputs with the model and stop")
     ap.add_argument("--give-up", type=int, default=None, metavar="N",
-                    help="give up a first SCF whose density error has not halved for N iterations (the retry follows)")
+                    help="give up an SCF whose density error has not halved for N iterations (the retry, if any, follows)")
     args = ap.parse_args(argv)
     from mf_calc.threads import configure_threads
 

@@ -488,8 +488,8 @@ def test_a_stalled_scf_is_given_up_and_a_fresh_scf_starts_counting_again():
         LabelOptions(give_up=1)
 
 
-def test_give_up_applies_to_the_first_attempt_only(tmp_path, monkeypatch):
-    """LabelOptions.give_up reaches the first attempt's calculator; the retry, the last chance, runs to maxiter."""
+def test_give_up_reaches_every_attempt(tmp_path, monkeypatch):
+    """LabelOptions.give_up reaches the calculator of the first attempt and of the retry."""
     built = []
     original = LabelSpec.build
 
@@ -501,7 +501,7 @@ def test_give_up_applies_to_the_first_attempt_only(tmp_path, monkeypatch):
     frames = cells(1)
     spec = lj_spec(settings=LJ | {"fail_sizes": [len(frames[0])]}, retry={"fail_sizes": []})
     summary = label_frames(frames, "lj", spec, tmp_path, LabelOptions(progress=False, give_up=40))
-    assert summary["n_ok_after_retry"] == 1 and built == [(False, 40), (True, None)]
+    assert summary["n_ok_after_retry"] == 1 and built == [(False, 40), (True, 40)]
     built.clear()
-    label_frames(frames, "lj", lj_spec(), tmp_path / "no_retry", LabelOptions(progress=False, give_up=40))
-    assert built == [(False, None)]  # one attempt only: it is the last
+    label_frames(frames, "lj", lj_spec(), tmp_path / "no_retry", LabelOptions(progress=False))
+    assert built == [(False, None)]

@@ -61,9 +61,10 @@ def add_dft_run_options(p) -> None:
     p.add_argument("--until", metavar="HH:MM", help="start no DFT frame after this local time (the nearest such "
                                                     "time; up to 12 hours ago means now); a rerun labels the rest")
     p.add_argument("--give-up", type=int, default=None, metavar="N",
-                   help="GPAW: give up a first SCF whose density error has not halved for N iterations, so the "
-                        "spec's retry starts at once instead of after maxiter (the retry runs to maxiter; default "
-                        "off; `python benchmarks/scf_stalls.py LOGS` shows the stretches in converged SCFs)")
+                   help="GPAW: give up an SCF (first try or retry) whose density error has not halved for N "
+                        "iterations, so the spec's retry starts, or the frame is recorded as failed, at once instead "
+                        "of after maxiter (default off; `python benchmarks/scf_stalls.py LOGS` shows the stretches "
+                        "in converged SCFs)")
 
 
 def cmd_label(args) -> int:

@@ -47,8 +47,8 @@ class LabelOptions:
     """How frames are labelled. workers: processes (one BLAS/OpenMP thread each); group_key: consecutive frames
     with the same ``info[group_key]`` share a calculator; retry_failed: try frames recorded as failed again;
     deadline (a ``time.time()`` value): no frame group is started after it, the frames left stay pending;
-    give_up: a first GPAW SCF whose density error has not halved for this many iterations fails at once and the
-    spec's retry follows (``mf_calc.label.stall``; the last attempt always runs to ``maxiter``), None: off."""
+    give_up: a GPAW SCF (first try or retry) whose density error has not halved for this many iterations fails at
+    once, and the spec's retry follows where there is one (``mf_calc.label.stall``), None: off."""
 
     workers: int = 1
     group_key: str | None = None
@@ -192,11 +192,10 @@ def label_group(job: list[tuple[int, Atoms, str]], fidelity: str, spec: LabelSpe
         if not store.claim(index):
             continue  # another process is labelling (or has labelled) this frame
         for retry in ((False, True) if spec.retry else (False,)):
-            patience = give_up if spec.retry and not retry else None  # the last attempt runs to maxiter
             if calc is None or retry:
                 calc = spec.build(log=log.with_name(f"{index:05d}_retry.txt") if retry else log, retry=retry,
-                                  supercell=supercell, give_up=patience)  # the first try's log is kept
-            attempt, labels = _attempt(calc, atoms, spec, retry, patience)
+                                  supercell=supercell, give_up=give_up)  # the first try's log is kept
+            attempt, labels = _attempt(calc, atoms, spec, retry, give_up)
             attempt["retry"] = retry
             record["attempts"].append(attempt)
             if labels is not None:

@@ -1,11 +1,12 @@
-"""Give up a stalled GPAW SCF, so that the spec's retry settings take over at once instead of after ``maxiter``.
+"""Give up a stalled GPAW SCF, so that the spec's retry settings take over (or the frame is recorded as failed) at
+once instead of after ``maxiter``.
 
 An SCF with a gentle mixer can settle on a plateau: the density error stops falling (charge or spin sloshing
 between near-degenerate d states) and the run goes on until ``maxiter``. ``GiveUpStalled`` is a GPAW convergence
 criterion that never holds an SCF back; it raises ``SCFStalled`` once the density error (GPAW's, per valence
 electron) has not halved for ``window`` iterations. The label pipeline records that attempt as failed, with the
-reason, and runs the spec's retry at once. The labels are those of a converged SCF either way; only the time
-spent on an SCF that would not converge changes.
+reason, and runs the spec's retry, if it has one and this was the first try, at once. The labels are those of a
+converged SCF either way; only the time spent on an SCF that would not converge changes.
 """
 
 from __future__ import annotations
