@@ -503,5 +503,5 @@ def test_give_up_reaches_every_attempt(tmp_path, monkeypatch):
     summary = label_frames(frames, "lj", spec, tmp_path, LabelOptions(progress=False, give_up=40))
     assert summary["n_ok_after_retry"] == 1 and built == [(False, 40), (True, 40)]
     built.clear()
-    label_frames(frames, "lj", lj_spec(), tmp_path / "no_retry", LabelOptions(progress=False))
-    assert built == [(False, None)]
+    label_frames(frames, "lj", lj_spec(), tmp_path / "no_retry", LabelOptions(progress=False, give_up=40))
+    assert built == [(False, 40)]  # a spec without a retry: its one attempt is given up too
