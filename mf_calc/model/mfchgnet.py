@@ -219,7 +219,8 @@ class MFCHGNet(nn.Module):
             if has_angles:
                 bond_feas = self.bond_conv_layers[idx](atom_feas, bond_feas, bond_weights_bg, angle_feas, bond_graph,
                                                        f_angle)
-                angle_feas = self.angle_layers[idx](atom_feas, bond_feas, angle_feas, bond_graph, f_angle)
+                if idx < n_conv - 2:  # chgnet also runs the last angle layer, whose output nothing reads
+                    angle_feas = self.angle_layers[idx](atom_feas, bond_feas, angle_feas, bond_graph, f_angle)
             if idx == n_conv - 2 and want_magmom:
                 out["magmoms"] = torch.abs(self.site_wise(atom_feas)).view(-1)
         atom_feas = self.atom_conv_layers[-1](atom_feas, bond_feas, bond_weights_ag, edges, batch.dir2und, f_edge)
