@@ -74,6 +74,29 @@ def test_train_and_evaluate_cli(tmp_path, capsys):
     assert all(np.isfinite(errors[f"{t}_{k}"]) for t in "efsm" for k in ("mae", "rmse"))
 
 
+def test_evaluate_by_key_reports_each_groups_energy_bias(tmp_path, capsys):
+    from test_train import _teacher
+
+    from mf_calc.model.io import save_model
+
+    frames = make_frames(0, 4)  # labelled by the teacher: its errors are zero but for float32 rounding
+    for k, frame in enumerate(frames):
+        frame.atoms.info["group"] = k % 2
+        frame.energy += (-0.02 if k % 2 == 0 else 0.01) * len(frame.atoms)  # DFT 20 meV/atom lower / 10 higher
+    data = write_extxyz(tmp_path / "hi.extxyz", frames)
+    save_model(_teacher(), tmp_path / "teacher")
+    report = tmp_path / "errors.json"
+    assert main(["evaluate", str(tmp_path / "teacher"), "--data", str(data), "--fidelity", "hi", "--by", "group",
+                 "--json", str(report)]) == 0
+    assert "E bias" in capsys.readouterr().out
+    groups = json.loads(report.read_text())["groups"]
+    assert sorted(groups) == ["0", "1"] and [g["frames"] for g in groups.values()] == [2, 2]
+    assert groups["0"]["energy_bias_meV_atom"] == pytest.approx(20, abs=0.01)  # model - DFT
+    assert groups["1"]["energy_bias_meV_atom"] == pytest.approx(-10, abs=0.01)
+    assert groups["1"]["errors"]["e_mae"] == pytest.approx(10, abs=0.01)
+    assert groups["1"]["errors"]["f_mae"] == pytest.approx(0, abs=0.01)
+
+
 def test_help_texts_state_units(capsys):
     for command in ("train", "evaluate"):
         with pytest.raises(SystemExit):

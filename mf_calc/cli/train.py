@@ -60,6 +60,8 @@ def register(sub) -> None:
     e.add_argument("--fidelity", required=True, help="model fidelity to predict at; the labels are taken as this fidelity")
     e.add_argument("--json", metavar="OUT", help="also write the errors to this JSON file")
     e.add_argument("--batch-size", type=int, default=16, help="structures per forward pass (default 16)")
+    e.add_argument("--by", metavar="KEY", help="also per group of frames with the same info[KEY] (e.g. x_li): the "
+                   "errors and the mean signed energy error, model - DFT (meV/atom)")
     e.set_defaults(func=run_evaluate)
 
 
@@ -137,8 +139,37 @@ def run_evaluate(args) -> int:
     report = evaluate(model, data.graphs(model), batch_size=args.batch_size)
     print(f"{args.model} at fidelity {name} on {args.data} ({len(data)} frames)")
     print(format_report(report))
+    result = {"model": str(args.model), "fidelity": name, "data": str(args.data), "frames": len(data),
+              "errors": report.get(name, {})}
+    if args.by:
+        result["by"] = args.by
+        result["groups"] = grouped_errors(model, data, name, args.by, args.batch_size)
+        print(format_groups(args.by, result["groups"]))
     if args.json:
-        result = {"model": str(args.model), "fidelity": name, "data": str(args.data), "frames": len(data),
-                  "errors": report.get(name, {})}
         write_json(args.json, result)
     return 0
+
+
+def grouped_errors(model, data, fidelity: str, key: str, batch_size: int) -> dict[str, dict]:
+    """Per value of ``info[key]`` (missing: "-"): frames, errors and mean signed energy error (meV/atom)."""
+    from mf_calc.train.dataset import FrameDataset
+    from mf_calc.train.metrics import evaluate, mean_energy_error
+
+    groups: dict[str, list] = {}
+    for frame in data.frames:
+        groups.setdefault(str(frame.atoms.info.get(key, "-")), []).append(frame)
+    out = {}
+    for value, frames in sorted(groups.items()):
+        subset = FrameDataset(frames)
+        out[value] = {"frames": len(frames), "energy_bias_meV_atom": mean_energy_error(model, frames, fidelity, batch_size),
+                      "errors": evaluate(model, subset.graphs(model), batch_size=batch_size).get(fidelity, {})}
+    return out
+
+
+def format_groups(key: str, groups: dict[str, dict]) -> str:
+    lines = [f"{key:<12} {'frames':>6} {'E MAE':>8} {'E bias':>8} {'F MAE':>8}   (meV/atom, meV/atom, meV/Å)"]
+    for value, g in groups.items():
+        cells = [g["errors"].get("e_mae"), g["energy_bias_meV_atom"], g["errors"].get("f_mae")]
+        shown = " ".join("       -" if c is None else f"{c:>8.2f}" for c in cells)
+        lines.append(f"{value:<12} {g['frames']:>6} {shown}")
+    return "\n".join(lines)

@@ -98,6 +98,17 @@ def evaluate(model, graphs: GraphSet, targets: str = "efsm", batch_size: int = 1
     return sums.report(model.fidelities.names)
 
 
+def mean_energy_error(model, frames: Sequence, fidelity: str, batch_size: int = 16) -> float | None:
+    """Mean signed energy error, model − label (meV/atom), over the ``Frame``s with an energy label: the bias
+    that an MAE hides (None without energy labels)."""
+    labelled = [f for f in frames if f.energy is not None]
+    if not labelled:
+        return None
+    preds = model.predict([f.atoms for f in labelled], fidelity=fidelity, task="e", batch_size=batch_size)
+    errors = [(float(p["energy"]) - f.energy) / len(f.atoms) for f, p in zip(labelled, preds)]
+    return 1e3 * sum(errors) / len(errors)
+
+
 def format_report(report: dict[str, dict[str, float]]) -> str:
     """A text table of a per-fidelity report (targets without labels are left out)."""
     lines = [f"{'fidelity':<12} {'target':<8} {'unit':<9} {'n':>7} {'MAE':>10} {'RMSE':>10}"]
