@@ -131,7 +131,7 @@ def run_evaluate(args) -> int:
     from mf_calc.data import read_frames
     from mf_calc.hub import load_model
     from mf_calc.train.dataset import FrameDataset
-    from mf_calc.train.metrics import evaluate, format_report
+    from mf_calc.train.metrics import evaluate, format_report, grouped_errors
 
     model = load_model(args.model)
     name = model.fidelities.name(args.fidelity)
@@ -143,27 +143,11 @@ def run_evaluate(args) -> int:
               "errors": report.get(name, {})}
     if args.by:
         result["by"] = args.by
-        result["groups"] = grouped_errors(model, data, name, args.by, args.batch_size)
+        result["groups"] = grouped_errors(model, data.frames, name, args.by, args.batch_size)
         print(format_groups(args.by, result["groups"]))
     if args.json:
         write_json(args.json, result)
     return 0
-
-
-def grouped_errors(model, data, fidelity: str, key: str, batch_size: int) -> dict[str, dict]:
-    """Per value of ``info[key]`` (missing: "-"): frames, errors and mean signed energy error (meV/atom)."""
-    from mf_calc.train.dataset import FrameDataset
-    from mf_calc.train.metrics import evaluate, mean_energy_error
-
-    groups: dict[str, list] = {}
-    for frame in data.frames:
-        groups.setdefault(str(frame.atoms.info.get(key, "-")), []).append(frame)
-    out = {}
-    for value, frames in sorted(groups.items()):
-        subset = FrameDataset(frames)
-        out[value] = {"frames": len(frames), "energy_bias_meV_atom": mean_energy_error(model, frames, fidelity, batch_size),
-                      "errors": evaluate(model, subset.graphs(model), batch_size=batch_size).get(fidelity, {})}
-    return out
 
 
 def format_groups(key: str, groups: dict[str, dict]) -> str:

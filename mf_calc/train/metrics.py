@@ -14,7 +14,7 @@ from typing import TypedDict
 import torch
 from torch import Tensor
 
-from mf_calc.train.dataset import ATOM_LEVEL, TARGETS, GraphSet, Labels
+from mf_calc.train.dataset import ATOM_LEVEL, TARGETS, FrameDataset, GraphSet, Labels
 from mf_calc.train.loss import in_label_units
 
 REPORT = {"e": ("energy", "meV/atom", 1000.0), "f": ("forces", "meV/Å", 1000.0), "s": ("stress", "GPa", 1.0),
@@ -107,6 +107,20 @@ def mean_energy_error(model, frames: Sequence, fidelity: str, batch_size: int = 
     preds = model.predict([f.atoms for f in labelled], fidelity=fidelity, task="e", batch_size=batch_size)
     errors = [(float(p["energy"]) - f.energy) / len(f.atoms) for f, p in zip(labelled, preds)]
     return 1e3 * sum(errors) / len(errors)
+
+
+def grouped_errors(model, frames: Sequence, fidelity: str, key: str, batch_size: int = 16) -> dict[str, dict]:
+    """Per value of ``info[key]`` of the ``Frame``s (missing: "-"): frames, errors (``evaluate``) and mean signed
+    energy error (meV/atom)."""
+    groups: dict[str, list] = {}
+    for frame in frames:
+        groups.setdefault(str(frame.atoms.info.get(key, "-")), []).append(frame)
+    out = {}
+    for value, members in sorted(groups.items()):
+        errors = evaluate(model, FrameDataset(members).graphs(model), batch_size=batch_size).get(fidelity, {})
+        out[value] = {"frames": len(members), "errors": errors,
+                      "energy_bias_meV_atom": mean_energy_error(model, members, fidelity, batch_size)}
+    return out
 
 
 def format_report(report: dict[str, dict[str, float]]) -> str:
