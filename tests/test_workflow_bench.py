@@ -126,7 +126,8 @@ def test_target_checks_say_met_missed_and_unlabelled():
 
 def test_active_learning_summary_counts_earlier_rounds_and_tabulates_every_round(tmp_path):
     """benchmarks/active_learning_report.py: round r's model is charged the DFT of rounds < r; one table row
-    per arm and round, unlabelled targets as a dash."""
+    per arm and round, unlabelled targets as a dash; a cell shows member 0 and the range over the members scored
+    on the same benchmark frames (the seed scatter)."""
     import active_learning_report as summary
 
     from mf_calc.learn.loop import round_dir
@@ -137,15 +138,22 @@ def test_active_learning_summary_counts_earlier_rounds_and_tabulates_every_round
                                                                             "dft_core_hours": hours}))
     assert summary.spent_before(tmp_path, 0) == {"labelled_frames": 0, "dft_core_hours": 0.0}
     assert summary.spent_before(tmp_path, 2) == {"labelled_frames": 7, "dft_core_hours": 5.5}
-    scores = {"parts": {"md": {"forces_mae_meV_A": 80.0, "energy_mae_meV_atom": 4.0},
-                        "hull_mnfe": {"ef_mae_meV_fu": 53.0}}}
-    result = {"round": 1, "test": {"test.extxyz": {"f_mae": 120.04, "e_mae": 9.5}}, "workflow_bench": scores,
-              "targets": report.target_checks(scores), **summary.spent_before(tmp_path, 1)}
-    text = summary.table({"arm_a": [result], "arm_b": [result | {"round": 2}]})
+
+    def member(md_forces, bench_frames):
+        scores = {"parts": {"md": {"forces_mae_meV_A": md_forces, "energy_mae_meV_atom": 4.0},
+                            "hull_mnfe": {"ef_mae_meV_fu": 53.0}}}
+        return {"test": {"test.extxyz": {"f_mae": 120.04, "e_mae": 9.5}}, "workflow_bench": scores,
+                "targets": report.target_checks(scores), "bench_frames": bench_frames}
+
+    members = {"m0": member(80.0, {"md": 13}), "m1": member(90.0, {"md": 13}),
+               "m2": member(10.0, {"md": 12})}  # m2 was scored on fewer frames: left out of the range
+    result = {"round": 1, "members": members, **summary.spent_before(tmp_path, 1)}
+    text = summary.table({"arm_a": [result], "arm_b": [result | {"round": 2, "members": {"m0": members["m0"]}}]})
     rows = [line.split(" | ") for line in text.splitlines()[2:]]
-    assert [r[:2] for r in rows] == [["| arm_a", "1"], ["| arm_b", "2"]]
-    assert rows[0][2:7] == ["4", "3.5", "120.0", "9.5", "80"] and rows[0][-1] == "53 |"
-    assert rows[0][8] == "–"  # hull_fe not labelled
+    assert [r[:3] for r in rows] == [["| arm_a", "1", "2"], ["| arm_b", "2", "1"]]
+    assert rows[0][3:8] == ["4", "3.5", "120 (120–120)", "9.5 (9.5–9.5)", "80 (80–90)"]
+    assert rows[1][7] == "80" and rows[0][-1] == "53 (53–53) |"
+    assert rows[0][9] == "–"  # hull_fe not labelled
     assert len(rows[0]) == len(text.splitlines()[0].split(" | "))
 
 
