@@ -71,7 +71,8 @@ def test_train_and_evaluate_cli(tmp_path, capsys):
     assert "meV/atom" in printed and "meV/Å" in printed and "GPa" in printed and "μB" in printed
     errors = json.loads(report.read_text())["errors"]
     assert errors["e_n"] == 4 and errors["m_n"] == sum(len(f.atoms) for f in frames[4:])
-    assert all(np.isfinite(errors[f"{t}_{k}"]) for t in "efsm" for k in ("mae", "rmse"))
+    assert all(np.isfinite(errors[f"{t}_{k}"]) for t in "efsm" for k in ("mae", "rmse", "mean"))
+    assert all(abs(errors[f"{t}_mean"]) <= errors[f"{t}_mae"] + 1e-12 for t in "efsm")
 
 
 def test_evaluate_by_key_reports_each_groups_energy_bias(tmp_path, capsys):
@@ -94,6 +95,7 @@ def test_evaluate_by_key_reports_each_groups_energy_bias(tmp_path, capsys):
     assert groups["0"]["energy_bias_meV_atom"] == pytest.approx(20, abs=0.01)  # model - DFT
     assert groups["1"]["energy_bias_meV_atom"] == pytest.approx(-10, abs=0.01)
     assert groups["1"]["errors"]["e_mae"] == pytest.approx(10, abs=0.01)
+    assert groups["0"]["errors"]["e_mean"] == pytest.approx(20, abs=0.01)
     assert groups["1"]["errors"]["f_mae"] == pytest.approx(0, abs=0.01)
 
 

@@ -2,7 +2,7 @@
 
 Reported units: energy meV/atom, forces meV/Å (per component), stress GPa (per 3×3 component),
 magmoms μB; ``<t>_n`` counts labelled frames (e, s) or atoms (f, m). Sums are accumulated in one
-(n_fidelities, 4 targets, 4) tensor so that several processes can add theirs with a single all-reduce.
+(n_fidelities, 4 targets, 5) tensor so that several processes can add theirs with a single all-reduce.
 """
 
 from __future__ import annotations
@@ -22,28 +22,33 @@ REPORT = {"e": ("energy", "meV/atom", 1000.0), "f": ("forces", "meV/Å", 1000.0)
 
 
 class Errors(TypedDict):
-    """Errors of one fidelity: ``<t>_mae`` / ``<t>_rmse`` in the ``REPORT`` units (NaN without labels) and
-    ``<t>_n`` labelled frames (e, s) or atoms (f, m), for t in e (energy), f (forces), s (stress), m (magmoms)."""
+    """Errors of one fidelity: ``<t>_mae`` / ``<t>_rmse`` / ``<t>_mean`` (mean signed error, model − label: the
+    bias an MAE hides) in the ``REPORT`` units (NaN without labels) and ``<t>_n`` labelled frames (e, s) or atoms
+    (f, m), for t in e (energy), f (forces), s (stress), m (magmoms)."""
 
     e_mae: float
     e_rmse: float
+    e_mean: float
     e_n: int
     f_mae: float
     f_rmse: float
+    f_mean: float
     f_n: int
     s_mae: float
     s_rmse: float
+    s_mean: float
     s_n: int
     m_mae: float
     m_rmse: float
+    m_mean: float
     m_n: int
 
 
 class ErrorSums:
-    """Σ|err|, Σerr², labelled elements and labelled rows (frames or atoms) per fidelity and target."""
+    """Σ|err|, Σerr², Σerr, labelled elements and labelled rows (frames or atoms) per fidelity and target."""
 
     def __init__(self, n_fidelities: int, device=None):
-        self.sums = torch.zeros(n_fidelities, len(TARGETS), 4, dtype=torch.float64, device=device)
+        self.sums = torch.zeros(n_fidelities, len(TARGETS), 5, dtype=torch.float64, device=device)
 
     def add(self, pred: dict[str, Tensor], labels: Labels, structure_fidelity: Tensor, atom_owner: Tensor) -> None:
         atom_fidelity = structure_fidelity.index_select(0, atom_owner)
@@ -54,8 +59,8 @@ class ErrorSums:
             err = (pred[t].detach()[mask] - labels.values[t][mask]).double() * REPORT[t][2]
             err = err.reshape(len(err), -1)
             rows = (atom_fidelity if t in ATOM_LEVEL else structure_fidelity)[mask]
-            per_row = torch.stack([err.abs().sum(1), err.square().sum(1), torch.full_like(err[:, 0], err.shape[1]),
-                                   torch.ones_like(err[:, 0])], 1)
+            per_row = torch.stack([err.abs().sum(1), err.square().sum(1), err.sum(1),
+                                   torch.full_like(err[:, 0], err.shape[1]), torch.ones_like(err[:, 0])], 1)
             self.sums[:, k].index_add_(0, rows, per_row)
 
     def report(self, names: Sequence[str]) -> dict[str, Errors]:
@@ -63,13 +68,14 @@ class ErrorSums:
         sums = self.sums.cpu().numpy()
         out = {}
         for f, name in enumerate(names):
-            if sums[f, :, 3].sum() == 0:
+            if sums[f, :, 4].sum() == 0:
                 continue
             row: Errors = {}  # type: ignore[typeddict-item]  # filled below, every key
             for k, t in enumerate(TARGETS):
-                abs_sum, sq_sum, n, rows = sums[f, k].tolist()
+                abs_sum, sq_sum, signed_sum, n, rows = sums[f, k].tolist()
                 row[f"{t}_mae"] = abs_sum / n if n else float("nan")
                 row[f"{t}_rmse"] = math.sqrt(sq_sum / n) if n else float("nan")
+                row[f"{t}_mean"] = signed_sum / n if n else float("nan")
                 row[f"{t}_n"] = int(rows)
             out[name] = row
         return out
@@ -98,28 +104,18 @@ def evaluate(model, graphs: GraphSet, targets: str = "efsm", batch_size: int = 1
     return sums.report(model.fidelities.names)
 
 
-def mean_energy_error(model, frames: Sequence, fidelity: str, batch_size: int = 16) -> float | None:
-    """Mean signed energy error, model − label (meV/atom), over the ``Frame``s with an energy label: the bias
-    that an MAE hides (None without energy labels)."""
-    labelled = [f for f in frames if f.energy is not None]
-    if not labelled:
-        return None
-    preds = model.predict([f.atoms for f in labelled], fidelity=fidelity, task="e", batch_size=batch_size)
-    errors = [(float(p["energy"]) - f.energy) / len(f.atoms) for f, p in zip(labelled, preds)]
-    return 1e3 * sum(errors) / len(errors)
-
-
 def grouped_errors(model, frames: Sequence, fidelity: str, key: str, batch_size: int = 16) -> dict[str, dict]:
     """Per value of ``info[key]`` of the ``Frame``s (missing: "-"): frames, errors (``evaluate``) and mean signed
-    energy error (meV/atom)."""
+    energy error (``e_mean``, meV/atom; None without energy labels)."""
     groups: dict[str, list] = {}
     for frame in frames:
         groups.setdefault(str(frame.atoms.info.get(key, "-")), []).append(frame)
     out = {}
     for value, members in sorted(groups.items()):
         errors = evaluate(model, FrameDataset(members).graphs(model), batch_size=batch_size).get(fidelity, {})
+        bias = errors.get("e_mean", float("nan"))
         out[value] = {"frames": len(members), "errors": errors,
-                      "energy_bias_meV_atom": mean_energy_error(model, members, fidelity, batch_size)}
+                      "energy_bias_meV_atom": None if math.isnan(bias) else bias}
     return out
 
 
