@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -56,6 +57,9 @@ def test_save_load_round_trip(tmp_path, lfp):
     model = tiny_model().float()  # model files store float32 weights
     model.metadata = {"name": "tiny"}
     model.save(tmp_path / "m")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "m").stat().st_mode & 0o777 == 0o777 & ~umask  # as mkdir makes folders, not mkdtemp's 0o700
     loaded = MFCHGNet.load(tmp_path / "m")
     assert loaded.fidelities.names == ("low", "high") and loaded.config.modules == "EMRC"
     assert loaded.metadata == {"name": "tiny"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -35,6 +36,12 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_model(model, path) -> Path:
     """Write ``model`` to folder ``path``. Returns the folder.
 
@@ -44,6 +51,7 @@ def save_model(model, path) -> Path:
     folder = Path(path)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp's 0o700 would hide a shared or installed model from other users
     weights = tmp / WEIGHTS_FILE
     torch.save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, weights)
     config = {
