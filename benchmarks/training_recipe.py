@@ -2,9 +2,10 @@
 
 CHGNet 0.3.0 fine-tuned on the 90 `gpaw_afm` training frames (seed 0; ``*_s1``: seed 1) with recipes that differ
 only in the energy loss weight and the epochs (``*_al``: the same recipe with the active-learning arms' `gpaw_afm`
-labels of rounds 0-1 added, 14 frames of 50-54 atoms from cells the benchmark does not use); each model scored on
-the test split (with the mean signed energy error per Li content, on the training frames too: the formation-energy
-bias an MAE hides) and on the workflow benchmark's issue-30 targets.
+labels of rounds 0-1 added, 14 frames of 50-54 atoms from cells the benchmark does not use; ``*_committee``,
+``*_random``: one arm's labels only); each model scored on the test split (with the mean signed energy error per
+Li content, on the training frames too: the formation-energy bias an MAE hides) and on the workflow benchmark's
+issue-30 targets.
 
     taskset -c 1 python benchmarks/training_recipe.py [--recipes e1_10ep e30_30ep]
         # -> benchmarks/training_recipe/runs/NAME/ (a run with best/ is not trained again), scores.json, RESULTS.md
@@ -27,18 +28,26 @@ FIDELITY = "gpaw_afm"
 BASE = {"init": "chgnet-0.3.0", "modules": "", "lr": 0.001, "huber_delta": 0.1, "batch_size": 4, "seed": 0,
         "progress": False}
 AL_RUNS = ROOT / "benchmarks" / "active_learning" / "runs"
-#: gpaw_afm labels of the AL arms' rounds 0-1 (the MF arm labels its afm picks into the committee arm's folder)
-AL_LABELS = [AL_RUNS / arm / f"round_{k:02d}" / "labels" / "labelled.extxyz"
-             for arm in ("finetune_committee", "finetune_random") for k in (0, 1)]
+#: arms whose gpaw_afm labels of rounds 0-1 a recipe may add (the MF arm labels its afm picks into the committee's)
+ARMS = ("finetune_committee", "finetune_random")
+
+
+def al_labels(arms) -> list[Path]:
+    """The labelled files of rounds 0-1 of ``arms``."""
+    return [AL_RUNS / arm / f"round_{k:02d}" / "labels" / "labelled.extxyz" for arm in arms for k in (0, 1)]
+
+
 RECIPES = {"e1_10ep": {"energy_weight": 1.0, "epochs": 10}, "e10_10ep": {"energy_weight": 10.0, "epochs": 10},
            "e1_30ep": {"energy_weight": 1.0, "epochs": 30}, "e30_30ep": {"energy_weight": 30.0, "epochs": 30},
-           "e30_30ep_al": {"energy_weight": 30.0, "epochs": 30, "al_labels": True},
+           "e30_30ep_al": {"energy_weight": 30.0, "epochs": 30, "al_labels": ARMS},
            "e30_30ep_s1": {"energy_weight": 30.0, "epochs": 30, "seed": 1},
-           "e30_30ep_al_s1": {"energy_weight": 30.0, "epochs": 30, "al_labels": True, "seed": 1},
+           "e30_30ep_al_s1": {"energy_weight": 30.0, "epochs": 30, "al_labels": ARMS, "seed": 1},
            "e30_60ep": {"energy_weight": 30.0, "epochs": 60},
-           "e30_60ep_al": {"energy_weight": 30.0, "epochs": 60, "al_labels": True},
-           "e30_60ep_al_s1": {"energy_weight": 30.0, "epochs": 60, "al_labels": True, "seed": 1},
-           "e30_100ep_al": {"energy_weight": 30.0, "epochs": 100, "al_labels": True}}
+           "e30_60ep_al": {"energy_weight": 30.0, "epochs": 60, "al_labels": ARMS},
+           "e30_60ep_al_s1": {"energy_weight": 30.0, "epochs": 60, "al_labels": ARMS, "seed": 1},
+           "e30_100ep_al": {"energy_weight": 30.0, "epochs": 100, "al_labels": ARMS},
+           "e30_60ep_committee": {"energy_weight": 30.0, "epochs": 60, "al_labels": ("finetune_committee",)},
+           "e30_60ep_random": {"energy_weight": 30.0, "epochs": 60, "al_labels": ("finetune_random",)}}
 
 
 def train(name: str) -> Path:
@@ -50,7 +59,7 @@ def train(name: str) -> Path:
     if not (run / "best" / "config.json").is_file():
         run.mkdir(parents=True, exist_ok=True)
         recipe = dict(RECIPES[name])
-        extra = AL_LABELS if recipe.pop("al_labels", False) else []
+        extra = al_labels(recipe.pop("al_labels", ()))
         write_json(run / "recipe.json", BASE | recipe)
         resume = ["--resume"] if (run / "checkpoint.pt").is_file() else []
         data = [arg for path in (TRAIN, *extra) for arg in ("--data", f"{path}:{FIDELITY}")]
@@ -81,6 +90,17 @@ def bias_cells(result: dict, split: str) -> str:
     return ", ".join(f"{x}: {g['energy_bias_meV_atom']:+.1f}" for x, g in result["by_x_li"][split].items())
 
 
+def added_labels(recipe: dict) -> str:
+    """Table cell: how many AL frames the recipe adds, from which arms."""
+    from ase.io import read
+
+    arms = recipe.get("al_labels", ())
+    if not arms:
+        return "–"
+    frames = sum(len(read(path, ":")) for path in al_labels(arms))
+    return f"+{frames} ({', '.join(arm.removeprefix('finetune_') for arm in arms)})"
+
+
 def results_table(results: dict[str, dict]) -> str:
     first = next(iter(results.values()))
     header = ["recipe", "AL labels", "energy weight", "epochs", "seed", "test E (meV/atom)", "test F (meV/Å)"]
@@ -89,7 +109,7 @@ def results_table(results: dict[str, dict]) -> str:
     for name, r in results.items():
         mnfe = r["workflow_bench"]["parts"].get("hull_mnfe", {}).get("ef_mae_meV_fu")
         recipe = RECIPES[name]
-        cells = [name, "+14" if recipe.get("al_labels") else "–", f"{recipe['energy_weight']:g}", str(recipe["epochs"]),
+        cells = [name, added_labels(recipe), f"{recipe['energy_weight']:g}", str(recipe["epochs"]),
                  str(recipe.get("seed", BASE["seed"])), f"{r['test']['e_mae']:.2f}",
                  f"{r['test']['f_mae']:.0f}", *("–" if v is None else f"{v:.3g}" for _, v, _, _ in r["targets"]),
                  "–" if mnfe is None else f"{mnfe:.3g}"]
@@ -113,8 +133,9 @@ def main(argv=None) -> int:
         write_json(path, results)
     results = {name: results[name] for name in RECIPES if name in results}
     text = ("# Fine-tuning recipe on the DFT workflow benchmark (`python benchmarks/training_recipe.py`)\n\n"
-            "CHGNet 0.3.0 fine-tuned on the 90 `gpaw_afm` training frames (`_al`: and 14 AL labels), lr 1e-3, Huber δ 0.1, "
-            "batch 4; only the energy loss weight, the epochs, the AL labels and the seed differ. "
+            "CHGNet 0.3.0 fine-tuned on the 90 `gpaw_afm` training frames (and the AL labels of rounds 0-1 of the arms "
+            "named), lr 1e-3, Huber δ 0.1, batch 4; only the energy loss weight, the epochs, the AL labels and the seed "
+            "differ. "
             "Targets as in issue 30, section 3.\n\n"
             + results_table(results))
     (OUT / "RESULTS.md").write_text(text)
