@@ -9,6 +9,7 @@ issue-30 targets.
 
     taskset -c 1 python benchmarks/training_recipe.py [--recipes e1_10ep e30_30ep]
         # -> benchmarks/training_recipe/runs/NAME/ (a run with best/ is not trained again), scores.json, RESULTS.md
+    python benchmarks/training_recipe.py --recipes     # only rewrite RESULTS.md from scores.json
 
 Recipe ``e1_10ep`` is the active-learning arms' recipe (their round-0 model).
 """
@@ -122,7 +123,8 @@ def results_table(results: dict[str, dict]) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    ap.add_argument("--recipes", nargs="*", default=list(RECIPES), choices=list(RECIPES),
+                    help="recipes to train (unless trained) and score; none: only rewrite RESULTS.md")
     args = ap.parse_args(argv)
     from mf_calc.atomic import write_json
 
