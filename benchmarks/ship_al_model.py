@@ -95,7 +95,8 @@ def model_card(recipe: str, scores: dict, reference: dict) -> str:
     return "\n".join([
         f"# Model card: `{NAME}`", "",
         f"CHGNet 0.3.0 fine-tuned on real DFT (GPAW PBE+U, fidelity `{FIDELITY}`): the project's 90 training frames "
-        "and the `gpaw_afm` labels that active learning (`mf-calc learn`, issue 30) chose. Load it with "
+        "and the `gpaw_afm` labels of the active-learning arms (`mf-calc learn`, issue 30: committee picks and "
+        "random picks from the same explored candidates). Load it with "
         f'`load_model("{NAME}")` or `MFCalculator(load_model("{NAME}"), fidelity="{FIDELITY}")`.', "",
         "**Not the default** of `load_model()`: it misses these issue-30 targets on the DFT workflow benchmark: "
         + "; ".join(missed) + f". How it compares with `{REFERENCE}`: the tables below.", "",
