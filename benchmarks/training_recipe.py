@@ -17,6 +17,7 @@ Recipe ``e1_10ep`` is the active-learning arms' recipe (their round-0 model).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -91,11 +92,11 @@ def bias_cells(result: dict, split: str) -> str:
     return ", ".join(f"{x}: {g['energy_bias_meV_atom']:+.1f}" for x, g in result["by_x_li"][split].items())
 
 
-def added_labels(recipe: dict) -> str:
-    """Table cell: how many AL frames the recipe adds, from which arms."""
+@functools.cache
+def added_labels(arms: tuple[str, ...]) -> str:
+    """Table cell: how many AL frames a recipe with ``arms`` adds, from which arms (each file read once)."""
     from ase.io import read
 
-    arms = recipe.get("al_labels", ())
     if not arms:
         return "–"
     frames = sum(len(read(path, ":")) for path in al_labels(arms))
@@ -110,7 +111,7 @@ def results_table(results: dict[str, dict]) -> str:
     for name, r in results.items():
         mnfe = r["workflow_bench"]["parts"].get("hull_mnfe", {}).get("ef_mae_meV_fu")
         recipe = RECIPES[name]
-        cells = [name, added_labels(recipe), f"{recipe['energy_weight']:g}", str(recipe["epochs"]),
+        cells = [name, added_labels(recipe.get("al_labels", ())), f"{recipe['energy_weight']:g}", str(recipe["epochs"]),
                  str(recipe.get("seed", BASE["seed"])), f"{r['test']['e_mae']:.2f}",
                  f"{r['test']['f_mae']:.0f}", *("–" if v is None else f"{v:.3g}" for _, v, _, _ in r["targets"]),
                  "–" if mnfe is None else f"{mnfe:.3g}"]

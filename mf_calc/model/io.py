@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
+import uuid
 from pathlib import Path
 
 import torch
@@ -36,12 +35,6 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_model(model, path) -> Path:
     """Write ``model`` to folder ``path``. Returns the folder.
 
@@ -50,8 +43,8 @@ def save_model(model, path) -> Path:
     """
     folder = Path(path)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    tmp.chmod(0o777 & ~_umask())  # mkdtemp's 0o700 would hide a shared or installed model from other users
+    tmp = folder.parent / f".{folder.name}.{uuid.uuid4().hex}"
+    tmp.mkdir()  # mkdir, not mkdtemp: the umask's mode, where mkdtemp's 0o700 would hide an installed model
     weights = tmp / WEIGHTS_FILE
     torch.save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, weights)
     config = {
