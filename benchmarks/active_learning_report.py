@@ -126,7 +126,8 @@ def write_round_report(run: Path, result: dict) -> None:
     report = [f"# Round {index} model on the DFT workflow benchmark", "",
               f"`{first['model']}`: the base data and {result['labelled_frames']} frames labelled in rounds < {index} "
               f"({result['dft_core_hours']:.1f} DFT core-hours); `python benchmarks/active_learning_report.py`.", "",
-              *bench.targets_table(first["targets"]), "", "Per part (meV/Å, meV/atom, meV/fu, GPa, eV):", "",
+              *bench.targets_table({"member 0": first["targets"]}), "",
+              "Per part (meV/Å, meV/atom, meV/fu, GPa, eV):", "",
               "```json", json.dumps(first["workflow_bench"]["parts"], indent=1), "```", ""]
     (round_dir(run, index) / "workflow_bench.md").write_text("\n".join(report))
 

@@ -45,21 +45,6 @@ def al_label_rows(arms) -> list[str]:
     return rows
 
 
-def _cell(value) -> str:
-    return "–" if value is None else f"{value:.3g}"
-
-
-def comparison_rows(columns: dict[str, list]) -> list[str]:
-    """Markdown table of the issue-30 targets (``target_checks`` rows) per model column."""
-    names = list(columns)
-    first = columns[names[0]]
-    lines = ["| target | limit | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
-    for k, (target, _, limit, _) in enumerate(first):
-        cells = [_cell(columns[n][k][1]) + ("" if columns[n][k][3] is not False else " ✗") for n in names]
-        lines.append(f"| {target} | {limit} | " + " | ".join(cells) + " |")
-    return lines
-
-
 def bias_line(result: dict, split: str) -> str:
     return ", ".join(f"x = {x}: {g['energy_bias_meV_atom']:+.1f}" for x, g in result["by_x_li"][split].items())
 
@@ -86,7 +71,8 @@ def model_card(recipe: str, scores: dict, reference: dict) -> str:
     dft_half = halves[REFERENCE]["lowest_half_dft_meV_fu"]
     tests = {REFERENCE: reference["test"]} | {c: {"fidelity": FIDELITY, "frames": scores[r]["test"]["e_n"],
                                                    **scores[r]["test"]} for c, r in columns.items()}
-    missed = [f"{name} ({_cell(value)}, limit {limit})" for name, value, limit, met in mine["targets"] if met is False]
+    missed = [f"{name} ({bench.value_cell(value)}, limit {limit})"
+              for name, value, limit, met in mine["targets"] if met is False]
     fields = recipes.BASE | {k: v for k, v in recipes.RECIPES[recipe].items() if k != "al_labels"}
     return "\n".join([
         f"# Model card: `{NAME}`", "",
@@ -109,7 +95,7 @@ def model_card(recipe: str, scores: dict, reference: dict) -> str:
         f"- Reproduce: `python benchmarks/training_recipe.py --recipes {recipe}`, then "
         f"`python benchmarks/ship_al_model.py --recipe {recipe}`.", "",
         "## Test split (`gpaw_afm` frames never trained on; MAE, RMSE in brackets)", table(tests), "",
-        "## Workflow benchmark (issue 30, section 3; ✗ = missed)", *comparison_rows(checks), "",
+        "## Workflow benchmark (issue 30, section 3; ✗ = missed)", *bench.targets_table(checks), "",
         f"Formation energy of the lowest x = ½ Li_xFePO4 ordering (DFT {dft_half:+.0f} meV/fu, above the tie line): "
         + ", ".join(f"{c} {h['lowest_half_model_meV_fu']:+.0f}" for c, h in halves.items()) + " meV/fu.", "",
         "Mean signed energy error, model − DFT (meV/atom), per Li content: training frames "

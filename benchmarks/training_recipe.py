@@ -22,6 +22,8 @@ import json
 import sys
 from pathlib import Path
 
+from workflow_bench_report import value_cell
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "training_recipe"
 TRAIN = ROOT / "benchmarks" / "data" / "dft" / "lmfp_gpaw_afm_train.extxyz.gz"
@@ -113,8 +115,7 @@ def results_table(results: dict[str, dict]) -> str:
         recipe = RECIPES[name]
         cells = [name, added_labels(recipe.get("al_labels", ())), f"{recipe['energy_weight']:g}", str(recipe["epochs"]),
                  str(recipe.get("seed", BASE["seed"])), f"{r['test']['e_mae']:.2f}",
-                 f"{r['test']['f_mae']:.0f}", *("–" if v is None else f"{v:.3g}" for _, v, _, _ in r["targets"]),
-                 "–" if mnfe is None else f"{mnfe:.3g}"]
+                 f"{r['test']['f_mae']:.0f}", *(value_cell(v) for _, v, _, _ in r["targets"]), value_cell(mnfe)]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Mean signed energy error, model − DFT (meV/atom), per Li content x:", ""]
     lines += [f"- `{name}`: training frames {bias_cells(r, 'train')}; test frames {bias_cells(r, 'test')}"

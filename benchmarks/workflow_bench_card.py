@@ -102,7 +102,7 @@ def card() -> str:
             lines += [*rows, ""]
     lines += relax_rows()
     lines += ["## `lmfp-dft` against the default-model targets (issue 30, section 3), on the frames labelled so far",
-              "", *targets_table(target_checks(scores))]
+              "", *targets_table({"`lmfp-dft`": target_checks(scores)})]
     lines += ["", "## Scores of `lmfp-dft` on the frames labelled so far", "",
               "```json", json.dumps(scores, indent=1), "```", ""]
     return "\n".join(lines)

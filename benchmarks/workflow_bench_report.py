@@ -202,12 +202,19 @@ def target_checks(scores: dict) -> list[tuple[str, float | None, str, bool | Non
     return [(name, value, limit, None if value is None else bool(ok(value))) for name, value, limit, ok in checks]
 
 
-def targets_table(checks: list) -> list[str]:
-    """Markdown rows of ``target_checks``: target, value, limit, met."""
-    lines = ["| target | value | limit | met |", "|---|---|---|---|"]
-    for name, value, limit, met in checks:
-        shown = "not labelled yet" if value is None else f"{value:.3g}"
-        lines.append(f"| {name} | {shown} | {limit} | {'—' if met is None else ('yes' if met else 'no')} |")
+def value_cell(value) -> str:
+    """A table cell: 3 significant figures, or '–' where nothing was measured."""
+    return "–" if value is None else f"{value:.3g}"
+
+
+def targets_table(columns: dict[str, list]) -> list[str]:
+    """Markdown rows of ``target_checks`` per model column (name -> checks): target, limit, each column's value
+    (✗ = missed)."""
+    names = list(columns)
+    lines = ["| target | limit | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for k, (target, _, limit, _) in enumerate(columns[names[0]]):
+        cells = [value_cell(columns[n][k][1]) + (" ✗" if columns[n][k][3] is False else "") for n in names]
+        lines.append(f"| {target} | {limit} | " + " | ".join(cells) + " |")
     return lines
 
 
