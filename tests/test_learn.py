@@ -88,6 +88,22 @@ def _run(tmp_path, select="committee", low=False):
 
 
 @pytest.mark.usefixtures("one_thread")
+def test_explored_hops_are_neb_bands_of_one_vacancy_or_nothing(tmp_path):
+    from mf_calc.calculator import MFCalculator
+    from mf_calc.learn.explore import ExploreSettings, explore
+
+    calc = MFCalculator(tiny_model(modules="", fidelities=("lj",)).float())
+    hops = ExploreSettings(cells=((1, 1, 1),), x_li=(0.75,), y_mn=(0.5,), trajectories=0, relaxations=0, hops=1)
+    frames = explore(calc, hops, seed=0, folder=tmp_path / "a")
+    assert [a.info["kind"] for a in frames] == ["neb"] * 5 and {a.info["source"] for a in frames} == {"neb00"}
+    assert all((a.numbers == 3).sum() == 2 for a in frames)  # 3 Li of the 4 sites, one of them the vacancy
+    moved = [np.abs(a.positions - frames[0].positions).max() for a in frames]
+    assert moved[0] == 0 and all(m > 0.5 for m in moved[2:])  # the mover travels along the band
+    alone = ExploreSettings(cells=((1, 1, 1),), x_li=(0.25,), trajectories=0, relaxations=0, hops=1)
+    assert explore(calc, alone, seed=0, folder=tmp_path / "b") == []  # one Li: no hop to make
+
+
+@pytest.mark.usefixtures("one_thread")
 def test_rounds_write_every_step_continue_and_feed_the_next_round(tmp_path):
     settings = _run(tmp_path)
     run = tmp_path / "run"

@@ -5,7 +5,7 @@ A round r in ``DIR/round_RR/``:
 1. ``committee/m{k}/`` -- K models fine-tuned from the starting model, seeds differing, on the base data and
    every frame labelled in rounds < r (``mf_calc.train``); member 0 is the round's model, the only one needed
    once the picks are made.
-2. ``explore/`` and ``candidates.extxyz`` -- MD and relaxations driven by member 0 (:mod:`mf_calc.learn.explore`).
+2. ``explore/`` and ``candidates.extxyz`` -- MD, relaxations and NEB bands driven by member 0 (:mod:`mf_calc.learn.explore`).
 3. ``selection.json`` and ``selected.extxyz`` -- the committee's force deviation of every candidate and the picks
    (:mod:`mf_calc.learn.select`), or random picks at the same budget (``select: random``, the control arm).
 4. ``labels/`` -- DFT labels of the picks (``mf_calc.label``; one record per frame, resumable). A run with
