@@ -50,6 +50,46 @@ def test_uncertain_picks_stay_in_the_window_most_uncertain_first_and_diverse():
         SelectSettings(lower=0.5, upper=0.1)
 
 
+def test_endpoints_are_the_last_frames_of_relaxations_by_energy_spread():
+    from mf_calc.learn.select import energy_spread, pick_endpoints, relaxation_ends
+
+    frames = []
+    for source, kind, n, seed in (("md00", "md", 2, 0), ("relax01", "relax", 3, 1), ("relax02", "relax", 2, 2)):
+        for step in range(n):
+            atoms = lmfp(x_li=0.5, supercell=(1, 1, 1), seed=seed)
+            atoms.rattle(0.1 / (step + 1), seed=step)
+            atoms.info.update(kind=kind, source=source)
+            frames.append(atoms)
+    assert relaxation_ends(frames) == [4, 6]
+    n_atoms = len(frames[0])
+    energies = [[0.0] * 7, [0.0] * 7]
+    energies[1][4], energies[1][6], energies[1][0] = 0.002 * n_atoms, 0.004 * n_atoms, 0.1 * n_atoms
+    spread = energy_spread(energies, frames)
+    assert spread[6] == pytest.approx(2.0) and spread[4] == pytest.approx(1.0)  # meV/atom: std of 0 and 4
+    settings = SelectSettings(cap=1, min_distance=1e-6, endpoints=2)
+    assert pick_endpoints(frames, spread, settings) == [6, 4]  # the MD frame's larger spread does not count
+    assert pick_endpoints(frames, spread, settings, taken=[6]) == [4]
+    assert pick_endpoints(frames, spread, settings, exclude=[frames[4]]) == [6]
+    assert pick_endpoints(frames, spread, SelectSettings(endpoints=0)) == []
+
+
+def test_explored_arrangements_never_repeat_a_smaller_cell():
+    """A supercell arrangement periodic in one olivine cell is a 28-atom ordering (the benchmark's hull has them
+    all): the explorer draws another."""
+    from mf_calc.learn.explore import ExploreSettings, _cases, repeats_a_smaller_cell
+
+    ordering = lmfp(0.5, 0.5, supercell=(1, 1, 1), seed=3)
+    assert repeats_a_smaller_cell(ordering.repeat((1, 2, 1)), (1, 2, 1))
+    assert repeats_a_smaller_cell(ordering.repeat((2, 1, 1)), (2, 1, 1))
+    drawn = [repeats_a_smaller_cell(lmfp(0.5, 0.0, supercell=(1, 1, 2), seed=k), (1, 1, 2)) for k in range(60)]
+    assert 0 < sum(drawn) < 20  # x = 1/2 in two cells: 6 of the 70 Li arrangements are repeats
+    settings = ExploreSettings(cells=((1, 1, 2),), x_li=(0.5,), y_mn=(0.0,))
+    cases = _cases(settings, 40, np.random.default_rng(0))
+    assert len(cases) == 40
+    assert not any(repeats_a_smaller_cell(lmfp(c["x_li"], c["y_mn"], supercell=c["cell"], seed=c["site_seed"]),
+                                          c["cell"]) for c in cases)
+
+
 def test_random_control_is_seeded_and_avoids_given_frames():
     picks = pick_random(20, 5, seed=3, avoid=[0, 1, 2])
     assert picks == pick_random(20, 5, seed=3, avoid=[0, 1, 2]) and len(set(picks)) == 5
@@ -132,6 +172,22 @@ def test_rounds_write_every_step_continue_and_feed_the_next_round(tmp_path):
 
 
 @pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("select", ["committee", "random"])
+def test_rounds_add_relaxed_end_points_to_the_picks(tmp_path, select):
+    settings = _run(tmp_path, select=select)
+    settings = LearnSettings(**(settings.to_dict() | {"selection": settings.selection | {"endpoints": 1}}))
+    assert run_round(tmp_path / "run", settings, 0, deadline=0.0) is None  # picks made, no DFT started
+    selection = json.loads((round_dir(tmp_path / "run", 0) / "selection.json").read_text())
+    candidates = ase.io.read(round_dir(tmp_path / "run", 0) / "candidates.extxyz", ":")
+    assert len(selection["energy_spread_meV_atom"]) == len(candidates)
+    picks = selection["picks"]
+    assert len(picks) == 3 and len(set(picks)) == 3
+    end = candidates[picks[-1]]
+    assert end.info["kind"] == "relax"
+    assert end.info["frame"] == max(a.info["frame"] for a in candidates if a.info["source"] == end.info["source"])
+
+
+@pytest.mark.usefixtures("one_thread")
 def test_random_arm_picks_at_random_at_the_same_budget(tmp_path):
     settings = _run(tmp_path, select="random")
     result = run_round(tmp_path / "run", settings, 0)
@@ -203,11 +259,11 @@ def test_picks_skip_supercells_whose_labels_would_sample_other_kpoints(tmp_path)
     assert [spec.same_kpoint_convention(a) for a in frames] == [False, True, False, True, True]
     assert LabelSpec.from_dict(LJ_SPEC).same_kpoint_convention(frames[0])  # no k-points: nothing to fold
     target = Target("gpaw_afm", "gpaw_afm", 5, "")
-    deviation = np.array([0.5, 0.2, 0.4, 0.3, 0.1])
+    spreads = {"force": np.array([0.5, 0.2, 0.4, 0.3, 0.1]), "energy": np.ones(5)}
     committee = _run(tmp_path)
-    assert _picks(committee, target, 0, frames, deviation, []) == [3, 1, 4]
+    assert _picks(committee, target, 0, frames, spreads, []) == [3, 1, 4]
     random = LearnSettings(**(committee.to_dict() | {"select": "random"}))
-    assert sorted(_picks(random, target, 0, frames, deviation, [])) == [1, 3, 4]
+    assert sorted(_picks(random, target, 0, frames, spreads, [])) == [1, 3, 4]
 
 
 def test_bad_settings_are_named():

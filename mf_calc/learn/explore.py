@@ -51,7 +51,8 @@ class ExploreSettings:
 
 
 def _cases(settings: ExploreSettings, n: int, rng) -> list[dict]:
-    """``n`` (cell, x, y, T, site seed) draws whose x and y the cell can hold exactly."""
+    """``n`` (cell, x, y, T, site seed) draws whose x and y the cell can hold exactly, with site arrangements that
+    do not repeat a smaller cell."""
     cases = []
     for _ in range(100 * max(n, 1)):
         if len(cases) == n:
@@ -61,9 +62,26 @@ def _cases(settings: ExploreSettings, n: int, rng) -> list[dict]:
         sites = 4 * int(np.prod(cell))
         if abs(x * sites - round(x * sites)) > 1e-9 or abs(y * sites - round(y * sites)) > 1e-9:
             continue
-        cases.append({"cell": cell, "x_li": float(x), "y_mn": float(y),
-                      "temperature_K": float(rng.choice(settings.temperatures_K)), "site_seed": int(rng.integers(1 << 30))})
+        case = {"cell": cell, "x_li": float(x), "y_mn": float(y),
+                "temperature_K": float(rng.choice(settings.temperatures_K)), "site_seed": int(rng.integers(1 << 30))}
+        if not repeats_a_smaller_cell(lmfp(x, y, supercell=cell, seed=case["site_seed"]), cell):
+            cases.append(case)
     return cases
+
+
+def repeats_a_smaller_cell(atoms: Atoms, supercell) -> bool:
+    """Whether the arrangement is periodic in one olivine cell along an axis the supercell repeats: then it is an
+    ordering of a smaller cell (e.g. one of the benchmark's 28-atom orderings, which training must not see) and
+    not a configuration of its own."""
+    frac = atoms.get_scaled_positions(wrap=True)
+    keys = {(z, *np.round(f, 4) % 1.0) for z, f in zip(atoms.numbers, frac)}
+    for axis, n in enumerate(supercell):
+        if n > 1:
+            shifted = frac.copy()
+            shifted[:, axis] += 1.0 / n
+            if {(z, *np.round(f % 1.0, 4) % 1.0) for z, f in zip(atoms.numbers, shifted)} == keys:
+                return True
+    return False
 
 
 def _md_frames(case: dict, calc, settings: ExploreSettings, folder: Path, name: str) -> list[Atoms]:

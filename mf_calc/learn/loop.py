@@ -6,8 +6,9 @@ A round r in ``DIR/round_RR/``:
    every frame labelled in rounds < r (``mf_calc.train``); member 0 is the round's model, the only one needed
    once the picks are made.
 2. ``explore/`` and ``candidates.extxyz`` -- MD, relaxations and NEB bands driven by member 0 (:mod:`mf_calc.learn.explore`).
-3. ``selection.json`` and ``selected.extxyz`` -- the committee's force deviation of every candidate and the picks
-   (:mod:`mf_calc.learn.select`), or random picks at the same budget (``select: random``, the control arm).
+3. ``selection.json`` and ``selected.extxyz`` -- the committee's force deviation and energy spread of every
+   candidate and the picks (:mod:`mf_calc.learn.select`: uncertain forces, and with ``endpoints`` relaxed
+   structures of uncertain energy), or random picks at the same budget (``select: random``, the control arm).
 4. ``labels/`` -- DFT labels of the picks (``mf_calc.label``; one record per frame, resumable). A run with
    ``low_fidelity`` (the MF arm) also labels the ``low_fidelity.cap`` most uncertain candidates (random ones in
    the random arm) with the cheap spec (``selected_low.extxyz``, ``labels_low/``), after the scarce labels.
@@ -35,7 +36,15 @@ import numpy as np
 from mf_calc.atomic import atomic_write, write_json
 from mf_calc.constants import dataclass_from_dict
 from mf_calc.learn.explore import ExploreSettings, explore
-from mf_calc.learn.select import SelectSettings, force_deviation, pick_random, pick_uncertain
+from mf_calc.learn.select import (
+    SelectSettings,
+    energy_spread,
+    force_deviation,
+    pick_endpoints,
+    pick_random,
+    pick_uncertain,
+    relaxation_ends,
+)
 
 log = logging.getLogger(__name__)
 SETTINGS_FILE = "learn.json"
@@ -246,21 +255,28 @@ def explore_step(directory, settings: LearnSettings, index: int, members: list[P
     return ase.io.read(path, ":")
 
 
-def _picks(settings: LearnSettings, target: Target, index: int, candidates: list, deviation, earlier) -> list[int]:
-    """Picks for ``target`` among the candidates its spec labels in the cell's k-point convention."""
+def _picks(settings: LearnSettings, target: Target, index: int, candidates: list, spreads: dict, earlier) -> list[int]:
+    """Picks for ``target`` among the candidates its spec labels in the cell's k-point convention; ``spreads``: the
+    committee's force deviation (``force``, eV/Å) and energy spread (``energy``, meV/atom) per candidate."""
     from mf_calc.label.spec import LabelSpec
 
     spec = LabelSpec.load(target.spec)
     other = [i for i, atoms in enumerate(candidates) if not spec.same_kpoint_convention(atoms)]
     choose = SelectSettings(**(settings.selection | {"cap": target.cap}))
-    if settings.select == "committee":
-        allowed = np.array(deviation, dtype=float)
-        allowed[other] = np.nan  # outside every trust window
-        return pick_uncertain(candidates, allowed, choose, exclude=earlier)
-    return pick_random(len(candidates), choose.cap, seed=settings.seed * 1000 + index, avoid=other)
+    seed = settings.seed * 1000 + index
+    if settings.select == "random":
+        picks = pick_random(len(candidates), choose.cap, seed=seed, avoid=other)
+        ends = np.setdiff1d(np.asarray(relaxation_ends(candidates), dtype=int), [*other, *picks])
+        extra = np.random.default_rng(seed + 1).permutation(ends)[:choose.endpoints].tolist()
+        return picks + sorted(int(i) for i in extra)
+    allowed = {what: np.array(spread, dtype=float) for what, spread in spreads.items()}
+    for spread in allowed.values():
+        spread[other] = np.nan  # outside every trust window
+    picks = pick_uncertain(candidates, allowed["force"], choose, exclude=earlier)
+    return picks + pick_endpoints(candidates, allowed["energy"], choose, taken=picks, exclude=earlier)
 
 
-def _choose(directory, settings: LearnSettings, index: int, candidates: list, deviation, shared: Path | None) -> dict:
+def _choose(directory, settings: LearnSettings, index: int, candidates: list, spreads: dict, shared: Path | None) -> dict:
     """Picks (candidate indices) per target suffix: the sibling run's at the run's fidelity where they are shared
     (``shared``: its picks file), this run's own otherwise."""
     picks = {}
@@ -269,7 +285,7 @@ def _choose(directory, settings: LearnSettings, index: int, candidates: list, de
             picks[""] = json.loads((shared.parent / "selection.json").read_text())["picks"]
         else:
             earlier = [f.atoms for f in labelled_so_far(directory, settings, index, [target])]
-            picks[target.suffix] = _picks(settings, target, index, candidates, deviation, earlier)
+            picks[target.suffix] = _picks(settings, target, index, candidates, spreads, earlier)
     return picks
 
 
@@ -287,12 +303,13 @@ def select_step(directory, settings: LearnSettings, index: int, members: list[Pa
     folder = round_dir(directory, index)
     targets = settings.targets
     if not all((folder / t.picks_file).is_file() for t in targets):
-        forces = [[p["forces"] for p in _load(m).predict(candidates, fidelity=settings.fidelity, task="ef")]
-                  for m in members]
-        deviation = force_deviation(forces)
+        predictions = [_load(m).predict(candidates, fidelity=settings.fidelity, task="ef") for m in members]
+        deviation = force_deviation([[p["forces"] for p in per_model] for per_model in predictions])
+        spread = energy_spread([[float(p["energy"]) for p in per_model] for per_model in predictions], candidates)
         shared = _shared_file(directory, settings, index, "picks", targets[0].picks_file)  # after selection.json
-        picks = _choose(directory, settings, index, candidates, deviation, shared)
-        write_json(folder / "selection.json", {"deviation_eV_A": deviation.tolist(), "picks": picks[""],
+        picks = _choose(directory, settings, index, candidates, {"force": deviation, "energy": spread}, shared)
+        write_json(folder / "selection.json", {"deviation_eV_A": deviation.tolist(),
+                                               "energy_spread_meV_atom": spread.tolist(), "picks": picks[""],
                                                **({"picks_low": picks["_low"]} if "_low" in picks else {}),
                                                "select": settings.select,
                                                "settings": asdict(SelectSettings(**settings.selection))})

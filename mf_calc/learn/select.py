@@ -6,6 +6,10 @@ bound are ones the models already agree on; frames above its upper bound are usu
 went astray) and a DFT run there is wasted. Inside the window the most uncertain frames are picked first, each
 at least ``min_distance`` (fingerprint units) from every frame picked before and at most ``per_source`` from one
 trajectory (``info["source"]``: sibling frames of one relaxation path teach much the same), up to ``cap``.
+
+Relaxed structures lie below the window by construction (their forces are small for every model), yet they are
+what a hull or voltage workflow computes, and there the energy matters: ``endpoints`` adds the end points of up
+to that many relaxation paths, largest committee energy spread first (``pick_endpoints``).
 """
 
 from __future__ import annotations
@@ -27,12 +31,15 @@ class SelectSettings:
     cap: int = 10
     min_distance: float = 0.05
     per_source: int = 2
+    endpoints: int = 0
 
     def __post_init__(self):
         if not 0 <= self.lower < self.upper:
             raise ValueError(f"trust window needs 0 <= lower < upper, got [{self.lower}, {self.upper}]")
         if self.cap < 1 or self.per_source < 1:
             raise ValueError(f"cap and per_source must be >= 1, got {self.cap} and {self.per_source}")
+        if self.endpoints < 0:
+            raise ValueError(f"endpoints must be >= 0, got {self.endpoints}")
 
 
 def force_deviation(forces: Sequence[Sequence[np.ndarray]]) -> np.ndarray:
@@ -46,6 +53,22 @@ def force_deviation(forces: Sequence[Sequence[np.ndarray]]) -> np.ndarray:
         spread = np.sqrt(((stack - stack.mean(0)) ** 2).sum(-1).mean(0))
         out.append(spread.max())
     return np.array(out)
+
+
+def energy_spread(energies: Sequence[Sequence[float]], frames: Sequence[Atoms]) -> np.ndarray:
+    """The committee's standard deviation of the energy per atom (meV/atom) of every frame; ``energies[k][n]`` is
+    model k's energy (eV) of frame n."""
+    per_atom = np.asarray(energies, dtype=float) / np.array([len(a) for a in frames])
+    return 1000.0 * per_atom.std(axis=0)
+
+
+def relaxation_ends(frames: Sequence[Atoms]) -> list[int]:
+    """Index of the last frame of every relaxation path (``info`` kind ``relax``, one path per ``source``)."""
+    last = {}
+    for index, atoms in enumerate(frames):
+        if atoms.info.get("kind") == "relax":
+            last[atoms.info.get("source")] = index
+    return sorted(last.values())
 
 
 def fingerprint(atoms: Atoms, cutoff: float = 6.0, bins: int = 50) -> np.ndarray:
@@ -89,6 +112,19 @@ def pick_uncertain(frames: Sequence[Atoms], deviation: np.ndarray, settings: Sel
             if len(picks) == settings.cap:
                 break
     return picks
+
+
+def pick_endpoints(frames: Sequence[Atoms], spread: np.ndarray, settings: SelectSettings, taken: Sequence[int] = (),
+                   exclude: Sequence[Atoms] = ()) -> list[int]:
+    """Up to ``settings.endpoints`` relaxation end points (``relaxation_ends``), largest ``spread`` first, none of
+    ``taken`` (indices) and each at least ``min_distance`` from them and from ``exclude``; NaN spreads are skipped."""
+    if not settings.endpoints:
+        return []
+    score = np.full(len(frames), np.nan)
+    ends = np.setdiff1d(np.asarray(relaxation_ends(frames), dtype=int), np.asarray(taken, dtype=int))
+    score[ends] = np.asarray(spread, dtype=float)[ends]
+    choose = SelectSettings(0.0, np.inf, settings.endpoints, settings.min_distance, per_source=1)
+    return pick_uncertain(frames, score, choose, exclude=[*exclude, *(frames[i] for i in taken)])
 
 
 def pick_random(n_frames: int, count: int, seed: int, avoid: Sequence[int] = ()) -> list[int]:
