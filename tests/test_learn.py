@@ -9,12 +9,15 @@ import shutil
 import ase.io
 import numpy as np
 import pytest
+from ase.calculators.calculator import Calculator, all_changes
+from ase.geometry import get_distances
 from conftest import tiny_model
 
 from mf_calc import lmfp
 from mf_calc.cli import main
 from mf_calc.learn import LearnSettings, SelectSettings, force_deviation, next_round, pick_random, pick_uncertain
 from mf_calc.learn.loop import round_dir, run_round
+from mf_calc.learn.select import relaxation_ends
 
 LJ_SPEC = {"calculator": "label_helpers:FlakyLJ", "settings": {"sigma": 1.5, "epsilon": 0.01, "rc": 4.0},
            "magnetic_start": "none"}
@@ -71,6 +74,56 @@ def test_endpoints_are_the_last_frames_of_relaxations_by_energy_spread():
     assert pick_endpoints(frames, spread, settings, taken=[6]) == [4]
     assert pick_endpoints(frames, spread, settings, exclude=[frames[4]]) == [6]
     assert pick_endpoints(frames, spread, SelectSettings(endpoints=0)) == []
+
+
+class _RegularSolution(Calculator):
+    """E = a n_Li + b n_M + w n_Li (n_M - n_Li) / n_M (eV), no forces or stress: E_f = w x (1 - x) per fu."""
+
+    implemented_properties = ("energy", "forces", "stress")
+    a, b, w = -2.0, -40.0, 0.3
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        n_li, n_m = (self.atoms.numbers == 3).sum(), np.isin(self.atoms.numbers, (25, 26)).sum()
+        self.results = {"energy": self.a * n_li + self.b * n_m + self.w * n_li * (n_m - n_li) / n_m,
+                        "forces": np.zeros((len(self.atoms), 3)), "stress": np.zeros(6)}
+
+
+def test_end_members_empty_and_fill_the_olivine_li_sites_of_the_same_host():
+    from mf_calc.learn.tie_line import end_members
+
+    atoms = lmfp(0.25, 0.5, supercell=(1, 2, 1), seed=3)
+    atoms.rattle(0.1, seed=0)
+    empty, full = end_members(atoms, (1, 2, 1))
+    lithiated = lmfp(1.0, 0.5, supercell=(1, 2, 1), seed=3)  # the same seed draws the same Mn sites
+    assert (empty.numbers != 3).all() and len(empty) == len(atoms) - 2
+    assert np.allclose(empty.positions, atoms.positions[atoms.numbers != 3])
+    assert sorted(full.numbers) == sorted(lithiated.numbers)
+    assert (full.numbers[full.numbers != 3] == lithiated.numbers[lithiated.numbers != 3]).all()
+    _, d = get_distances(full.positions[full.numbers == 3], lithiated.positions[lithiated.numbers == 3],
+                         cell=full.cell, pbc=True)
+    assert d.min(1)[:2].max() < 0.5 and d.min(1)[2:].max() < 1e-9  # rattled ones near a site, added ones on one
+    assert sorted(d.argmin(1)) == list(range(8))
+    with pytest.raises(ValueError, match="supercell has 16"):
+        end_members(atoms, (2, 2, 1))
+    astray = atoms.copy()
+    astray.positions[0] += [0.0, 0.0, 2.3]  # half-way to the next site along c
+    with pytest.raises(ValueError, match="not on distinct olivine Li sites"):
+        end_members(astray, (1, 2, 1))
+
+
+def test_above_tie_line_is_the_formation_energy_per_formula_unit():
+    from mf_calc.learn.tie_line import tie_line_scores
+
+    frames = [lmfp(x, 0.0, supercell=(1, 1, 2), seed=k) for k, x in enumerate((0.25, 0.5, 0.75, 0.5))]
+    for atoms in frames:
+        atoms.info["supercell"] = [1, 1, 2]
+    scores = tie_line_scores(frames, [0, 1, 2], _RegularSolution())
+    w = _RegularSolution.w * 1000
+    assert scores[:3] == pytest.approx([w * 3 / 16, w / 4, w * 3 / 16]) and np.isnan(scores[3])
+    del frames[3].info["supercell"]
+    with pytest.raises(ValueError, match="no info"):
+        tie_line_scores(frames, [3], _RegularSolution())
 
 
 def test_explored_arrangements_never_repeat_a_smaller_cell():
@@ -172,10 +225,12 @@ def test_rounds_write_every_step_continue_and_feed_the_next_round(tmp_path):
 
 
 @pytest.mark.usefixtures("one_thread")
-@pytest.mark.parametrize("select", ["committee", "random"])
-def test_rounds_add_relaxed_end_points_to_the_picks(tmp_path, select):
-    settings = _run(tmp_path, select=select)
-    settings = LearnSettings(**(settings.to_dict() | {"selection": settings.selection | {"endpoints": 1}}))
+@pytest.mark.parametrize(("select", "ranking"), [("committee", "spread"), ("random", "spread"), ("committee", "hull")])
+def test_rounds_add_relaxed_end_points_to_the_picks(tmp_path, select, ranking):
+    settings = _run(tmp_path, select=select).to_dict()
+    settings["selection"] |= {"endpoints": 1, "endpoints_by": ranking}
+    settings["explore"] |= {"relaxations": 2}
+    settings = LearnSettings(**settings)
     assert run_round(tmp_path / "run", settings, 0, deadline=0.0) is None  # picks made, no DFT started
     selection = json.loads((round_dir(tmp_path / "run", 0) / "selection.json").read_text())
     candidates = ase.io.read(round_dir(tmp_path / "run", 0) / "candidates.extxyz", ":")
@@ -185,6 +240,13 @@ def test_rounds_add_relaxed_end_points_to_the_picks(tmp_path, select):
     end = candidates[picks[-1]]
     assert end.info["kind"] == "relax"
     assert end.info["frame"] == max(a.info["frame"] for a in candidates if a.info["source"] == end.info["source"])
+    if ranking == "hull":  # member 0's lowest end point against its end members' tie line
+        above = selection["above_tie_line_meV_fu"]
+        ends = [i for i, value in enumerate(above) if value is not None]
+        assert ends == relaxation_ends(candidates) and len(ends) == 2
+        assert picks[-1] == min((i for i in ends if i not in picks[:-1]), key=lambda i: above[i])
+    else:
+        assert "above_tie_line_meV_fu" not in selection
 
 
 @pytest.mark.usefixtures("one_thread")
@@ -273,6 +335,8 @@ def test_bad_settings_are_named():
         LearnSettings(model="m", data=("d",), committee=1)
     with pytest.raises(ValueError, match="unknown learn setting"):
         LearnSettings.from_dict({"model": "m", "data": ["d"], "budget": 3})
+    with pytest.raises(ValueError, match="endpoints_by must be one of"):
+        LearnSettings(model="m", data=("d",), selection={"endpoints": 1, "endpoints_by": "energy"})
 
 
 def test_the_committed_run_settings_are_valid():

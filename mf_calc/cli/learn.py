@@ -19,7 +19,9 @@ SETTINGS (JSON, needed on the first call; kept in DIR/learn.json and checked on 
    "selection": {"lower": 0.05, "upper": 0.6 (trust window of the committee force deviation, eV/Å),
                  "cap": 10 (frames labelled per round), "min_distance": 0.05 (fingerprint),
                  "per_source": 2 (most picks from one trajectory),
-                 "endpoints": 0 (also label that many relaxed end points, largest committee energy spread first)},
+                 "endpoints": 0 (also label that many relaxed end points), "endpoints_by": "spread" (largest
+                 committee energy spread first) | "hull" (lowest energy above the end members' tie line by
+                 member 0 first: the orderings its hull would hold)},
    "evaluate": ["FILE", ...] labelled files never trained on, "seed": 0,
    "low_fidelity": {"fidelity": "gpaw_nonmag", "spec": "gpaw_nonmag", "cap": 24} (optional, an MF arm: also
                    label that many candidates with the cheap spec, after the scarce ones; both train the next round),

@@ -8,7 +8,8 @@ A round r in ``DIR/round_RR/``:
 2. ``explore/`` and ``candidates.extxyz`` -- MD, relaxations and NEB bands driven by member 0 (:mod:`mf_calc.learn.explore`).
 3. ``selection.json`` and ``selected.extxyz`` -- the committee's force deviation and energy spread of every
    candidate and the picks (:mod:`mf_calc.learn.select`: uncertain forces, and with ``endpoints`` relaxed
-   structures of uncertain energy), or random picks at the same budget (``select: random``, the control arm).
+   structures of uncertain energy or, ``endpoints_by: hull``, lowest against their end members' tie line by
+   member 0, kept as ``above_tie_line_meV_fu``), or random picks at the same budget (``select: random``).
 4. ``labels/`` -- DFT labels of the picks (``mf_calc.label``; one record per frame, resumable). A run with
    ``low_fidelity`` (the MF arm) also labels the ``low_fidelity.cap`` most uncertain candidates (random ones in
    the random arm) with the cheap spec (``selected_low.extxyz``, ``labels_low/``), after the scarce labels.
@@ -45,6 +46,7 @@ from mf_calc.learn.select import (
     pick_uncertain,
     relaxation_ends,
 )
+from mf_calc.learn.tie_line import tie_line_scores
 
 log = logging.getLogger(__name__)
 SETTINGS_FILE = "learn.json"
@@ -257,7 +259,8 @@ def explore_step(directory, settings: LearnSettings, index: int, members: list[P
 
 def _picks(settings: LearnSettings, target: Target, index: int, candidates: list, spreads: dict, earlier) -> list[int]:
     """Picks for ``target`` among the candidates its spec labels in the cell's k-point convention; ``spreads``: the
-    committee's force deviation (``force``, eV/Å) and energy spread (``energy``, meV/atom) per candidate."""
+    committee's force deviation (``force``, eV/Å) and energy spread (``energy``, meV/atom) per candidate, and
+    with ``endpoints_by: hull`` member 0's energy above the tie line (``hull``, meV/fu) of relaxation end points."""
     from mf_calc.label.spec import LabelSpec
 
     spec = LabelSpec.load(target.spec)
@@ -273,7 +276,8 @@ def _picks(settings: LearnSettings, target: Target, index: int, candidates: list
     for spread in allowed.values():
         spread[other] = np.nan  # outside every trust window
     picks = pick_uncertain(candidates, allowed["force"], choose, exclude=earlier)
-    return picks + pick_endpoints(candidates, allowed["energy"], choose, taken=picks, exclude=earlier)
+    ranking = -allowed["hull"] if choose.endpoints_by == "hull" else allowed["energy"]  # largest first
+    return picks + pick_endpoints(candidates, ranking, choose, taken=picks, exclude=earlier)
 
 
 def _choose(directory, settings: LearnSettings, index: int, candidates: list, spreads: dict, shared: Path | None) -> dict:
@@ -296,6 +300,18 @@ def _write_picks(path: Path, candidates: list, picks: list[int], deviation, inde
     atomic_write(path, lambda fh: ase.io.write(fh, chosen, format="extxyz"))
 
 
+def _tie_line(settings: LearnSettings, member: Path, candidates: list) -> dict:
+    """``{"hull": meV/fu above the tie line of every relaxation end point by ``member``}`` where the committee
+    arm ranks its end points so (``endpoints_by: hull``); empty otherwise."""
+    choose = SelectSettings(**settings.selection)
+    if settings.select != "committee" or not choose.endpoints or choose.endpoints_by != "hull":
+        return {}
+    from mf_calc.calculator import MFCalculator
+
+    calc = MFCalculator(_load(member), fidelity=settings.fidelity)
+    return {"hull": tie_line_scores(candidates, relaxation_ends(candidates), calc)}
+
+
 def select_step(directory, settings: LearnSettings, index: int, members: list[Path], candidates: list) -> dict:
     """The frames to label per fidelity (``selected.extxyz``, ``selected_low.extxyz``), and ``selection.json``
     with every candidate's committee force deviation and the picks (or random picks at the same budget,
@@ -306,10 +322,13 @@ def select_step(directory, settings: LearnSettings, index: int, members: list[Pa
         predictions = [_load(m).predict(candidates, fidelity=settings.fidelity, task="ef") for m in members]
         deviation = force_deviation([[p["forces"] for p in per_model] for per_model in predictions])
         spread = energy_spread([[float(p["energy"]) for p in per_model] for per_model in predictions], candidates)
+        scores = {"force": deviation, "energy": spread, **_tie_line(settings, members[0], candidates)}
         shared = _shared_file(directory, settings, index, "picks", targets[0].picks_file)  # after selection.json
-        picks = _choose(directory, settings, index, candidates, {"force": deviation, "energy": spread}, shared)
+        picks = _choose(directory, settings, index, candidates, scores, shared)
+        hull = {"above_tie_line_meV_fu": [None if np.isnan(v) else float(v) for v in scores["hull"]]} \
+            if "hull" in scores else {}
         write_json(folder / "selection.json", {"deviation_eV_A": deviation.tolist(),
-                                               "energy_spread_meV_atom": spread.tolist(), "picks": picks[""],
+                                               "energy_spread_meV_atom": spread.tolist(), **hull, "picks": picks[""],
                                                **({"picks_low": picks["_low"]} if "_low" in picks else {}),
                                                "select": settings.select,
                                                "settings": asdict(SelectSettings(**settings.selection))})

@@ -9,7 +9,9 @@ trajectory (``info["source"]``: sibling frames of one relaxation path teach much
 
 Relaxed structures lie below the window by construction (their forces are small for every model), yet they are
 what a hull or voltage workflow computes, and there the energy matters: ``endpoints`` adds the end points of up
-to that many relaxation paths, largest committee energy spread first (``pick_endpoints``).
+to that many relaxation paths (``pick_endpoints``), ranked by ``endpoints_by``: ``spread``, the largest committee
+energy spread first, or ``hull``, the lowest energy above the end members' tie line by the current model first
+(``mf_calc.learn.tie_line``: the orderings that model would put on its hull).
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from dataclasses import dataclass
 import numpy as np
 from ase import Atoms
 
+ENDPOINT_RANKINGS = ("spread", "hull")
+
 
 @dataclass(frozen=True)
 class SelectSettings:
-    """Trust window (eV/Å), picks per round, the diversity threshold (fingerprint distance, 0-2) and the most
-    picks from one trajectory."""
+    """Trust window (eV/Å), picks per round, the diversity threshold (fingerprint distance, 0-2), the most
+    picks from one trajectory, and how many relaxed end points to add, ranked how (``spread`` or ``hull``)."""
 
     lower: float = 0.05
     upper: float = 0.6
@@ -32,6 +36,7 @@ class SelectSettings:
     min_distance: float = 0.05
     per_source: int = 2
     endpoints: int = 0
+    endpoints_by: str = "spread"
 
     def __post_init__(self):
         if not 0 <= self.lower < self.upper:
@@ -40,6 +45,8 @@ class SelectSettings:
             raise ValueError(f"cap and per_source must be >= 1, got {self.cap} and {self.per_source}")
         if self.endpoints < 0:
             raise ValueError(f"endpoints must be >= 0, got {self.endpoints}")
+        if self.endpoints_by not in ENDPOINT_RANKINGS:
+            raise ValueError(f"endpoints_by must be one of {ENDPOINT_RANKINGS}, got {self.endpoints_by!r}")
 
 
 def force_deviation(forces: Sequence[Sequence[np.ndarray]]) -> np.ndarray:
@@ -114,17 +121,20 @@ def pick_uncertain(frames: Sequence[Atoms], deviation: np.ndarray, settings: Sel
     return picks
 
 
-def pick_endpoints(frames: Sequence[Atoms], spread: np.ndarray, settings: SelectSettings, taken: Sequence[int] = (),
+def pick_endpoints(frames: Sequence[Atoms], score: np.ndarray, settings: SelectSettings, taken: Sequence[int] = (),
                    exclude: Sequence[Atoms] = ()) -> list[int]:
-    """Up to ``settings.endpoints`` relaxation end points (``relaxation_ends``), largest ``spread`` first, none of
-    ``taken`` (indices) and each at least ``min_distance`` from them and from ``exclude``; NaN spreads are skipped."""
+    """Up to ``settings.endpoints`` relaxation end points (``relaxation_ends``), largest ``score`` first (e.g. the
+    energy spread), none of ``taken`` (indices) and each at least ``min_distance`` from them and from ``exclude``;
+    NaN scores are skipped."""
     if not settings.endpoints:
         return []
-    score = np.full(len(frames), np.nan)
+    ranked = np.full(len(frames), np.nan)
     ends = np.setdiff1d(np.asarray(relaxation_ends(frames), dtype=int), np.asarray(taken, dtype=int))
-    score[ends] = np.asarray(spread, dtype=float)[ends]
+    ranked[ends] = np.asarray(score, dtype=float)[ends]
+    if np.isfinite(ranked).any():
+        ranked -= np.nanmin(ranked)  # the same order, inside a window [0, inf)
     choose = SelectSettings(0.0, np.inf, settings.endpoints, settings.min_distance, per_source=1)
-    return pick_uncertain(frames, score, choose, exclude=[*exclude, *(frames[i] for i in taken)])
+    return pick_uncertain(frames, ranked, choose, exclude=[*exclude, *(frames[i] for i in taken)])
 
 
 def pick_random(n_frames: int, count: int, seed: int, avoid: Sequence[int] = ()) -> list[int]:
