@@ -9,6 +9,7 @@ import shutil
 import ase.io
 import numpy as np
 import pytest
+from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 from ase.geometry import get_distances
 from conftest import tiny_model
@@ -124,6 +125,18 @@ def test_above_tie_line_is_the_formation_energy_per_formula_unit():
     del frames[3].info["supercell"]
     with pytest.raises(ValueError, match="no info"):
         tie_line_scores(frames, [3], _RegularSolution())
+
+
+def test_hull_ranking_takes_the_lowest_ordering_of_each_mn_content_in_turn():
+    from mf_calc.learn.select import lowest_per_family
+
+    frames = [Atoms("H") for _ in range(6)]
+    for atoms, y in zip(frames, (0.5, 0.5, 0.0, 0.0, 0.5, 0.0)):
+        atoms.info["y_mn"] = y
+    above = np.array([-94.0, -82.0, -18.0, 30.0, np.nan, 55.0])  # meV/fu
+    ranking = lowest_per_family(frames, above)
+    order = [int(i) for i in np.argsort(-ranking) if np.isfinite(ranking[i])]
+    assert order == [0, 2, 1, 3, 5] and np.isnan(ranking[4])  # LMFP's lowest, LFP's lowest, then the second ones
 
 
 def test_explored_arrangements_never_repeat_a_smaller_cell():

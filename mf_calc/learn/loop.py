@@ -41,6 +41,7 @@ from mf_calc.learn.select import (
     SelectSettings,
     energy_spread,
     force_deviation,
+    lowest_per_family,
     pick_endpoints,
     pick_random,
     pick_uncertain,
@@ -276,7 +277,7 @@ def _picks(settings: LearnSettings, target: Target, index: int, candidates: list
     for spread in allowed.values():
         spread[other] = np.nan  # outside every trust window
     picks = pick_uncertain(candidates, allowed["force"], choose, exclude=earlier)
-    ranking = -allowed["hull"] if choose.endpoints_by == "hull" else allowed["energy"]  # largest first
+    ranking = lowest_per_family(candidates, allowed["hull"]) if choose.endpoints_by == "hull" else allowed["energy"]
     return picks + pick_endpoints(candidates, ranking, choose, taken=picks, exclude=earlier)
 
 

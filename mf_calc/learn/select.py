@@ -10,8 +10,8 @@ trajectory (``info["source"]``: sibling frames of one relaxation path teach much
 Relaxed structures lie below the window by construction (their forces are small for every model), yet they are
 what a hull or voltage workflow computes, and there the energy matters: ``endpoints`` adds the end points of up
 to that many relaxation paths (``pick_endpoints``), ranked by ``endpoints_by``: ``spread``, the largest committee
-energy spread first, or ``hull``, the lowest energy above the end members' tie line by the current model first
-(``mf_calc.learn.tie_line``: the orderings that model would put on its hull).
+energy spread first, or ``hull``, the lowest energy above the end members' tie line by the current model first,
+one per Mn content in turn (``mf_calc.learn.tie_line``: the orderings that model would put on its hull).
 """
 
 from __future__ import annotations
@@ -135,6 +135,22 @@ def pick_endpoints(frames: Sequence[Atoms], score: np.ndarray, settings: SelectS
         ranked -= np.nanmin(ranked)  # the same order, inside a window [0, inf)
     choose = SelectSettings(0.0, np.inf, settings.endpoints, settings.min_distance, per_source=1)
     return pick_uncertain(frames, ranked, choose, exclude=[*exclude, *(frames[i] for i in taken)])
+
+
+def lowest_per_family(frames: Sequence[Atoms], energy: np.ndarray, key: str = "y_mn") -> np.ndarray:
+    """A ranking (largest first, NaN where ``energy`` is NaN) that takes the lowest ``energy`` of each family of
+    frames (same ``info[key]``, e.g. the Mn content: Li_xFePO4 and Li_x(Mn½Fe½)PO4 have hulls of their own), lowest
+    of those first, then each family's second lowest, and so on."""
+    energy = np.asarray(energy, dtype=float)
+    ranking = np.full(len(frames), np.nan)
+    families: dict = {}
+    for index in np.flatnonzero(np.isfinite(energy)):
+        families.setdefault(frames[index].info.get(key), []).append(index)
+    span = np.nanmax(np.abs(energy)) + 1.0 if np.isfinite(energy).any() else 1.0
+    for members in families.values():
+        for depth, index in enumerate(sorted(members, key=lambda i: energy[i])):
+            ranking[index] = -(depth * 2 * span + energy[index])
+    return ranking
 
 
 def pick_random(n_frames: int, count: int, seed: int, avoid: Sequence[int] = ()) -> list[int]:
