@@ -27,6 +27,9 @@ finished. Run in the background on one core:
 
     taskset -c 1 python benchmarks/make_workflow_bench.py --parts hull_fe hull_fe_co ev md hull_mnfe neb relax --until 19:50
 
+The same command on another core (``taskset -c 0 ...``) shares the work: each frame and each relaxation is
+claimed by one live process, and the other goes on to the next.
+
 ``--inputs-only`` makes the inputs and stops (the model runs take minutes). Set-up: ``make dft`` (GPAW).
 """
 

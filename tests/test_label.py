@@ -456,6 +456,31 @@ def test_spec_relaxation_resumes_on_the_uninterrupted_path(tmp_path):
     assert resumed["energy"] == pytest.approx(full["energy"], abs=1e-10)
     assert relax_with_spec(atoms, spec, tmp_path / "killed") == resumed  # finished: read back
     np.testing.assert_allclose(atoms.cell.array, cell)
+
+
+def test_a_spec_relaxation_another_live_process_runs_is_left_to_it(tmp_path):
+    import subprocess
+
+    from ase.build import bulk
+
+    from mf_calc.label.relax import RESULT, RUNNING, DFTRelaxSettings, relax_with_spec
+
+    spec = LabelSpec.from_dict({"calculator": "ase.calculators.lj:LennardJones", "magnetic_start": "none",
+                                "settings": {"sigma": 3.4, "epsilon": 0.0104, "rc": 8.0}})
+    atoms = bulk("Ar", "fcc", a=5.3) * (2, 2, 2)
+    atoms.rattle(0.1, seed=1)
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    other = subprocess.Popen(["sleep", "60"])  # stands in for a relaxation on another core
+    try:
+        (folder / RUNNING).write_text(str(other.pid))
+        assert relax_with_spec(atoms, spec, folder, DFTRelaxSettings(fmax=0.005)) is None
+        assert not (folder / RESULT).is_file() and not (folder / "relax.traj").is_file()
+    finally:
+        other.kill()
+        other.wait()
+    result = relax_with_spec(atoms, spec, folder, DFTRelaxSettings(fmax=0.005))  # an ended process's claim lapses
+    assert result["converged"] and not (folder / RUNNING).exists()
     with pytest.raises(ValueError, match="fmax > 0"):
         DFTRelaxSettings(fmax=0.0)
 

@@ -22,8 +22,10 @@ from ase import Atoms
 from mf_calc.atomic import write_json
 from mf_calc.label.kpoints import frame_supercell
 from mf_calc.label.spec import LabelSpec
+from mf_calc.label.store import claim
 
 RESULT, TRAJECTORY, HESSIAN, PROGRESS = "result.json", "relax.traj", "bfgs.json", "progress.json"
+RUNNING = "running"  # holds the id of the process relaxing in the folder
 
 
 @dataclass(frozen=True)
@@ -58,17 +60,27 @@ def _steps_so_far(path: Path) -> list[Atoms]:
 def relax_with_spec(atoms: Atoms, spec: LabelSpec | str, folder, settings: DFTRelaxSettings = DFTRelaxSettings(),
                     deadline: float | None = None) -> dict | None:
     """Relax the positions of ``atoms`` (fixed cell) with ``spec``'s calculator in ``folder``; return the result
-    (also ``folder/result.json``), or None when ``deadline`` (a ``time.time()`` value) stopped it first."""
-    from ase.io.trajectory import Trajectory
-    from ase.optimize import BFGS
-
-    from mf_calc.label.u_ramp import ramp_scf
-
+    (also ``folder/result.json``), or None when ``deadline`` (a ``time.time()`` value) stopped it first or another
+    live process is relaxing in ``folder`` (runs on other cores may share the folders of several relaxations)."""
     spec = spec if isinstance(spec, LabelSpec) else LabelSpec.load(spec)
     folder = Path(folder)
     if (folder / RESULT).is_file():
         return json.loads((folder / RESULT).read_text())
     folder.mkdir(parents=True, exist_ok=True)
+    if not claim(folder / RUNNING, folder / RESULT):
+        return None
+    try:
+        return _relax(atoms, spec, folder, settings, deadline)
+    finally:
+        (folder / RUNNING).unlink(missing_ok=True)
+
+
+def _relax(atoms: Atoms, spec: LabelSpec, folder: Path, settings: DFTRelaxSettings, deadline: float | None) -> dict | None:
+    from ase.io.trajectory import Trajectory
+    from ase.optimize import BFGS
+
+    from mf_calc.label.u_ramp import ramp_scf
+
     done = _steps_so_far(folder / TRAJECTORY)
     before = json.loads((folder / PROGRESS).read_text()) if done and (folder / PROGRESS).is_file() else \
         {"steps": 0, "seconds": 0.0}

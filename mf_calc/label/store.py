@@ -94,22 +94,7 @@ class LabelStore:
     def claim(self, index: int) -> bool:
         """Mark a frame as being labelled by this process; False when another live process has claimed it
         or its record exists (several runs may share one folder). The mark goes when the record is written."""
-        marker = self.path(index).with_suffix(".running")
-        for _ in range(2):
-            try:
-                fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                if _alive(_owner(marker)):
-                    return False
-                marker.unlink(missing_ok=True)  # left by a process that ended: take it over
-                continue
-            with os.fdopen(fd, "w") as fh:
-                fh.write(str(os.getpid()))
-            if self.path(index).is_file():  # finished by another process meanwhile
-                marker.unlink(missing_ok=True)
-                return False
-            return True
-        return False
+        return claim(self.path(index).with_suffix(".running"), self.path(index))
 
     def clear_running(self) -> None:
         """Remove marks left by processes that ended (a stopped run); those frames are labelled again."""
@@ -159,6 +144,27 @@ class LabelStore:
         }
         write_json(self.out / SUMMARY_FILE, summary)
         return summary
+
+
+def claim(marker: Path, done: Path) -> bool:
+    """Create ``marker`` holding this process's id: True when this process may do the work whose result is
+    ``done``; False when ``done`` exists or another live process holds the marker (a marker of an ended process
+    is taken over)."""
+    for _ in range(2):
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if _alive(_owner(marker)):
+                return False
+            marker.unlink(missing_ok=True)  # left by a process that ended: take it over
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(str(os.getpid()))
+        if done.is_file():  # finished by another process meanwhile
+            marker.unlink(missing_ok=True)
+            return False
+        return True
+    return False
 
 
 def _owner(marker: Path) -> int | None:
