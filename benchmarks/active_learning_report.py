@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "benchmarks" / "active_learning" / "runs"
-ARMS = ("finetune_committee", "finetune_random", "mf_committee")
+ARMS = ("finetune_committee", "finetune_random", "mf_committee", "hull_committee")
 
 
 def round_models(run: Path) -> list[tuple[int, Path]]:
