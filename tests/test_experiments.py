@@ -117,6 +117,20 @@ def test_changed_settings_do_not_reuse_runs(sweep):
         cli.main(argv + ["--epochs", "2", "--dry-run"])
 
 
+def test_runs_validated_under_another_split_protocol_are_not_reused(sweep):
+    _, out, argv, _ = sweep
+    path = sorted((out / "runs").glob("*.json"))[0]
+    original = path.read_text()
+    record = json.loads(original)
+    del record["check"]["validation_split"]  # a record of the split before the grouped one
+    path.write_text(json.dumps(record))
+    try:
+        with pytest.raises(ValueError, match="validation_split"):
+            cli.main(argv + ["--dry-run"])
+    finally:
+        path.write_text(original)
+
+
 def test_plan_shares_identical_runs_between_experiments():
     sizes = {"high": 1720, "low": 1736, "test": 191, "paired": 200}
     plan = exp_plan.build_plan(list(exp_plan.EXPERIMENTS), exp_plan.SCALES["paper"], (0, 1, 2), sizes)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mf_calc.atomic import write_json
-from mf_calc.train.dataset import TARGETS
+from mf_calc.train.dataset import SPLIT_PROTOCOL, TARGETS
 
 from .data import Data, pick, take
 from .plan import WARM, Run, Scale, count_text, resolve, unique_runs
@@ -76,7 +76,8 @@ def check_of(run: Run, scale: Scale, data: Data, config) -> dict:
     """What a finished run must match to be reused: config, data files and test/Δ protocol."""
     return as_json({"train_config": config_dict(config),
                     "files": {r: data.files[r] for r in FILES_USED[run.method]},
-                    "max_test": scale.max_test, "max_paired": scale.max_paired if run.method == "delta" else None})
+                    "max_test": scale.max_test, "max_paired": scale.max_paired if run.method == "delta" else None,
+                    "validation_split": SPLIT_PROTOCOL})
 
 
 @dataclass
