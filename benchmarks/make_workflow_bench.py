@@ -223,6 +223,16 @@ def unfinished(part: str, which=lambda atoms: True) -> list[int]:
     return [i for i, atoms in enumerate(inputs(part)) if which(atoms) and i not in done]
 
 
+def label_needed_retry(frame: Atoms) -> bool:
+    """Whether the DFT label of a relax input's start structure converged only with the spec's retry settings
+    (the relaxation then starts with them: the SCF of the same solution)."""
+    from mf_calc.label.store import LabelStore
+
+    part = "hull_fe_co" if frame.info["solution"] == "charge_ordered" else "hull_fe"
+    index = next(i for i, a in enumerate(inputs(part)) if a.info["ordering"] == frame.info["ordering"])
+    return LabelStore(RAW / part).read(index)["attempts"][-1]["retry"]
+
+
 def relax(deadline: float) -> dict:
     """DFT relaxations of the relax inputs, each in ``raw/relax/NAME`` (resumable); the counts per status."""
     from mf_calc.label.relax import DFTRelaxSettings, relax_with_spec
@@ -234,8 +244,8 @@ def relax(deadline: float) -> dict:
             continue
         spec = charge_ordered_spec() if frame.info["solution"] == "charge_ordered" else SPEC
         try:
-            result = relax_with_spec(frame, spec, RAW / "relax" / frame.info["name"],
-                                     DFTRelaxSettings(RELAX_FMAX, RELAX_STEPS), deadline)
+            settings = DFTRelaxSettings(RELAX_FMAX, RELAX_STEPS, retry=label_needed_retry(frame))
+            result = relax_with_spec(frame, spec, RAW / "relax" / frame.info["name"], settings, deadline)
         except Exception as err:  # noqa: BLE001 -- the calculator's failure: report it, go on with the others
             print(f"relax {frame.info['name']}: {type(err).__name__}: {err}", flush=True)
             counts["n_failed"] += 1

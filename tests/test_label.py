@@ -458,6 +458,33 @@ def test_spec_relaxation_resumes_on_the_uninterrupted_path(tmp_path):
     np.testing.assert_allclose(atoms.cell.array, cell)
 
 
+def test_a_spec_relaxation_whose_first_scf_fails_goes_on_with_the_retry_settings(tmp_path):
+    from ase.build import bulk
+
+    from mf_calc.label.relax import PROGRESS, RESULT, DFTRelaxSettings, relax_with_spec
+
+    atoms = bulk("Ar", "fcc", a=5.3) * (2, 2, 2)
+    atoms.rattle(0.1, seed=1)
+    ar = {"sigma": 3.4, "epsilon": 0.0104, "rc": 8.0}
+    flaky = lj_spec(settings=ar | {"fail_sizes": [len(atoms)]}, retry={"fail_sizes": []})
+    result = relax_with_spec(atoms, flaky, tmp_path / "flaky", DFTRelaxSettings(fmax=0.005, steps=200))
+    steady = relax_with_spec(atoms, lj_spec(settings=ar), tmp_path / "steady", DFTRelaxSettings(fmax=0.005, steps=200))
+    assert result["converged"] and result["retry"] and not steady["retry"]
+    np.testing.assert_allclose(result["positions"], steady["positions"], atol=1e-8)
+    # killed after some steps: the rerun resumes with the retry settings at once (the first try would fail again)
+    relax_with_spec(atoms, flaky, tmp_path / "killed", DFTRelaxSettings(fmax=0.005, steps=3))
+    (tmp_path / "killed" / RESULT).unlink()
+    assert json.loads((tmp_path / "killed" / PROGRESS).read_text())["retry"]
+    resumed = relax_with_spec(atoms, flaky, tmp_path / "killed", DFTRelaxSettings(fmax=0.005, steps=200))
+    assert resumed["steps"] == result["steps"] and resumed["retry"]
+    # asked to (the settings a label converged with), it starts with the retry settings
+    other = lj_spec(settings=ar, retry={"epsilon": 0.0208})
+    direct = relax_with_spec(atoms, other, tmp_path / "direct", DFTRelaxSettings(fmax=0.005, steps=200, retry=True))
+    assert direct["retry"] and direct["energy"] == pytest.approx(2 * steady["energy"], rel=1e-3)
+    with pytest.raises(RuntimeError, match="SCF did not converge"):  # no retry settings: the failure is raised
+        relax_with_spec(atoms, lj_spec(settings=ar | {"fail_sizes": [len(atoms)]}), tmp_path / "hopeless")
+
+
 def test_a_spec_relaxation_another_live_process_runs_is_left_to_it(tmp_path):
     import subprocess
 

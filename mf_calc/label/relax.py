@@ -5,6 +5,7 @@ forces and magnetic moments) and BFGS's Hessian (``bfgs.json``, ASE's restart fi
 a rerun continues from the trajectory's last frame with the saved Hessian: the same path as an uninterrupted run.
 The first SCF of every (re)start is the spec's Hubbard-U ramp where it has one (later steps continue from the
 previous SCF at the full U, on the solution the ramp chose); the magnetic start is the spec's, from the input.
+When that SCF fails, the spec's ``retry`` settings take over for the rest of the relaxation, as in ``mf-calc label``.
 ``progress.json`` counts the optimizer steps and seconds over all (re)starts; ``result.json`` (written once, at the
 end) holds the relaxed energy, forces, moments, steps and seconds.
 """
@@ -30,11 +31,13 @@ RUNNING = "running"  # holds the id of the process relaxing in the folder
 
 @dataclass(frozen=True)
 class DFTRelaxSettings:
-    """Force threshold (eV/Å), most optimizer steps over all (re)starts, BFGS maximum step (Å)."""
+    """Force threshold (eV/Å), most optimizer steps over all (re)starts, BFGS maximum step (Å); ``retry``: start
+    with the spec's retry settings (e.g. those a label of the start structure converged with)."""
 
     fmax: float = 0.05
     steps: int = 100
     maxstep: float = 0.1
+    retry: bool = False
 
     def __post_init__(self):
         if self.fmax <= 0 or self.steps < 1 or self.maxstep <= 0:
@@ -79,26 +82,22 @@ def _relax(atoms: Atoms, spec: LabelSpec, folder: Path, settings: DFTRelaxSettin
     from ase.io.trajectory import Trajectory
     from ase.optimize import BFGS
 
-    from mf_calc.label.u_ramp import ramp_scf
-
     done = _steps_so_far(folder / TRAJECTORY)
     before = json.loads((folder / PROGRESS).read_text()) if done and (folder / PROGRESS).is_file() else \
         {"steps": 0, "seconds": 0.0}
     start = atoms.copy()
     if done:
         start.positions = done[-1].positions
-    prepared = spec.prepare(start)
-    prepared.calc = spec.build(log=folder / "calculator.txt", supercell=frame_supercell(atoms))
     began = time.perf_counter()
-    if spec.u_ramp is not None:
-        ramp_scf(prepared, spec.calculator_settings(), spec.u_ramp)
+    prepared, retry = _converged_start(start, spec, folder, settings.retry or before.get("retry", False))
     with Trajectory(folder / TRAJECTORY, "a" if done else "w") as traj:
         opt = BFGS(prepared, restart=str(folder / HESSIAN), logfile=str(folder / "bfgs.log"),
                    maxstep=settings.maxstep)
         progress = {}
 
         def note():
-            progress.update(steps=before["steps"] + opt.nsteps, seconds=before["seconds"] + time.perf_counter() - began)
+            progress.update(steps=before["steps"] + opt.nsteps, seconds=before["seconds"] + time.perf_counter() - began,
+                            retry=retry)
             write_json(folder / PROGRESS, progress)
 
         opt.attach(traj.write, interval=1, atoms=prepared)
@@ -116,3 +115,30 @@ def _relax(atoms: Atoms, spec: LabelSpec, folder: Path, settings: DFTRelaxSettin
         result["magmoms"] = prepared.get_magnetic_moments().tolist()
     write_json(folder / RESULT, result)
     return result
+
+
+def _converged_start(start: Atoms, spec: LabelSpec, folder: Path, retry_first: bool) -> tuple[Atoms, bool]:
+    """``start`` prepared with a calculator whose first SCF converged: with the spec's settings or, when that SCF
+    fails, its ``retry`` settings, as ``mf-calc label`` tries them; a run that went on with the retry settings
+    resumes with them (``retry_first``). Returns (atoms, whether the retry settings are used)."""
+    *earlier, last = (True,) if retry_first else ((False, True) if spec.retry else (False,))
+    for retry in earlier:
+        try:
+            return _first_scf(start, spec, folder, retry), retry
+        except Exception:  # noqa: BLE001 -- the calculator's failure (SCF not converged): the retry follows
+            pass
+    return _first_scf(start, spec, folder, last), last
+
+
+def _first_scf(start: Atoms, spec: LabelSpec, folder: Path, retry: bool) -> Atoms:
+    """``start`` with a fresh calculator (its log ``calculator.txt``, or ``calculator_retry.txt``) after the first
+    SCF: the spec's U ramp where it has one."""
+    from mf_calc.label.u_ramp import ramp_scf
+
+    prepared = spec.prepare(start)
+    prepared.calc = spec.build(log=folder / ("calculator_retry.txt" if retry else "calculator.txt"), retry=retry,
+                               supercell=frame_supercell(start))
+    if spec.u_ramp is not None:
+        ramp_scf(prepared, spec.calculator_settings(retry), spec.u_ramp)
+    prepared.get_potential_energy()
+    return prepared
