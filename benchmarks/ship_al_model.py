@@ -1,12 +1,15 @@
-"""Install the active-learning result as ``lmfp-dft-al`` (issue 30, section 3), with its model card.
+"""Install the active-learning result as ``lmfp-dft-al`` (fine-tuned) or ``lmfp-dft-al-mf`` (multi-fidelity)
+(issue 30, section 3), with its model card.
 
-    python benchmarks/ship_al_model.py [--recipe e30_60ep_al]
+    python benchmarks/ship_al_model.py [--recipe e30_60ep_al | mf_e30_60ep_al]
 
 The model is a recipe of ``training_recipe.py`` (trained and scored there: CHGNet 0.3.0 fine-tuned on the 90
-``gpaw_afm`` training frames and the active-learning arms' ``gpaw_afm`` labels); its card lists those labels (arm,
-round, frames), the recipe, the test-split errors and the workflow-benchmark targets of issue 30 beside
-``lmfp-dft`` and the same recipe without the AL labels. It becomes the default only where every target is met
-(it is not: ``mf_calc.hub.DEFAULT_MODEL`` is left alone and the card says by how much each target is missed).
+``gpaw_afm`` training frames and the active-learning arms' ``gpaw_afm`` labels; the MF recipe adds the 303
+``gpaw_nonmag`` frames as a lower fidelity); its card lists those labels (arm, round, frames), the recipe, the
+test-split errors and the workflow-benchmark targets of issue 30 beside ``lmfp-dft`` and the recipe it is
+compared with (the same without AL labels; for the MF model the fine-tuned one). It becomes the default only where
+every target is met (it is not: ``mf_calc.hub.DEFAULT_MODEL`` is left alone and the card says by how much each
+target is missed).
 """
 
 from __future__ import annotations
@@ -23,8 +26,8 @@ from shipping import table
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-NAME = "lmfp-dft-al"
-INSTALL_DIR = ROOT / "mf_calc" / "pretrained" / NAME
+#: recipe -> shipped name
+SHIPPED = {"e30_60ep_al": "lmfp-dft-al", "mf_e30_60ep_al": "lmfp-dft-al-mf"}
 REFERENCE = "lmfp-dft"
 REFERENCE_SCORES = HERE / "data" / "dft" / "workflow_bench" / f"scores_{REFERENCE}.json"
 FIDELITY = recipes.FIDELITY
@@ -49,15 +52,37 @@ def bias_line(result: dict, split: str) -> str:
     return ", ".join(f"x = {x}: {g['energy_bias_meV_atom']:+.1f}" for x, g in result["by_x_li"][split].items())
 
 
+def compared_with(recipe: str) -> str:
+    """The recipe a shipped recipe is set beside: the fine-tuned one for the MF model, else the same without AL
+    labels."""
+    return recipe.removeprefix("mf_") if recipe.startswith("mf_") else recipe.removesuffix("_al")
+
+
 def siblings(recipe: str, scores: dict) -> dict[str, str]:
-    """Column name -> scored recipe: the recipe without AL labels, then the shipped recipe, each with its other
+    """Column name -> scored recipe: the recipe it is compared with, then the shipped recipe, each with its other
     seeds where they are scored (``NAME_s1``)."""
     out = {}
-    for name in (recipe.removesuffix("_al"), recipe):
-        label = f"{name} (no AL labels)" if name != recipe else f"{NAME} ({name})"
+    for name in (compared_with(recipe), recipe):
+        label = f"{SHIPPED.get(name, name)} ({name})" if name in SHIPPED else f"{name} (no AL labels)"
         out.update({f"{label}, seed {seed}": f"{name}{suffix}" for seed, suffix in ((0, ""), (1, "_s1"))
                     if f"{name}{suffix}" in scores})
     return out
+
+
+def what_it_is(recipe: str) -> tuple[str, str]:
+    """(first sentence of the card, how it is loaded) for the shipped recipe."""
+    name = SHIPPED[recipe]
+    if recipe.startswith("mf_"):
+        return ("MF-CHGNet (fidelity-dependent embedding, message passing, readout and composition model, EMRC) "
+                f"warm-started from CHGNet 0.3.0 with two real-DFT fidelities, `{recipes.LOW_FIDELITY}` (low: "
+                "non-spin-polarised GPAW PBE+U, the 303 frames) and `gpaw_afm` (high: spin-polarised), trained on the "
+                "data of `lmfp-dft-al` plus the low fidelity.",
+                f'`load_model("{name}")` with `MFCalculator(load_model("{name}"))` (the highest fidelity, '
+                f'`{FIDELITY}`) or `fidelity="{recipes.LOW_FIDELITY}"`')
+    return (f"CHGNet 0.3.0 fine-tuned on real DFT (GPAW PBE+U, fidelity `{FIDELITY}`): the project's 90 training "
+            "frames and the `gpaw_afm` labels of the active-learning arms (`mf-calc learn`, issue 30: committee "
+            "picks and random picks from the same explored candidates).",
+            f'`load_model("{name}")` or `MFCalculator(load_model("{name}"), fidelity="{FIDELITY}")`')
 
 
 def model_card(recipe: str, scores: dict, reference: dict) -> str:
@@ -73,16 +98,16 @@ def model_card(recipe: str, scores: dict, reference: dict) -> str:
                                                    **scores[r]["test"]} for c, r in columns.items()}
     missed = [f"{name} ({bench.value_cell(value)}, limit {limit})"
               for name, value, limit, met in mine["targets"] if met is False]
-    fields = recipes.BASE | {k: v for k, v in recipes.RECIPES[recipe].items() if k != "al_labels"}
+    fields = recipes.BASE | {k: v for k, v in recipes.RECIPES[recipe].items() if k not in ("al_labels", "low_fidelity")}
+    first, load = what_it_is(recipe)
+    low = recipes.RECIPES[recipe].get("low_fidelity")
     return "\n".join([
-        f"# Model card: `{NAME}`", "",
-        f"CHGNet 0.3.0 fine-tuned on real DFT (GPAW PBE+U, fidelity `{FIDELITY}`): the project's 90 training frames "
-        "and the `gpaw_afm` labels of the active-learning arms (`mf-calc learn`, issue 30: committee picks and "
-        "random picks from the same explored candidates). Load it with "
-        f'`load_model("{NAME}")` or `MFCalculator(load_model("{NAME}"), fidelity="{FIDELITY}")`.', "",
+        f"# Model card: `{SHIPPED[recipe]}`", "", f"{first} Load it with {load}.", "",
         "**Not the default** of `load_model()`: it misses these issue-30 targets on the DFT workflow benchmark: "
         + "; ".join(missed) + f". How it compares with `{REFERENCE}`: the tables below.", "",
         "## Data", "- `lmfp_gpaw_afm_train.extxyz.gz`: 90 frames (24-28 atoms; rattled, strained, 300-1000 K MD).",
+        *([f"- `{recipes.LOW.name}`: the {recipes.LOW_FIDELITY} frames (a random quarter of them each epoch)."]
+          if low else []),
         "- Active-learning labels (explored in the supercells of each arm's `learn.json`, none of the benchmark's):",
         "",
         *al_label_rows(recipes.RECIPES[recipe]["al_labels"]), "",
@@ -91,7 +116,7 @@ def model_card(recipe: str, scores: dict, reference: dict) -> str:
         "so they are not blind for it.", "",
         "## Recipe",
         "- " + ", ".join(f"{k} {v}" for k, v in fields.items() if k not in ("progress", "modules"))
-        + "; modules none (plain CHGNet).",
+        + ("." if low else "; modules none (plain CHGNet)."),
         f"- Reproduce: `python benchmarks/training_recipe.py --recipes {recipe}`, then "
         f"`python benchmarks/ship_al_model.py --recipe {recipe}`.", "",
         "## Test split (`gpaw_afm` frames never trained on; MAE, RMSE in brackets)", table(tests), "",
@@ -107,29 +132,30 @@ def model_card(recipe: str, scores: dict, reference: dict) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--recipe", default="e30_60ep_al",
-                    choices=[n for n, r in recipes.RECIPES.items() if r.get("al_labels") == recipes.ARMS])
+    ap.add_argument("--recipe", default="e30_60ep_al", choices=list(SHIPPED))
     args = ap.parse_args(argv)
     from mf_calc import load_model
     from mf_calc.model.mfchgnet import MFCHGNet
 
     scores = json.loads((recipes.OUT / "scores.json").read_text())
-    baseline = args.recipe.removesuffix("_al")
-    missing = [n for n in (args.recipe, baseline) if n not in scores]
+    missing = [n for n in (args.recipe, compared_with(args.recipe)) if n not in scores]
     if missing:
         raise SystemExit(f"recipes {missing} are not scored: run python benchmarks/training_recipe.py --recipes "
                          + " ".join(missing))
     shipped = load_model(REFERENCE)
     reference = {"bench": json.loads(REFERENCE_SCORES.read_text()),
                  "test": shipped.metadata["test_errors"][f"{REFERENCE} @ {FIDELITY}"]}
+    name = SHIPPED[args.recipe]
+    install_dir = ROOT / "mf_calc" / "pretrained" / name
     model = MFCHGNet.load(recipes.OUT / "runs" / args.recipe / "best")
-    model.metadata.update({"name": NAME, "magmom_scale": FIDELITY, "written": time.strftime("%Y-%m-%d"),
-                           "description": f"CHGNet 0.3.0 fine-tuned on gpaw_afm DFT with active-learning labels "
-                                          f"(recipe {args.recipe}); see MODEL_CARD.md",
-                           "test_errors": {f"{NAME} @ {FIDELITY}": scores[args.recipe]["test"]}})
-    model.save(INSTALL_DIR)
-    (INSTALL_DIR / "MODEL_CARD.md").write_text(model_card(args.recipe, scores, reference))
-    print(f"installed {INSTALL_DIR}")
+    model.metadata.update({"name": name, "magmom_scale": FIDELITY, "written": time.strftime("%Y-%m-%d"),
+                           "description": ("MF-CHGNet from CHGNet 0.3.0, gpaw_nonmag -> gpaw_afm DFT"
+                                           if args.recipe.startswith("mf_") else "CHGNet 0.3.0 fine-tuned on gpaw_afm DFT")
+                                          + f" with active-learning labels (recipe {args.recipe}); see MODEL_CARD.md",
+                           "test_errors": {f"{name} @ {FIDELITY}": scores[args.recipe]["test"]}})
+    model.save(install_dir)
+    (install_dir / "MODEL_CARD.md").write_text(model_card(args.recipe, scores, reference))
+    print(f"installed {install_dir}")
     return 0
 
 

@@ -29,6 +29,8 @@ OUT = ROOT / "benchmarks" / "training_recipe"
 TRAIN = ROOT / "benchmarks" / "data" / "dft" / "lmfp_gpaw_afm_train.extxyz.gz"
 TEST = ROOT / "benchmarks" / "data" / "dft" / "lmfp_gpaw_afm_test.extxyz.gz"
 FIDELITY = "gpaw_afm"
+LOW = ROOT / "benchmarks" / "data" / "dft" / "lmfp_gpaw_nonmag.extxyz.gz"  # the cheap fidelity of the MF recipe
+LOW_FIDELITY = "gpaw_nonmag"
 BASE = {"init": "chgnet-0.3.0", "modules": "", "lr": 0.001, "huber_delta": 0.1, "batch_size": 4, "seed": 0,
         "progress": False}
 AL_RUNS = ROOT / "benchmarks" / "active_learning" / "runs"
@@ -51,7 +53,11 @@ RECIPES = {"e1_10ep": {"energy_weight": 1.0, "epochs": 10}, "e10_10ep": {"energy
            "e30_60ep_al_s1": {"energy_weight": 30.0, "epochs": 60, "al_labels": ARMS, "seed": 1},
            "e30_100ep_al": {"energy_weight": 30.0, "epochs": 100, "al_labels": ARMS},
            "e30_60ep_committee": {"energy_weight": 30.0, "epochs": 60, "al_labels": ("finetune_committee",)},
-           "e30_60ep_random": {"energy_weight": 30.0, "epochs": 60, "al_labels": ("finetune_random",)}}
+           "e30_60ep_random": {"energy_weight": 30.0, "epochs": 60, "al_labels": ("finetune_random",)},
+           # multi-fidelity (issue 30, section 3): gpaw_nonmag -> gpaw_afm, EMRC, a random quarter of the 303
+           # gpaw_nonmag frames per epoch, otherwise the recipe of lmfp-dft-al
+           "mf_e30_60ep_al": {"energy_weight": 30.0, "epochs": 60, "al_labels": ARMS, "modules": "EMRC",
+                              "low_fidelity": True, "fidelity_fraction": {LOW_FIDELITY: 0.25}}}
 
 
 def train(name: str) -> Path:
@@ -64,9 +70,11 @@ def train(name: str) -> Path:
         run.mkdir(parents=True, exist_ok=True)
         recipe = dict(RECIPES[name])
         extra = al_labels(recipe.pop("al_labels", ()))
+        low = [("--data", f"{LOW}:{LOW_FIDELITY}")] if recipe.pop("low_fidelity", False) else []  # lowest first
         write_json(run / "recipe.json", BASE | recipe)
         resume = ["--resume"] if (run / "checkpoint.pt").is_file() else []
-        data = [arg for path in (TRAIN, *extra) for arg in ("--data", f"{path}:{FIDELITY}")]
+        data = [arg for pair in low for arg in pair]
+        data += [arg for path in (TRAIN, *extra) for arg in ("--data", f"{path}:{FIDELITY}")]
         if cli(["train", "--config", str(run / "recipe.json"), *data, "--out", str(run),
                 "--threads", "1", *resume]) != 0:
             raise SystemExit(f"training {name} failed")
