@@ -60,9 +60,10 @@ def moment_rows(part: str) -> list[str]:
 def solution_rows(scores: dict) -> list[str]:
     """Both DFT solutions of each mixed-valence Li_xFePO4 ordering (the spec's U ramp and the charge-ordered
     start), which one is the label, and what the lower ones say about charge localisation and the hull."""
+    from workflow_bench_report import labelled
+
     from mf_calc.label.store import structure_hash
     from mf_calc.workflows.oxidation import charge_balance, oxidation_states
-    from workflow_bench_report import labelled
 
     spec = {structure_hash(a): a for a in labelled("hull_fe")}
     ordered = labelled("hull_fe_co")
