@@ -77,8 +77,8 @@ def what_it_is(recipe: str) -> tuple[str, str]:
                 f"warm-started from CHGNet 0.3.0 with two real-DFT fidelities, `{recipes.LOW_FIDELITY}` (low: "
                 "non-spin-polarised GPAW PBE+U, the 303 frames) and `gpaw_afm` (high: spin-polarised), trained on the "
                 "data of `lmfp-dft-al` plus the low fidelity.",
-                f'`load_model("{name}")` with `MFCalculator(load_model("{name}"))` (the highest fidelity, '
-                f'`{FIDELITY}`) or `fidelity="{recipes.LOW_FIDELITY}"`')
+                f'`MFCalculator(load_model("{name}"))` (the highest fidelity, `{FIDELITY}`) or '
+                f'`MFCalculator(load_model("{name}"), fidelity="{recipes.LOW_FIDELITY}")`')
     return (f"CHGNet 0.3.0 fine-tuned on real DFT (GPAW PBE+U, fidelity `{FIDELITY}`): the project's 90 training "
             "frames and the `gpaw_afm` labels of the active-learning arms (`mf-calc learn`, issue 30: committee "
             "picks and random picks from the same explored candidates).",
@@ -125,6 +125,10 @@ def model_card(recipe: str, scores: dict, reference: dict) -> str:
         + ", ".join(f"{c} {h['lowest_half_model_meV_fu']:+.0f}" for c, h in halves.items()) + " meV/fu.", "",
         "Mean signed energy error, model − DFT (meV/atom), per Li content: training frames "
         f"{bias_line(mine, 'train')}; test frames {bias_line(mine, 'test')}.", "",
+        *([f"Beside the fine-tuned recipe on the same `{FIDELITY}` data: test forces (columns as above) "
+           + ", ".join(f"{scores[r]['test']['f_mae']:.0f}" for r in columns.values())
+           + " meV/Å, so multi-fidelity training with the non-magnetic frames is worse here than fine-tuning by more "
+           "than the seed scatter; both are shipped (issue 30, section 3).", ""] if low else []),
         "## Limits",
         "- The seed-1 columns (where present) show how far a second seed moves each number.",
         f"- `{FIDELITY}` labels carry no stress: stress is the strain derivative of the fitted energy.", ""])

@@ -7,6 +7,9 @@
   not the default; how it was chosen, recipe and test errors in ``mf_calc/pretrained/lmfp-dft/MODEL_CARD.md``.
 - ``lmfp-dft-al``: the same with a larger energy loss weight and the ``gpaw_afm`` labels that active learning
   (``mf-calc learn``) chose; not the default; data, recipe and DFT workflow-benchmark scores in its model card.
+- ``lmfp-dft-al-mf``: the multi-fidelity counterpart of ``lmfp-dft-al`` (modules EMRC, fidelities ``gpaw_nonmag``
+  → ``gpaw_afm``, the non-spin-polarised DFT frames as the low fidelity); not the default; its card says how it
+  compares with ``lmfp-dft-al``.
 - ``chgnet-0.3.0``: MF-CHGNet warm start of pretrained CHGNet 0.3.0 (MPtrj, PBE/PBE+U); one
   fidelity ``pbe_u``; reproduces CHGNet 0.3.0 exactly. Not trained on any LMFP data.
 - ``chgnet-r2scan``: the same for CHGNet's r2SCAN transfer model; one fidelity ``r2scan``.

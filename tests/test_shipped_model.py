@@ -1,4 +1,4 @@
-"""The shipped models ``lmfp-mf`` (the default), ``lmfp-dft`` and ``lmfp-dft-al`` (real DFT): what they are, and
+"""The shipped models ``lmfp-mf`` (the default), ``lmfp-dft``, ``lmfp-dft-al`` and ``lmfp-dft-al-mf`` (real DFT): what they are, and
 that their weights predict each fidelity's labels.
 
 Accuracy is spot-checked on a few frames it never trained on (r2scan test split, held-out paired pbe_u
@@ -100,3 +100,21 @@ def test_active_learning_model_is_not_the_default_and_fits_dft_energies_better_t
         reports[name] = evaluate(model, FrameDataset(frames).graphs(model), targets="efm", batch_size=N_FRAMES)["gpaw_afm"]
     assert reports["lmfp-dft-al"]["e_mae"] < reports["lmfp-dft"]["e_mae"] / 2, reports
     assert all(reports["lmfp-dft-al"][k] < bound for k, bound in DFT_BOUNDS.items()), reports
+
+
+def test_multi_fidelity_active_learning_model_targets_gpaw_afm_and_keeps_its_low_fidelity(one_thread):
+    """``lmfp-dft-al-mf`` (issue 30, section 3: the MF model beside the fine-tuned ``lmfp-dft-al``): fidelities
+    gpaw_nonmag -> gpaw_afm, gpaw_afm by default, not the default model; on unseen gpaw_afm test frames within the
+    bounds of the DFT models, and its two fidelities predict different energies (the non-spin-polarised DFT lies
+    far above the magnetic one)."""
+    name = "lmfp-dft-al-mf"
+    card = (PRETRAINED_DIR / name / "MODEL_CARD.md").read_text()
+    assert "**Not the default**" in card and DEFAULT_MODEL != name
+    model = load_model(name)
+    assert tuple(model.fidelities.names) == ("gpaw_nonmag", "gpaw_afm") and MFCalculator(model).fidelity == "gpaw_afm"
+    frames = read_frames(DFT / "lmfp_gpaw_afm_test.extxyz.gz", fidelity="gpaw_afm")[:N_FRAMES]
+    report = evaluate(model, FrameDataset(frames).graphs(model), targets="efm", batch_size=N_FRAMES)["gpaw_afm"]
+    assert all(report[k] < bound for k, bound in DFT_BOUNDS.items()), report
+    atoms = frames[0].atoms
+    energies = {f: MFCalculator(model, fidelity=f).get_potential_energy(atoms) for f in model.fidelities.names}
+    assert energies["gpaw_nonmag"] - energies["gpaw_afm"] > 0.05 * len(atoms), energies
