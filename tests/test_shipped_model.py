@@ -1,5 +1,5 @@
-"""The shipped models ``lmfp-mf`` (the default), ``lmfp-dft``, ``lmfp-dft-al`` and ``lmfp-dft-al-mf`` (real DFT): what they are, and
-that their weights predict each fidelity's labels.
+"""The shipped models ``lmfp-mf`` (the default), ``lmfp-dft``, ``lmfp-dft-al`` and ``lmfp-dft-al-mf`` (real DFT):
+what they are, and that their weights predict each fidelity's labels.
 
 Accuracy is spot-checked on a few frames it never trained on (r2scan test split, held-out paired pbe_u
 frames); the full-split figures are in ``mf_calc/pretrained/lmfp-mf/MODEL_CARD.md``. The bounds are about
