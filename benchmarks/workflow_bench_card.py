@@ -60,7 +60,7 @@ def moment_rows(part: str) -> list[str]:
 def solution_rows(scores: dict) -> list[str]:
     """Both DFT solutions of each mixed-valence Li_xFePO4 ordering (the spec's U ramp and the charge-ordered
     start), which one is the label, and what the lower ones say about charge localisation and the hull."""
-    from workflow_bench_report import labelled
+    from workflow_bench_report import labelled, lowest_solutions
 
     from mf_calc.label.store import structure_hash
     from mf_calc.workflows.oxidation import charge_balance, oxidation_states
@@ -73,24 +73,26 @@ def solution_rows(scores: dict) -> list[str]:
             "| x | ordering | E spec − E charge-ordered (meV/cell) | label | charge excess of the label |",
             "|---|---|---|---|---|"]
     spread = []
+    def excess(atoms) -> int:
+        return charge_balance(atoms, oxidation_states(atoms, atoms.get_magnetic_moments(), scale="gpaw_afm"))
+
     for atoms in ordered:
         other = spec[structure_hash(atoms)]
-        label = atoms if atoms.get_potential_energy() < other.get_potential_energy() else other
-        excess = charge_balance(label, oxidation_states(label, label.get_magnetic_moments(), scale="gpaw_afm"))
-        if excess:
+        (label,) = lowest_solutions([other], [atoms])
+        if excess(atoms) and excess(other):
             spread.append(f"{atoms.info['x_li']:g}")
         rows.append(f"| {atoms.info['x_li']:.2f} | {atoms.info['ordering']} | "
                     f"{(other.get_potential_energy() - atoms.get_potential_energy()) * 1e3:+.1f} | "
-                    f"{'charge-ordered' if label is atoms else 'spec'} | {excess} |")
+                    f"{label.info['solution'].replace('_', '-')} | {excess(label)} |")
     hull = scores["parts"].get("hull_fe", {})
     rows += ["", f"Labels (per structure the lower solution) put the DFT hull of Li_xFePO4 at x = "
              f"{', '.join(f'{x:g}' for x in hull.get('on_hull_dft', []))}: "
              + ("every intermediate ordering above the tie line, i.e. phase separation. "
                 if len(hull.get("on_hull_dft", [])) == 2 else "intermediate orderings on the hull. ")
-             + (f"Charge stays spread over several Fe at x = {', '.join(sorted(set(spread)))} from both starts: the "
-                "charge-ordered start returns to the spread solution at about the same energy. These are single "
-                "points at geometries `lmfp-dft` relaxed, with no polaronic distortion around an Fe2+ to break the "
-                "symmetry between the Fe next to the Li, so PBE+U at fixed geometry has no reason to localise there."
+             + (f"Charge stays spread over several Fe at x = {', '.join(sorted(set(spread)))} from both starts. "
+                "These are single points at geometries `lmfp-dft` relaxed, with no polaronic distortion around an "
+                "Fe2+ to break the symmetry between the Fe next to the Li, so PBE+U at fixed geometry has no reason "
+                "to localise there."
                 if spread else "Every label is charge-balanced.")]
     return rows + [""]
 
