@@ -65,10 +65,14 @@ def gated_mlp(gmlp: GatedMLP, parts: Parts, fgate: FidelityGate | None, fidelity
         out = proj if out is None else out.add_(proj)
     if row_bias is not None:
         out = out + row_bias
+    core_rest, gate_rest = gmlp.mlp_core.layers[k_core + 1 :], gmlp.mlp_gate.layers[k_gate + 1 :]
+    if len(core_rest) and len(gate_rest) and isinstance(core_rest[0], nn.SiLU) and isinstance(gate_rest[0], nn.SiLU):
+        out = F.silu(out)  # one pass over the contiguous core|gate rows instead of two over strided halves
+        core_rest, gate_rest = core_rest[1:], gate_rest[1:]
     core, gate = out.split(hidden, dim=1)  # its backward is one cat (slicing would zero-fill twice)
-    for layer in gmlp.mlp_core.layers[k_core + 1 :]:
+    for layer in core_rest:
         core = layer(core)
-    for layer in gmlp.mlp_gate.layers[k_gate + 1 :]:
+    for layer in gate_rest:
         gate = layer(gate)
     if gmlp.norm is not None:
         core, gate = gmlp.bn1(core), gmlp.bn2(gate)
@@ -95,10 +99,10 @@ class MFAtomConv(AtomConv):
         super().__init__(**kwargs)
         self.fidelity_gate = _gate(n_fidelities, self.twoBody_atom) if fidelity_messages else None
 
-    def forward(self, atom_feas, bond_feas, bond_weights, edges, dir2und, fidelity) -> Tensor:
+    def forward(self, atom_feas, bond_feas, edge_weights, edges, dir2und, fidelity) -> Tensor:
+        """edge_weights: chgnet's atom-graph bond weights of each directed bond (the same in every layer)."""
         parts = [(atom_feas, edges[:, 0]), (bond_feas, dir2und), (atom_feas, edges[:, 1])]
-        messages = gated_mlp(self.twoBody_atom, parts, self.fidelity_gate, fidelity)
-        messages = messages * bond_weights.index_select(0, dir2und)
+        messages = gated_mlp(self.twoBody_atom, parts, self.fidelity_gate, fidelity) * edge_weights
         new = _scatter_sum(messages, edges[:, 0], len(atom_feas))
         return _finish(self, new, atom_feas, self.atom_norm)
 
@@ -115,10 +119,11 @@ class MFBondConv(BondConv):
         super().__init__(**kwargs)
         self.fidelity_gate = _gate(n_fidelities, self.twoBody_bond) if fidelity_messages else None
 
-    def forward(self, atom_feas, bond_feas, bond_weights, angle_feas, bond_graph, fidelity) -> Tensor:
+    def forward(self, atom_feas, bond_feas, angle_weights, angle_feas, bond_graph, fidelity) -> Tensor:
+        """angle_weights: per angle, the product of chgnet's bond-graph weights of its two bonds (the same in every
+        layer)."""
         inputs = _angle_inputs(atom_feas, bond_feas, angle_feas, bond_graph)
-        update = gated_mlp(self.twoBody_bond, inputs, self.fidelity_gate, fidelity)
-        update = update * bond_weights.index_select(0, bond_graph[:, 1]) * bond_weights.index_select(0, bond_graph[:, 2])
+        update = gated_mlp(self.twoBody_bond, inputs, self.fidelity_gate, fidelity) * angle_weights
         new = _scatter_sum(update, bond_graph[:, 1], len(bond_feas))
         return _finish(self, new, bond_feas, self.bond_norm)
 

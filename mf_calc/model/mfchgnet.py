@@ -200,7 +200,7 @@ class MFCHGNet(nn.Module):
         if self.fidelity_embedding is not None:
             atom_feas = atom_feas + self.fidelity_embedding(f_atom)
         bond_feas = self.bond_embedding(bond_bases_ag)
-        bond_weights_ag = self.bond_weights_ag(bond_bases_ag)
+        edge_weights = self.bond_weights_ag(bond_bases_ag).index_select(0, batch.dir2und)  # gathered once for all layers
         bond_weights_bg = self.bond_weights_bg(bond_bases_bg)
 
         angles = batch.angles
@@ -211,19 +211,21 @@ class MFCHGNet(nn.Module):
             bond_graph = torch.stack(
                 [angles[:, 0], batch.dir2und.index_select(0, angles[:, 1]), batch.dir2und.index_select(0, angles[:, 2])], 1
             )
+            weights_a, weights_b = (bond_weights_bg.index_select(0, bond_graph[:, k]) for k in (1, 2))
+            angle_weights = weights_a * weights_b  # one product for all bond-conv layers
 
         out: dict[str, Tensor] = {}
         n_conv = self.config.n_conv
         for idx in range(n_conv - 1):
-            atom_feas = self.atom_conv_layers[idx](atom_feas, bond_feas, bond_weights_ag, edges, batch.dir2und, f_edge)
+            atom_feas = self.atom_conv_layers[idx](atom_feas, bond_feas, edge_weights, edges, batch.dir2und, f_edge)
             if has_angles:
-                bond_feas = self.bond_conv_layers[idx](atom_feas, bond_feas, bond_weights_bg, angle_feas, bond_graph,
+                bond_feas = self.bond_conv_layers[idx](atom_feas, bond_feas, angle_weights, angle_feas, bond_graph,
                                                        f_angle)
                 if idx < n_conv - 2:  # chgnet also runs the last angle layer, whose output nothing reads
                     angle_feas = self.angle_layers[idx](atom_feas, bond_feas, angle_feas, bond_graph, f_angle)
             if idx == n_conv - 2 and want_magmom:
                 out["magmoms"] = torch.abs(self.site_wise(atom_feas)).view(-1)
-        atom_feas = self.atom_conv_layers[-1](atom_feas, bond_feas, bond_weights_ag, edges, batch.dir2und, f_edge)
+        atom_feas = self.atom_conv_layers[-1](atom_feas, bond_feas, edge_weights, edges, batch.dir2und, f_edge)
         if self.readout_norm is not None:
             atom_feas = self.readout_norm(atom_feas)
 
