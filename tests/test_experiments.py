@@ -131,6 +131,23 @@ def test_runs_validated_under_another_split_protocol_are_not_reused(sweep):
         path.write_text(original)
 
 
+def test_low_fidelity_model_of_another_split_protocol_is_not_reused(sweep):
+    _, out, argv, _ = sweep
+    done = next((out / "work").glob("low-*/done.json"))
+    transfer = next((out / "runs").glob("transfer-*.json"))
+    original_done, original_run = done.read_text(), transfer.read_text()
+    record = json.loads(original_done)
+    del record["check"]["validation_split"]  # a low model of the split before the grouped one
+    done.write_text(json.dumps(record))
+    transfer.unlink()  # so that a transfer run needs the shared low-fidelity model again
+    try:
+        with pytest.raises(ValueError, match="low-fidelity model was made with another configuration"):
+            cli.main(argv + ["--experiments", "tl"])
+    finally:
+        done.write_text(original_done)
+        transfer.write_text(original_run)
+
+
 def test_plan_shares_identical_runs_between_experiments():
     sizes = {"high": 1720, "low": 1736, "test": 191, "paired": 200}
     plan = exp_plan.build_plan(list(exp_plan.EXPERIMENTS), exp_plan.SCALES["paper"], (0, 1, 2), sizes)

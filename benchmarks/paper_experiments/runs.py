@@ -125,7 +125,8 @@ def low_fidelity_model(n_low: int | None, seed: int, scale: Scale, data: Data, c
         return ctx.low_models[name]
     run_dir = ctx.work_dir / name
     config = base_config(scale, seed, (scale.low,), device=ctx.device, progress=ctx.progress)
-    check = as_json({"train_config": config_dict(config), "files": {"low": data.files["low"]}})
+    check = as_json({"train_config": config_dict(config), "files": {"low": data.files["low"]},
+                     "validation_split": SPLIT_PROTOCOL})
     done = run_dir / "done.json"
     if done.is_file():
         if stored_check(json.loads(done.read_text()).get("check")) != check:
