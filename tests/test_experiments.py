@@ -194,6 +194,13 @@ def test_findings_are_computed_from_the_numbers():
     assert "best: F" in " ".join(exp_report.ablation_findings(ablation))
 
 
+def test_plots_leave_out_targets_no_run_measured():
+    """DFT labels carry no stress: its panel would be empty, so plots show e, f, m only."""
+    rows = [{"e_mae_mean": 1.0, "f_mae_mean": 2.0, "s_mae_mean": None, "m_mae_mean": 0.1},
+            {"e_mae_mean": 1.5, "f_mae_mean": float("nan"), "s_mae_mean": float("nan"), "m_mae_mean": None}]
+    assert exp_report.measured_targets(rows) == ["e", "f", "m"]
+
+
 def test_dft_scale_plans_warm_starts_and_shares_them_with_the_ablation():
     """Scale dft (issue 13): four learning-curve series, two of them warm-started from CHGNet 0.3.0; the
     warm-started ablation's F and N are the learning curves' mf-warm and finetune runs at N = 50."""

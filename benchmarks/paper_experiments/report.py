@@ -25,28 +25,41 @@ def label_text(label: str, math_text: bool = False) -> str:
     return label
 
 
-def _panels(title: str):
+def measured_targets(rows: list[dict]) -> list[str]:
+    """The targets (of e, f, s, m) with a finite MAE in at least one row: DFT data without stress gets no
+    stress panel."""
+    return [t for t in TARGETS if any(_finite(r.get(f"{t}_mae_mean")) for r in rows)]
+
+
+def _finite(value) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _panels(title: str, targets: list[str]):
+    """One panel per target, side by side; returns pyplot, the figure and a list of axes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
+    fig, axes = plt.subplots(1, len(targets), figsize=(4 * len(targets), 3.8), squeeze=False)
     fig.suptitle(title, fontsize=10)
-    return plt, fig, axes
+    return plt, fig, list(axes[0])
 
 
 def plot_curves(rows: list[dict], x_key: str, series_key: str, path: Path, title: str, xlabel: str,
                 stat: str = "mae", logx: bool = True) -> None:
-    """Four panels (e, f, s, m): ``stat`` vs ``x_key`` per series, error bars = std over seeds, log y."""
-    plt, fig, axes = _panels(title)
+    """A panel per measured target (e, f, s, m): ``stat`` vs ``x_key`` per series, error bars = std over
+    seeds, log y."""
+    targets = measured_targets(rows)
+    plt, fig, axes = _panels(title, targets)
     series = list(dict.fromkeys(r[series_key] for r in rows))
     ticks = sorted({float(r[x_key]) for r in rows if r[x_key] is not None})
-    for ax, t in zip(axes, TARGETS):
+    for ax, t in zip(axes, targets):
         name, unit = REPORT[t][:2]
         for s in series:
             pts = sorted((r[x_key], r[f"{t}_{stat}_mean"], r[f"{t}_{stat}_std"]) for r in rows
-                         if r[series_key] == s and r[x_key] is not None and math.isfinite(r[f"{t}_{stat}_mean"]))
+                         if r[series_key] == s and r[x_key] is not None and _finite(r[f"{t}_{stat}_mean"]))
             if not pts:
                 continue
             x, y, err = (np.array(v, dtype=float) for v in zip(*pts))
@@ -69,11 +82,12 @@ def plot_curves(rows: list[dict], x_key: str, series_key: str, path: Path, title
 
 
 def plot_bars(rows: list[dict], path: Path, title: str, colours: dict[str, str], rotate: bool = False) -> None:
-    """Four bar panels (e, f, s, m MAE) over the variants of ``rows``, error bars = std over seeds;
-    ``colours``: label -> colour (others C0)."""
-    plt, fig, axes = _panels(title)
+    """A bar panel per measured target (e, f, s, m MAE) over the variants of ``rows``, error bars = std over
+    seeds; ``colours``: label -> colour (others C0)."""
+    targets = measured_targets(rows)
+    plt, fig, axes = _panels(title, targets)
     labels = [r["label"] for r in rows]
-    for ax, t in zip(axes, TARGETS):
+    for ax, t in zip(axes, targets):
         name, unit = REPORT[t][:2]
         mean = np.array([r[f"{t}_mae_mean"] for r in rows], dtype=float)
         std = np.nan_to_num(np.array([r[f"{t}_mae_std"] for r in rows], dtype=float))
