@@ -28,11 +28,7 @@ def label_text(label: str, math_text: bool = False) -> str:
 def measured_targets(rows: list[dict]) -> list[str]:
     """The targets (of e, f, s, m) with a finite MAE in at least one row: DFT data without stress gets no
     stress panel."""
-    return [t for t in TARGETS if any(_finite(r.get(f"{t}_mae_mean")) for r in rows)]
-
-
-def _finite(value) -> bool:
-    return value is not None and math.isfinite(value)
+    return [t for t in TARGETS if any(math.isfinite(mae(r, t)) for r in rows)]
 
 
 def _panels(title: str, targets: list[str]):
@@ -59,7 +55,7 @@ def plot_curves(rows: list[dict], x_key: str, series_key: str, path: Path, title
         name, unit = REPORT[t][:2]
         for s in series:
             pts = sorted((r[x_key], r[f"{t}_{stat}_mean"], r[f"{t}_{stat}_std"]) for r in rows
-                         if r[series_key] == s and r[x_key] is not None and _finite(r[f"{t}_{stat}_mean"]))
+                         if r[series_key] == s and r[x_key] is not None and math.isfinite(r[f"{t}_{stat}_mean"]))
             if not pts:
                 continue
             x, y, err = (np.array(v, dtype=float) for v in zip(*pts))
