@@ -201,6 +201,17 @@ def test_plots_leave_out_targets_no_run_measured():
     assert exp_report.measured_targets(rows) == ["e", "f", "m"]
 
 
+def test_findings_count_only_the_targets_measured():
+    """Without stress (DFT data) a finding speaks of three targets, not four."""
+    def row(label, f, stress):
+        return {"experiment": "lc", "label": label, "n_high": "50", "n_seeds": 3, "e_mae_mean": f, "f_mae_mean": f,
+                "m_mae_mean": f, "s_mae_mean": f if stress else None}
+
+    for stress, count in ((True, "four"), (False, "three")):
+        text = " ".join(exp_report.lc_findings([row("single", 90.0, stress), row("mf", 45.0, stress)]))
+        assert f"of the {count} targets measured" in text
+
+
 def test_dft_scale_plans_warm_starts_and_shares_them_with_the_ablation():
     """Scale dft (issue 13): four learning-curve series, two of them warm-started from CHGNet 0.3.0; the
     warm-started ablation's F and N are the learning curves' mf-warm and finetune runs at N = 50."""

@@ -31,6 +31,17 @@ def measured_targets(rows: list[dict]) -> list[str]:
     return [t for t in TARGETS if any(math.isfinite(mae(r, t)) for r in rows)]
 
 
+def targets_measured(rows: list[dict]) -> str:
+    """'the three targets measured' (four with stress) for the findings."""
+    count = len(measured_targets(rows))
+    return f"the {({1: 'one', 2: 'two', 3: 'three', 4: 'four'}).get(count, count)} targets measured"
+
+
+def of_targets(wins: list[str], rows: list[dict]) -> str:
+    """'energy, forces of the three targets measured' (or 'none of ...')."""
+    return (", ".join(wins) if wins else "none") + " of " + targets_measured(rows)
+
+
 def _panels(title: str, targets: list[str]):
     """One panel per target, side by side; returns pyplot, the figure and a list of axes."""
     import matplotlib
@@ -210,7 +221,7 @@ def lc_findings(rows: list[dict]) -> list[str]:
         s, m = find(single, n_high=n), find(mf, n_high=n)
         wins = [REPORT[t][0] for t in TARGETS if mae(m, t) < mae(s, t)]
         out.append(compare("MF", m, "single-fidelity", s, "f", f"at N={n}") + "; MF has the lower MAE on "
-                   + (", ".join(wins) if wins else "none") + " of the four targets there.")
+                   + of_targets(wins, rows) + " there.")
     for label, series in (("single-fidelity", single), ("MF", mf)):
         first, last = series[0], series[-1]
         if first is not last:
@@ -230,7 +241,7 @@ def warm_findings(rows: list[dict]) -> list[str]:
         if mw is not None:
             wins = [REPORT[t][0] for t in TARGETS if mae(mw, t) < mae(ft, t)]
             out.append(compare("MF from CHGNet 0.3.0", mw, "fine-tuned CHGNet 0.3.0", ft, "f", f"at N={ft['n_high']}")
-                       + "; lower MAE on " + (", ".join(wins) if wins else "none") + " of the four targets.")
+                       + "; lower MAE on " + of_targets(wins, rows) + ".")
     return out
 
 
@@ -251,7 +262,7 @@ def lf_findings(rows: list[dict]) -> list[str]:
 
 
 def ablation_score(row: dict, ref: dict) -> float:
-    """Mean over e, f, s, m of MAE / MAE of N (the paper's 'comprehensive accuracy'; < 1 = better than N)."""
+    """Mean over the measured targets of MAE / MAE of N (the paper's 'comprehensive accuracy'; < 1 = better than N)."""
     ratios = [mae(row, t) / mae(ref, t) for t in TARGETS if math.isfinite(mae(row, t) / mae(ref, t))]
     return float(np.mean(ratios)) if ratios else float("nan")
 
@@ -264,7 +275,7 @@ def ablation_findings(rows: list[dict]) -> list[str]:
     scores = {r["label"]: ablation_score(r, ref) for r in rows if r["label"] != "N"}
     ranking = sorted(scores, key=scores.get)
     better = [v for v in ranking if scores[v] < 1]
-    out = ["Mean MAE ratio to N over the four targets (lower is better): "
+    out = [f"Mean MAE ratio to N over {targets_measured(rows)} (lower is better): "
            + ", ".join(f"{v} {scores[v]:.2f}" for v in ranking) + ".",
            f"Better than N on that score: {', '.join(better) if better else 'none'}; "
            f"worse: {', '.join(v for v in ranking if v not in better) or 'none'}; best: {ranking[0]}"
@@ -307,7 +318,7 @@ def levers_findings(rows: list[dict]) -> list[str]:
         if row["method"] == "mf" and row["n_seeds"]:
             wins = [REPORT[t][0] for t in TARGETS if mae(row, t) < mae(tuned, t)]
             out.append(compare(row["label"], row, "fine-tuned CHGNet 0.3.0", tuned, "f", f"at N={row['n_high']}")
-                       + "; lower MAE on " + (", ".join(wins) if wins else "none") + " of the four targets.")
+                       + "; lower MAE on " + of_targets(wins, rows) + ".")
     return out
 
 
