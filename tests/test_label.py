@@ -530,8 +530,13 @@ def test_a_stalled_scf_is_given_up_and_a_fresh_scf_starts_counting_again():
     stall = GiveUpStalled(3)
     for niter, error in [(1, 1.0), (2, 0.9), (3, 0.8), (1, 5.0), (2, 4.0), (3, 1.0), (4, 0.9)]:  # new SCF at niter 1
         stall(context(niter, error))
+    stall = GiveUpStalled(3, floor=3e-4)  # near the criterion the error flickers: no stall there
+    for niter, error in enumerate([1e-3, 2e-4, 1.1e-4, 0.95e-4, 1.05e-4, 0.99e-4, 1.02e-4, 0.98e-4], start=1):
+        stall(context(niter, error))
     settings = with_stall({"forces": 0.005}, 40)
     assert settings["forces"] == 0.005 and [c.window for c in settings["custom"]] == [40]
+    assert settings["custom"][0].floor == pytest.approx(3e-4)  # 3 x GPAW's default density criterion 1e-4
+    assert with_stall({"density": 1e-3}, 40)["custom"][0].floor == pytest.approx(3e-3)
     assert with_stall({"forces": 0.005}, None) == {"forces": 0.005}
     spec = LabelSpec.load("gpaw_afm")
     assert spec.calculator_settings(give_up=30)["convergence"]["custom"][0].window == 30
