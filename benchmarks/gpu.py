@@ -1,5 +1,6 @@
-"""GPU speed of MF-CHGNet: ASE MD with MFCalculator vs chgnet's CHGNetCalculator, TorchSim batches, and where
-a step's time goes. Writes a markdown report (device, torch version, date).
+"""GPU speed of MF-CHGNet: ASE MD with MFCalculator (eager and ``compile=True``) vs chgnet's CHGNetCalculator,
+TorchSim batches (eager and compiled), and where a step's time goes. Writes a markdown report (device, torch
+version, date).
 
     python benchmarks/gpu.py                                   # on a GPU: the full set, < 8 min on an H200
     python benchmarks/gpu.py --device cpu --sizes 104 --replicas 1 4 --out /tmp/gpu_cpu.md   # a CPU smoke run
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 
 CELLS = {104: (1, 2, 2), 832: (2, 4, 4), 6656: (4, 8, 8), 13312: (8, 8, 8)}
+COMPILED = "-compiled"
 CHGNET_MAX_ATOMS = 7000  # chgnet's calculator needs ~81 GB at 6,656 atoms: larger cells are skipped
 
 
@@ -53,6 +55,8 @@ def peak_gb(device) -> float | None:
 
 
 def calculator(kind: str, device: str):
+    """kind: lmfp-mf, chgnet-0.3.0 (MFCalculator), lmfp-mf-compiled (MFCalculator with compile=True) or chgnet
+    (chgnet's own calculator)."""
     if kind == "chgnet":
         from chgnet.model import CHGNet
         from chgnet.model.dynamics import CHGNetCalculator
@@ -62,7 +66,8 @@ def calculator(kind: str, device: str):
                                     use_device=device)
     from mf_calc import MFCalculator, load_model
 
-    return MFCalculator(load_model(kind), device=device)
+    compiled = kind.endswith(COMPILED)
+    return MFCalculator(load_model(kind.removesuffix(COMPILED)), device=device, compile=compiled)
 
 
 def md_rate(kind: str, n_atoms: int, args) -> dict:
@@ -91,6 +96,7 @@ def step_split(n_atoms: int, args, reps: int = 5) -> dict:
     """Milliseconds per call of lmfp-mf: graph building (reused search), a fresh search, the model's forward
     and backward pass (energy, forces, stress, magmoms)."""
     from mf_calc import load_model
+    from mf_calc.calculator import compiled
     from mf_calc.model.device_graph import DeviceGraphBuilder
 
     model = load_model("lmfp-mf").to(args.device).eval()
@@ -116,7 +122,10 @@ def step_split(n_atoms: int, args, reps: int = 5) -> dict:
     graph_ms, batch = timed(lambda: builder.batch(numbers, positions + 1e-3, cells, [n_atoms], True, 1,
                                                   dtype=model.dtype))
     model_ms, _ = timed(lambda: model(batch, task="efsm", create_graph=False))
-    return {"graph_ms": graph_ms, "search_ms": search_ms, "model_ms": model_ms,
+    run = compiled(model)
+    run(batch, task="efsm", create_graph=False)  # compiles
+    compiled_ms, _ = timed(lambda: run(batch, task="efsm", create_graph=False))
+    return {"graph_ms": graph_ms, "search_ms": search_ms, "model_ms": model_ms, "compiled_ms": compiled_ms,
             "edges": len(batch.edges), "angles": len(batch.angles)}
 
 
@@ -147,13 +156,13 @@ def profile_model(n_atoms: int, args, reps: int = 5, top: int = 25) -> str:
 
 
 def torchsim_sweep(args) -> list[dict]:
-    """Replica-steps/s of TorchSim Langevin NVT with n replicas of a 28-atom cell in one batch, and of the
-    same replica run with ASE one after another."""
+    """Replica-steps/s of TorchSim Langevin NVT with n replicas of a 28-atom cell in one batch, with the model as
+    it is and with ``compile=True`` (after a 2-step warm-up, which compiles)."""
     from mf_calc import lmfp
     from mf_calc.torchsim import MFTorchSimModel
-    from mf_calc.workflows.engine import NVTRun, batched_nvt
 
-    model = MFTorchSimModel("lmfp-mf", device=args.device)
+    models = {"eager": MFTorchSimModel("lmfp-mf", device=args.device),
+              "compiled": MFTorchSimModel("lmfp-mf", device=args.device, compile=True)}
     base = lmfp(x_li=1.0, y_mn=0.5, supercell=(1, 1, 1), seed=0)
     rows = []
     for n in args.replicas:
@@ -162,19 +171,27 @@ def torchsim_sweep(args) -> list[dict]:
             atoms = base.copy()
             atoms.rattle(0.02, seed=k)
             systems.append(atoms)
-        model.graphs = type(model.graphs)(model.model.config.cutoff, model.model.config.bond_cutoff, 1.0)
-        reset_peak(args.device)
-        batched_nvt(systems, model, NVTRun((300.0,) * n, steps=2, equil_steps=0, loginterval=2))  # warm-up
-        sync(args.device)
-        t0 = time.perf_counter()
-        steps = args.torchsim_steps
-        batched_nvt(systems, model, NVTRun((300.0,) * n, steps=steps, equil_steps=0, loginterval=steps))
-        sync(args.device)
-        seconds = time.perf_counter() - t0
-        rows.append({"replicas": n, "replica_steps_per_s": n * args.torchsim_steps / seconds,
-                     "peak_gb": peak_gb(args.device)})
-        print(f"torchsim {n} replicas: {rows[-1]['replica_steps_per_s']:.1f} replica-steps/s", flush=True)
+        rows.append({"replicas": n})
+        for name, model in models.items():
+            rows[-1] |= {f"{name}_{key}": value for key, value in _nvt_rate(model, systems, args).items()}
+        print(f"torchsim {n} replicas: {rows[-1]}", flush=True)
     return rows
+
+
+def _nvt_rate(model, systems: list, args) -> dict:
+    """Replica-steps/s and peak device memory of ``args.torchsim_steps`` batched NVT steps of ``systems``."""
+    from mf_calc.workflows.engine import NVTRun, batched_nvt
+
+    n = len(systems)
+    model.graphs = type(model.graphs)(model.model.config.cutoff, model.model.config.bond_cutoff, 1.0)
+    reset_peak(args.device)
+    batched_nvt(systems, model, NVTRun((300.0,) * n, steps=2, equil_steps=0, loginterval=2))  # warm-up
+    sync(args.device)
+    t0 = time.perf_counter()
+    steps = args.torchsim_steps
+    batched_nvt(systems, model, NVTRun((300.0,) * n, steps=steps, equil_steps=0, loginterval=steps))
+    sync(args.device)
+    return {"replica_steps_per_s": n * steps / (time.perf_counter() - t0), "peak_gb": peak_gb(args.device)}
 
 
 def relax_check(args, n: int = 8) -> dict:
@@ -220,28 +237,33 @@ def report(args, md: dict, splits: dict, sweep: list[dict], relax: dict | None) 
     lines = [f"# GPU-resident inference: MD speed on {device_name(args.device)}", "",
              f"torch {torch.__version__}, {datetime.date.today().isoformat()}; command: `python benchmarks/gpu.py "
              + " ".join(sys.argv[1:]) + "`. float32, ASE Langevin 300 K, 1 fs; Li0.5(Mn0.5Fe0.5)PO4 cells.", "",
-             "| atoms | MFCalculator lmfp-mf (steps/s) | MFCalculator CHGNet 0.3.0 weights | chgnet CHGNetCalculator 0.3.0 "
-             "| lmfp-mf µs per atom-step | peak memory lmfp-mf / chgnet (GB) |", "|---|---|---|---|---|---|"]
+             "| atoms | MFCalculator lmfp-mf (steps/s) | the same, compile=True | MFCalculator CHGNet 0.3.0 weights "
+             "| chgnet CHGNetCalculator 0.3.0 | lmfp-mf µs per atom-step | peak memory lmfp-mf / chgnet (GB) |",
+             "|---|---|---|---|---|---|---|"]
     for n, row in md.items():
         ours, same, ref = row.get("lmfp-mf"), row.get("chgnet-0.3.0"), row.get("chgnet")
+        fast = row.get("lmfp-mf" + COMPILED)
 
         def rate(r):
             return "–" if r is None else f"{r['steps_per_s']:.3g}"
 
-        lines.append(f"| {n:,} | {rate(ours)} | {rate(same)} | {rate(ref)} | "
+        lines.append(f"| {n:,} | {rate(ours)} | {rate(fast)} | {rate(same)} | {rate(ref)} | "
                      f"{1e6 / (ours['steps_per_s'] * n):.1f} | {_gb(ours and ours['peak_gb'])} / "
                      f"{_gb(ref and ref['peak_gb'])} |")
     lines += ["", "Where a call's time goes (lmfp-mf, ms; graph = the device graph with the search reused, as in most "
               "MD steps; search = the same with a fresh neighbour search on the host; model = forward and backward "
-              "pass for energy, forces, stress and magmoms):", "",
-              "| atoms | graph | search | model | edges | angles |", "|---|---|---|---|---|---|"]
+              "pass for energy, forces, stress and magmoms; compiled: the same with torch.compile):", "",
+              "| atoms | graph | search | model | compiled | edges | angles |", "|---|---|---|---|---|---|---|"]
     for n, s in splits.items():
-        lines.append(f"| {n:,} | {s['graph_ms']:.2f} | {s['search_ms']:.1f} | {s['model_ms']:.2f} | {s['edges']:,} | "
+        lines.append(f"| {n:,} | {s['graph_ms']:.2f} | {s['search_ms']:.1f} | {s['model_ms']:.2f} | "
+                     f"{s['compiled_ms']:.2f} | {s['edges']:,} | "
                      f"{s['angles']:,} |")
     lines += ["", f"TorchSim Langevin NVT, 28-atom LiMn0.5Fe0.5PO4 replicas in one batch ({args.torchsim_steps} "
-              "steps after a 2-step warm-up):", "", "| replicas | replica-steps/s | peak memory (GB) |", "|---|---|---|"]
+              "steps after a 2-step warm-up):", "",
+              "| replicas | replica-steps/s | compile=True | peak memory (GB) | compile=True |", "|---|---|---|---|---|"]
     for r in sweep:
-        lines.append(f"| {r['replicas']} | {r['replica_steps_per_s']:.0f} | {_gb(r['peak_gb'])} |")
+        lines.append(f"| {r['replicas']} | {r['eager_replica_steps_per_s']:.0f} | "
+                     f"{r['compiled_replica_steps_per_s']:.0f} | {_gb(r['eager_peak_gb'])} | {_gb(r['compiled_peak_gb'])} |")
     if relax is not None:
         lines += ["", f"`batched_relax` on {args.device}: {relax['systems']} rattled Li0.5(Mn0.5Fe0.5)PO4 cells in "
                   f"{relax['seconds']:.1f} s, {relax['converged']} of {relax['systems']} converged (fmax 0.05 eV/Å)."]
@@ -252,8 +274,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--sizes", type=int, nargs="+", default=[104, 832, 6656, 13312], choices=sorted(CELLS))
-    ap.add_argument("--models", nargs="+", default=["lmfp-mf", "chgnet-0.3.0", "chgnet"],
-                    help="lmfp-mf, chgnet-0.3.0 (MFCalculator) and chgnet (chgnet's own calculator)")
+    ap.add_argument("--models", nargs="+", default=["lmfp-mf", "lmfp-mf" + COMPILED, "chgnet-0.3.0", "chgnet"],
+                    help="lmfp-mf, chgnet-0.3.0 (MFCalculator), lmfp-mf-compiled (MFCalculator, compile=True) and "
+                    "chgnet (chgnet's own calculator)")
     ap.add_argument("--replicas", type=int, nargs="+", default=[1, 8, 32, 128, 512])
     ap.add_argument("--torchsim-steps", type=int, default=20)
     ap.add_argument("--min-steps", type=int, default=3)

@@ -31,7 +31,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the opti
     raise ImportError("mf_calc.torchsim needs TorchSim: install it with `make torchsim` "
                       "(pip install torch-sim-atomistic)") from exc
 
-from mf_calc.calculator import _parameters_frozen, model_of
+from mf_calc.calculator import _parameters_frozen, compiled, model_of
 from mf_calc.hub import load_model
 from mf_calc.model.contacts import contact_check_for
 from mf_calc.model.device_graph import DeviceGraphBuilder
@@ -44,16 +44,18 @@ class MFTorchSimModel(ModelInterface):
     model: an ``MFCHGNet``, a model folder or a shipped model name (None: the default model).
     fidelity: a name or index for every system, or a sequence with one per system of the state (in
     ``system_idx`` order); None means the highest fidelity. device: where the model runs ('cpu',
-    'cuda'). skin: Verlet skin of the per-system neighbour reuse (Å; 0 disables it).
+    'cuda'). skin: Verlet skin of the per-system neighbour reuse (Å; 0 disables it). compile: run the model
+    through ``torch.compile`` (see ``MFCalculator``).
     """
 
     def __init__(self, model: MFCHGNet | str | None = None, fidelity: str | int | Sequence | None = None,
                  device: str | torch.device = "cpu", compute_stress: bool = True, compute_forces: bool = True,
-                 compute_magmoms: bool = True, skin: float = 1.0):
+                 compute_magmoms: bool = True, skin: float = 1.0, compile: bool = False):
         super().__init__()
         if not isinstance(model, MFCHGNet):
             model = load_model(model)
         self.model = model.to(device)  # moved to ``device``; its train/eval mode is left as it is
+        self.run_model = compiled(self.model) if compile else self.model
         self._device = torch.device(device)
         self._dtype = next(model.parameters()).dtype
         self._compute_stress, self._compute_forces = compute_stress, compute_forces
@@ -65,12 +67,13 @@ class MFTorchSimModel(ModelInterface):
 
     @classmethod
     def from_calculator(cls, calc, **kwargs) -> MFTorchSimModel:
-        """The TorchSim model of an ``MFCalculator``: its model, fidelity and device (ValueError for any other
-        calculator: only an MF-CHGNet runs in TorchSim)."""
+        """The TorchSim model of an ``MFCalculator``: its model, fidelity, device and ``compile`` choice (ValueError
+        for any other calculator: only an MF-CHGNet runs in TorchSim)."""
         model = model_of(calc)
         if model is None:
             raise ValueError(f"TorchSim needs an MFCalculator (its model and fidelity run there), got "
                              f"{type(calc).__name__}")
+        kwargs.setdefault("compile", calc.run_model is not model)
         return cls(model, fidelity=calc.fidelity, device=model.device, **kwargs)
 
     @property
@@ -111,7 +114,7 @@ class MFTorchSimModel(ModelInterface):
                                   dtype=self.model.dtype)
         task = "e" + "f" * self._compute_forces + "s" * self._compute_stress + "m" * self.compute_magmoms
         with _parameters_frozen(self.model):
-            out = self.model(batch, task=task, create_graph=False)
+            out = self.run_model(batch, task=task, create_graph=False)
         dtype, device = state.positions.dtype, state.positions.device
         result = {"energy": out["energy"].detach().to(device, dtype)}
         for key in ("forces", "stress", "magmoms"):

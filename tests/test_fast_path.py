@@ -81,3 +81,27 @@ def test_batched_predict_equals_single(lfp, lmfp_delithiated):
         single = _fresh(model, atoms, "high")
         assert got["energy"] == pytest.approx(single["energy"], abs=1e-4)
         np.testing.assert_allclose(got["forces"], single["forces"], atol=1e-5)
+
+
+def test_compiled_model_matches_fresh_evaluation_without_compiling_again(lfp):
+    """``compile=True`` (torch.compile, dynamic shapes) gives the eager predictions along an MD run whose graph
+    changes size, and compiles once per task, not once per graph size."""
+    import torch
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    model = tiny_model().float()
+    atoms = lfp.copy()
+    calc = MFCalculator(model, fidelity="low", skin=0.0, compile=True)  # a fresh search each step
+    atoms.calc = calc
+    MaxwellBoltzmannDistribution(atoms, temperature_K=1500, rng=np.random.default_rng(0))
+    dyn = Langevin(atoms, 2 * units.fs, temperature_K=1500, friction=0.02, rng=np.random.default_rng(1))
+    edges, graphs = set(), []
+    for _ in range(5):
+        dyn.run(2)
+        _compare(calc, model, atoms)
+        edges.add(len(calc._batch(atoms).edges))
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert len(edges) > 1  # the graph did change size
+    assert graphs[0] > 0 and graphs[-1] == graphs[1]  # the first steps compile (energy+forces, +stress); no more

@@ -72,6 +72,13 @@ def test_fidelity_per_system_must_match_the_state_and_unknown_names_fail():
         MFTorchSimModel(model, fidelity="medium")
 
 
+def test_from_calculator_keeps_the_calculators_compile_choice():
+    model = tiny_model()
+    for compile in (False, True):
+        tsm = MFTorchSimModel.from_calculator(MFCalculator(model, fidelity="low", compile=compile))
+        assert (tsm.run_model is not tsm.model) == compile and tsm.fidelity == "low"
+
+
 def test_torchsim_nvt_runs_a_batch_of_replicas(warm_model):
     tsm = MFTorchSimModel(warm_model, fidelity="pbe_u")
     replicas = [lmfp(supercell=(1, 1, 1)) for _ in range(3)]

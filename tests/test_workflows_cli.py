@@ -120,3 +120,16 @@ def test_demo_quick_writes_its_summary(tmp_path, capsys):
     summary = json.loads((tmp_path / "demo_summary.json").read_text())
     assert len(summary["fidelities"]) >= 2 and summary["md"]["steps"] == 4
     assert all((tmp_path / name).stat().st_size > 0 for name in ("relaxed.extxyz", "md.traj", "md.csv", "md.png"))
+
+
+@pytest.mark.parametrize("cmd", ["relax", "md", "diffusion", "phonons"])
+def test_compile_flag_reaches_the_calculator(cmd):
+    """``--compile`` makes the calculator run its model through torch.compile (compiled lazily, at the first step)."""
+    from mf_calc.cli import build_parser
+    from mf_calc.cli.args import calculator_from_args
+
+    parser = build_parser()
+    calc = calculator_from_args(parser.parse_args([cmd]))
+    assert calc.run_model is calc.model
+    calc = calculator_from_args(parser.parse_args([cmd, "--compile"]))
+    assert calc.run_model is not calc.model and calc.run_model._orig_mod is calc.model

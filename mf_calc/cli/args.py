@@ -26,13 +26,16 @@ def add_structure_args(p: argparse.ArgumentParser, *, supercell=(1, 1, 2), x_li:
 
 
 def add_model_args(p: argparse.ArgumentParser, *, several_fidelities: bool = False) -> None:
-    """``--model`` and ``--fidelity`` (repeatable, or 'all', with ``several_fidelities``)."""
+    """``--model`` and ``--fidelity`` (repeatable, or 'all', with ``several_fidelities``; else with ``--compile``)."""
     p.add_argument("--model", default=None, help="model name or folder (default: the shipped default model)")
     if several_fidelities:
         p.add_argument("--fidelity", action="append", default=None,
                        help="fidelity name or index, repeatable, or 'all' (default: the highest)")
     else:
         p.add_argument("--fidelity", default=None, help="fidelity name or index (default: the highest)")
+        p.add_argument("--compile", action="store_true",
+                       help="run the model through torch.compile: the first steps compile (a minute or two on a "
+                       "CPU), later ones are faster; for long runs")
 
 
 def add_sweep_args(p: argparse.ArgumentParser, quick: dict, out: str) -> None:
@@ -53,14 +56,14 @@ def structure_from_args(args):
 
 
 def calculator_from_args(args):
-    """An MFCalculator of ``--model`` (float64 when ``--precision`` says so) at ``--fidelity``; an unknown
-    fidelity raises ValueError listing the known names."""
+    """An MFCalculator of ``--model`` (float64 when ``--precision`` says so) at ``--fidelity``, compiled with
+    ``--compile``; an unknown fidelity raises ValueError listing the known names."""
     from mf_calc import MFCalculator, load_model
 
     model = load_model(args.model)
     if getattr(args, "precision", "float32") == "float64":
         model = model.double()
-    return MFCalculator(model, fidelity=args.fidelity)
+    return MFCalculator(model, fidelity=args.fidelity, compile=getattr(args, "compile", False))
 
 
 def fidelity_sweep_setup(args, quick: dict):

@@ -39,7 +39,8 @@ class CompositionModel(nn.Module):
                 n_structures: int) -> torch.Tensor:
         """Composition energy of each structure (eV), from per-atom reference energies of each atom's copy."""
         site = self.weight.view(-1).index_select(0, atom_copy.flat_index(numbers - 1, MAX_Z))
-        return site.new_zeros(n_structures).index_add_(0, atom_owner, site)
+        # scatter_add_, not index_add_: torch.compile's CPU code generator fails on index_add_ into a (1,) tensor
+        return site.new_zeros(n_structures).scatter_add_(0, atom_owner, site)
 
     @torch.no_grad()
     def fit(self, numbers_list: Sequence[Sequence[int]], energies: Sequence[float], copy: int = 0,

@@ -54,7 +54,8 @@ def gated_mlp(gmlp: GatedMLP, parts: Parts, fgate: FidelityGate | None, fidelity
         else:
             row_bias = fidelity_bias
     # the bias goes in with the part of fewest rows (before its gather), where it costs least
-    first = min(range(len(parts)), key=lambda k: len(parts[k][0]))
+    rows = [len(features) for features, _ in parts]
+    first = rows.index(min(rows))  # not min(..., key=...): torch.compile traces this without a graph break
     out, col = None, 0
     for k, (features, index) in enumerate(parts):
         width = features.shape[1]

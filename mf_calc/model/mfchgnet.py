@@ -231,7 +231,7 @@ class MFCHGNet(nn.Module):
 
         site_energies = self._readout(atom_feas, f_atom)
         n_struct = batch.n_structures
-        energy = site_energies.new_zeros(n_struct).index_add_(0, owner, site_energies)
+        energy = site_energies.new_zeros(n_struct).scatter_add_(0, owner, site_energies)  # see CompositionModel.forward
         comp_copy = f_atom.for_copies(self.switches.copies("C"))
         energy = energy + self.composition(batch.numbers, comp_copy, owner, n_struct).to(energy.dtype)
         out["energy"] = energy
