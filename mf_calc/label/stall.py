@@ -10,7 +10,7 @@ converged SCF either way; only the time spent on an SCF that would not converge 
 
 An SCF whose density error is already within ``NEAR_CONVERGED`` times the density criterion is not stalled: its
 error flickers around the criterion while the other criteria (forces) finish, and giving up there threw away an
-almost converged SCF (a 50-atom ``gpaw_afm`` frame after 167 iterations, its density error between 0.95 and 1.3
+almost converged SCF (a 50-atom ``gpaw_afm`` frame after 167 iterations, its density error between 1.0 and 1.6
 times the criterion for the last 50 of them).
 """
 
