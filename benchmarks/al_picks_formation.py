@@ -1,0 +1,50 @@
+"""Formation energy of an active-learning round's labelled Li_xFePO4 picks: DFT and the round's member 0.
+
+    python benchmarks/al_picks_formation.py benchmarks/active_learning/runs/hull_committee/round_00
+
+E_f per formula unit against the workflow benchmark's DFT end members FePO4 and LiFePO4 (28-atom cells, relaxed
+by lmfp-dft; the picks are supercells with the same k-point sampling, relaxed by the round's model): whether the
+orderings a model puts below its tie line lie below DFT's. Mn-containing picks are skipped (their end members
+differ). Relaxation starts print too, far above the tie line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from workflow_bench_report import labelled
+
+
+def per_formula_unit(atoms, energy: float) -> float:
+    return energy / int((atoms.numbers == 15).sum())
+
+
+def main(argv=None) -> int:
+    import ase.io
+
+    from mf_calc.model.mfchgnet import MFCHGNet
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("round_dir", type=Path)
+    ap.add_argument("--fidelity", default="gpaw_afm")
+    args = ap.parse_args(argv)
+    ends = {f.info["x_li"]: f for f in labelled("hull_fe") if f.info["x_li"] in (0.0, 1.0)}
+    picks = [a for a in ase.io.read(args.round_dir / "labels" / "labelled.extxyz", ":") if a.info["y_mn"] == 0.0]
+    model = MFCHGNet.load(args.round_dir / "committee" / "m0" / "best")
+    frames = [ends[0.0], ends[1.0], *picks]
+    energies = {"DFT": [f.get_potential_energy() for f in frames],
+                "member 0": [p["energy"] for p in model.predict(frames, fidelity=args.fidelity, task="e")]}
+    print("| pick | formula | x | E_f DFT (meV/fu) | E_f member 0 (meV/fu) |\n|---|---|---|---|---|")
+    for k, atoms in enumerate(picks, start=2):
+        x = atoms.info["x_li"]
+        ef = {name: 1e3 * (per_formula_unit(atoms, e[k]) - (1 - x) * per_formula_unit(frames[0], e[0])
+                           - x * per_formula_unit(frames[1], e[1])) for name, e in energies.items()}
+        print(f"| {atoms.info['source']} | {atoms.get_chemical_formula()} | {x:g} | {ef['DFT']:.1f} | "
+              f"{ef['member 0']:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
