@@ -66,8 +66,7 @@ def calculator(kind: str, device: str):
                                     use_device=device)
     from mf_calc import MFCalculator, load_model
 
-    compiled = kind.endswith(COMPILED)
-    return MFCalculator(load_model(kind.removesuffix(COMPILED)), device=device, compile=compiled)
+    return MFCalculator(load_model(kind.removesuffix(COMPILED)), device=device, compile=kind.endswith(COMPILED))
 
 
 def md_rate(kind: str, n_atoms: int, args) -> dict:
@@ -158,11 +157,12 @@ def profile_model(n_atoms: int, args, reps: int = 5, top: int = 25) -> str:
 def torchsim_sweep(args) -> list[dict]:
     """Replica-steps/s of TorchSim Langevin NVT with n replicas of a 28-atom cell in one batch, with the model as
     it is and with ``compile=True`` (after a 2-step warm-up, which compiles)."""
-    from mf_calc import lmfp
+    from mf_calc import lmfp, load_model
     from mf_calc.torchsim import MFTorchSimModel
 
-    models = {"eager": MFTorchSimModel("lmfp-mf", device=args.device),
-              "compiled": MFTorchSimModel("lmfp-mf", device=args.device, compile=True)}
+    weights = load_model("lmfp-mf")  # one model, run as it is and compiled
+    models = {"eager": MFTorchSimModel(weights, device=args.device),
+              "compiled": MFTorchSimModel(weights, device=args.device, compile=True)}
     base = lmfp(x_li=1.0, y_mn=0.5, supercell=(1, 1, 1), seed=0)
     rows = []
     for n in args.replicas:

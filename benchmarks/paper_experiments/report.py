@@ -37,8 +37,10 @@ def targets_measured(rows: list[dict]) -> str:
     return f"the {({1: 'one', 2: 'two', 3: 'three', 4: 'four'}).get(count, count)} targets measured"
 
 
-def of_targets(wins: list[str], rows: list[dict]) -> str:
-    """'energy, forces of the three targets measured' (or 'none of ...')."""
+def lower_on(row: dict, other: dict, rows: list[dict]) -> str:
+    """The targets where ``row`` has the lower MAE than ``other``: 'energy, forces of the three targets measured'
+    (or 'none of ...'; ``rows`` tell which targets were measured)."""
+    wins = [REPORT[t][0] for t in TARGETS if mae(row, t) < mae(other, t)]
     return (", ".join(wins) if wins else "none") + " of " + targets_measured(rows)
 
 
@@ -219,9 +221,8 @@ def lc_findings(rows: list[dict]) -> list[str]:
     out = []
     for n in dict.fromkeys((ns[0], ns[-1])):
         s, m = find(single, n_high=n), find(mf, n_high=n)
-        wins = [REPORT[t][0] for t in TARGETS if mae(m, t) < mae(s, t)]
         out.append(compare("MF", m, "single-fidelity", s, "f", f"at N={n}") + "; MF has the lower MAE on "
-                   + of_targets(wins, rows) + " there.")
+                   + lower_on(m, s, rows) + " there.")
     for label, series in (("single-fidelity", single), ("MF", mf)):
         first, last = series[0], series[-1]
         if first is not last:
@@ -239,9 +240,8 @@ def warm_findings(rows: list[dict]) -> list[str]:
     for ft in tuned:
         mw = find(warm, n_high=ft["n_high"])
         if mw is not None:
-            wins = [REPORT[t][0] for t in TARGETS if mae(mw, t) < mae(ft, t)]
             out.append(compare("MF from CHGNet 0.3.0", mw, "fine-tuned CHGNet 0.3.0", ft, "f", f"at N={ft['n_high']}")
-                       + "; lower MAE on " + of_targets(wins, rows) + ".")
+                       + "; lower MAE on " + lower_on(mw, ft, rows) + ".")
     return out
 
 
@@ -316,9 +316,8 @@ def levers_findings(rows: list[dict]) -> list[str]:
     out = []
     for row in rows:
         if row["method"] == "mf" and row["n_seeds"]:
-            wins = [REPORT[t][0] for t in TARGETS if mae(row, t) < mae(tuned, t)]
             out.append(compare(row["label"], row, "fine-tuned CHGNet 0.3.0", tuned, "f", f"at N={row['n_high']}")
-                       + "; lower MAE on " + of_targets(wins, rows) + ".")
+                       + "; lower MAE on " + lower_on(row, tuned, rows) + ".")
     return out
 
 
