@@ -28,9 +28,10 @@ ARMS = ("finetune_committee", "finetune_random", "mf_committee", "hull_committee
 def round_models(run: Path) -> list[tuple[int, Path]]:
     """(round, member-0 model folder) of every round whose model is trained, in order."""
     from mf_calc.learn.loop import round_dir
+    from mf_calc.train.checkpoint import training_finished
 
     out, index = [], 0
-    while (round_dir(run, index) / "committee" / "m0" / "best" / "config.json").is_file():
+    while training_finished(round_dir(run, index) / "committee" / "m0"):
         out.append((index, round_dir(run, index) / "committee" / "m0" / "best"))
         index += 1
     return out
@@ -39,9 +40,10 @@ def round_models(run: Path) -> list[tuple[int, Path]]:
 def members_on_disk(run: Path, index: int) -> dict[str, Path]:
     """Committee member name (m0, m1, ...) -> model folder, for the round's members present here."""
     from mf_calc.learn.loop import round_dir
+    from mf_calc.train.checkpoint import training_finished
 
-    found = sorted((round_dir(run, index) / "committee").glob("m*/best/config.json"))
-    return {path.parent.parent.name: path.parent for path in found}
+    found = sorted(path for path in (round_dir(run, index) / "committee").glob("m*") if training_finished(path))
+    return {path.name: path / "best" for path in found}
 
 
 def weights_id(model_dir: Path) -> str:

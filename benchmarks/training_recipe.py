@@ -64,9 +64,10 @@ def train(name: str) -> Path:
     """The recipe's model folder, trained unless it exists."""
     from mf_calc.atomic import write_json
     from mf_calc.cli import main as cli
+    from mf_calc.train.checkpoint import training_finished
 
     run = OUT / "runs" / name
-    if not (run / "best" / "config.json").is_file():
+    if not training_finished(run):
         run.mkdir(parents=True, exist_ok=True)
         recipe = dict(RECIPES[name])
         extra = al_labels(recipe.pop("al_labels", ()))

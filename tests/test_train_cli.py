@@ -75,6 +75,31 @@ def test_train_and_evaluate_cli(tmp_path, capsys):
     assert all(abs(errors[f"{t}_mean"]) <= errors[f"{t}_mae"] + 1e-12 for t in "efsm")
 
 
+def test_a_run_stopped_after_an_improving_epoch_is_not_finished_until_resumed(tmp_path, monkeypatch):
+    from mf_calc.train.checkpoint import training_finished
+    from mf_calc.train.trainer import Trainer
+
+    hi = write_extxyz(tmp_path / "hi.extxyz", make_frames(0, 4))
+    config = tmp_path / "cfg.json"
+    config.write_text(json.dumps({"model": TINY, "batch_size": 2, "device": "cpu"}))
+    out = tmp_path / "run"
+    args = ["train", "--data", str(hi), "--out", str(out), "--config", str(config), "--epochs", "2", "--no-progress"]
+    log = Trainer._log
+
+    def stop_in_epoch_2(self, row):
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt  # the session ends during epoch 2
+        log(self, row)
+
+    monkeypatch.setattr(Trainer, "_log", stop_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        main(args)
+    assert (out / "best" / "config.json").is_file() and not training_finished(out)  # best/ is epoch 1's
+    monkeypatch.setattr(Trainer, "_log", log)
+    assert main(args + ["--resume"]) == 0
+    assert training_finished(out) and len(json.loads((out / "history.json").read_text())) == 2
+
+
 def test_evaluate_by_key_reports_each_groups_energy_bias(tmp_path, capsys):
     from test_train import _teacher
 

@@ -223,6 +223,7 @@ def train_committee(directory, settings: LearnSettings, index: int, count: int |
     """The first ``count`` (default: all) member model folders (``best/``) of round ``index``, training those not
     finished yet."""
     from mf_calc.train.baselines import train_multi_fidelity
+    from mf_calc.train.checkpoint import training_finished
     from mf_calc.train.config import TrainConfig
 
     out = round_dir(directory, index) / "committee"
@@ -230,7 +231,7 @@ def train_committee(directory, settings: LearnSettings, index: int, count: int |
     members = []
     for k in range(settings.committee if count is None else count):
         folder = out / f"m{k}"
-        if not (folder / "best" / "config.json").is_file():
+        if not training_finished(folder):
             data = data or _training_data(directory, settings, index)
             cfg = TrainConfig.from_dict({"progress": False} | settings.train
                                         | {"init": settings.model, "seed": settings.seed * 1000 + k})

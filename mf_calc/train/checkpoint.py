@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 
 import torch
@@ -18,6 +19,7 @@ from mf_calc.atomic import atomic_write, write_json
 CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.json"
 METRICS_CSV = "metrics.csv"
+TRAIN_CONFIG = "train_config.json"
 FORMAT = "mf_calc.train.checkpoint"
 FORMAT_VERSION = 1
 
@@ -36,6 +38,17 @@ def load_checkpoint(out_dir: Path) -> dict | None:
     if state.get("format") != FORMAT or state.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path}: not a checkpoint of this mf_calc version")
     return state
+
+
+def training_finished(out_dir) -> bool:
+    """Whether the run in ``out_dir`` trained all its epochs: ``best/`` is written whenever an epoch improves, so a
+    run killed after epoch 2 has one too; the history's length tells."""
+    out_dir = Path(out_dir)
+    paths = [out_dir / name for name in (TRAIN_CONFIG, HISTORY, "best/config.json")]
+    if not all(path.is_file() for path in paths):
+        return False
+    epochs = json.loads(paths[0].read_text())["epochs"]
+    return len(json.loads(paths[1].read_text())) >= epochs
 
 
 def _flat(row: dict, prefix: str = "") -> dict:

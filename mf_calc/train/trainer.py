@@ -23,7 +23,7 @@ from mf_calc.model.contacts import METADATA_KEY as CONTACTS_KEY
 from mf_calc.model.contacts import shortest_distances
 from mf_calc.model.io import is_model_folder
 from mf_calc.model.mfchgnet import MFCHGNet
-from mf_calc.train.checkpoint import load_checkpoint, save_checkpoint, write_history
+from mf_calc.train.checkpoint import TRAIN_CONFIG, load_checkpoint, save_checkpoint, write_history
 from mf_calc.train.config import TrainConfig
 from mf_calc.train.dataset import TARGETS, FrameDataset, GraphSet
 from mf_calc.train.distributed import World, global_batches
@@ -106,7 +106,7 @@ class Trainer:
                                  residual=cfg.init != "scratch")
             if self._writes:
                 self.out_dir.mkdir(parents=True, exist_ok=True)
-                write_json(self.out_dir / "train_config.json", cfg.to_dict())
+                write_json(self.out_dir / TRAIN_CONFIG, cfg.to_dict())
         for p in self.params:  # gradients exist (zero) for every trainable part, used in a batch or not
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
