@@ -8,7 +8,7 @@ Li content, on the training frames too: the formation-energy bias an MAE hides) 
 issue-30 targets.
 
     taskset -c 1 python benchmarks/training_recipe.py [--recipes e1_10ep e30_30ep]
-        # -> benchmarks/training_recipe/runs/NAME/ (a run with best/ is not trained again), scores.json, RESULTS.md
+        # -> benchmarks/training_recipe/runs/NAME/ (a finished run is not trained again), scores.json, RESULTS.md
     python benchmarks/training_recipe.py --recipes     # only rewrite RESULTS.md from scores.json
 
 Recipe ``e1_10ep`` is the active-learning arms' recipe (their round-0 model).
