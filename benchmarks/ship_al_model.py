@@ -1,13 +1,13 @@
 """Install the active-learning result as ``lmfp-dft-al`` (fine-tuned) or ``lmfp-dft-al-mf`` (multi-fidelity)
 (issue 30, section 3), with its model card.
 
-    python benchmarks/ship_al_model.py [--recipe e30_60ep_al | mf_e30_60ep_al]
+    python benchmarks/ship_al_model.py [--recipe e100_60ep_al | mf_e30_60ep_al]
 
 The model is a recipe of ``training_recipe.py`` (trained and scored there: CHGNet 0.3.0 fine-tuned on the 90
 ``gpaw_afm`` training frames and the active-learning arms' ``gpaw_afm`` labels; the MF recipe adds the 303
 ``gpaw_nonmag`` frames as a lower fidelity); its card lists those labels (arm, round, frames), the recipe, the
-test-split errors and the workflow-benchmark targets of issue 30 beside ``lmfp-dft`` and the recipe it is
-compared with (the same without AL labels; for the MF model the fine-tuned one). It becomes the default only where
+test-split errors and the workflow-benchmark targets of issue 30 beside ``lmfp-dft`` and the recipes it is
+compared with (``COMPARED``: for the MF model the fine-tuned one of the same recipe). It becomes the default only where
 every target is met (it is not: ``mf_calc.hub.DEFAULT_MODEL`` is left alone and the card says by how much each
 target is missed).
 """
@@ -27,7 +27,9 @@ from shipping import table
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 #: recipe -> shipped name
-SHIPPED = {"e30_60ep_al": "lmfp-dft-al", "mf_e30_60ep_al": "lmfp-dft-al-mf"}
+SHIPPED = {"e100_60ep_al": "lmfp-dft-al", "mf_e30_60ep_al": "lmfp-dft-al-mf"}
+#: shipped recipe -> the recipes its card sets it beside (each with its seed 1 where scored)
+COMPARED = {"e100_60ep_al": ("e30_60ep_al", "e100_60ep_all"), "mf_e30_60ep_al": ("e30_60ep_al",)}
 REFERENCE = "lmfp-dft"
 REFERENCE_SCORES = HERE / "data" / "dft" / "workflow_bench" / f"scores_{REFERENCE}.json"
 FIDELITY = recipes.FIDELITY
@@ -52,18 +54,14 @@ def bias_line(result: dict, split: str) -> str:
     return ", ".join(f"x = {x}: {g['energy_bias_meV_atom']:+.1f}" for x, g in result["by_x_li"][split].items())
 
 
-def compared_with(recipe: str) -> str:
-    """The recipe a shipped recipe is set beside: the fine-tuned one for the MF model, else the same without AL
-    labels."""
-    return recipe.removeprefix("mf_") if recipe.startswith("mf_") else recipe.removesuffix("_al")
 
 
 def siblings(recipe: str, scores: dict) -> dict[str, str]:
-    """Column name -> scored recipe: the recipe it is compared with, then the shipped recipe, each with its other
+    """Column name -> scored recipe: the recipes it is compared with, then the shipped recipe, each with its other
     seeds where they are scored (``NAME_s1``)."""
     out = {}
-    for name in (compared_with(recipe), recipe):
-        label = f"{SHIPPED.get(name, name)} ({name})" if name in SHIPPED else f"{name} (no AL labels)"
+    for name in (*COMPARED[recipe], recipe):
+        label = f"{SHIPPED[name]} ({name})" if name in SHIPPED else name
         out.update({f"{label}, seed {seed}": f"{name}{suffix}" for seed, suffix in ((0, ""), (1, "_s1"))
                     if f"{name}{suffix}" in scores})
     return out
@@ -76,12 +74,11 @@ def what_it_is(recipe: str) -> tuple[str, str]:
         return ("MF-CHGNet (fidelity-dependent embedding, message passing, readout and composition model, EMRC) "
                 f"warm-started from CHGNet 0.3.0 with two real-DFT fidelities, `{recipes.LOW_FIDELITY}` (low: "
                 "non-spin-polarised GPAW PBE+U, the 303 frames) and `gpaw_afm` (high: spin-polarised), trained on the "
-                "data of `lmfp-dft-al` plus the low fidelity.",
+                f"data of recipe `{COMPARED[recipe][0]}` plus the low fidelity.",
                 f'`MFCalculator(load_model("{name}"))` (the highest fidelity, `{FIDELITY}`) or '
                 f'`MFCalculator(load_model("{name}"), fidelity="{recipes.LOW_FIDELITY}")`')
     return (f"CHGNet 0.3.0 fine-tuned on real DFT (GPAW PBE+U, fidelity `{FIDELITY}`): the project's 90 training "
-            "frames and the `gpaw_afm` labels of the active-learning arms (`mf-calc learn`, issue 30: committee "
-            "picks and random picks from the same explored candidates).",
+            "frames and the `gpaw_afm` labels of the active-learning arms listed below (`mf-calc learn`, issue 30).",
             f'`load_model("{name}")` or `MFCalculator(load_model("{name}"), fidelity="{FIDELITY}")`')
 
 
@@ -96,15 +93,24 @@ def mf_verdict(recipe: str, scores: dict, columns: dict[str, str]) -> str:
             "both are shipped (issue 30, section 3).")
 
 
+HALVES = (("hull_fe", "Li_xFePO4"), ("hull_mnfe", "Li_x(Mn½Fe½)PO4"))
+
+
+def lowest_half_line(part: str, title: str, reference: dict, scores: dict, columns: dict[str, str]) -> str:
+    """Formation energy of the part's lowest x = ½ ordering by DFT and by each column's model."""
+    halves = {REFERENCE: reference["bench"]["parts"][part]} | {
+        c: scores[r]["workflow_bench"]["parts"][part] for c, r in columns.items()}
+    return (f"- Formation energy of the lowest x = ½ {title} ordering (DFT "
+            f"{halves[REFERENCE]['lowest_half_dft_meV_fu']:+.0f} meV/fu): "
+            + ", ".join(f"{c} {h['lowest_half_model_meV_fu']:+.0f}" for c, h in halves.items()) + " meV/fu.")
+
+
 def model_card(recipe: str, scores: dict, reference: dict) -> str:
     """The card: status, data, recipe, errors and targets beside ``lmfp-dft`` and the recipe without AL labels
     (every seed scored)."""
     mine = scores[recipe]
     columns = siblings(recipe, scores)
     checks = {REFERENCE: bench.target_checks(reference["bench"])} | {c: scores[r]["targets"] for c, r in columns.items()}
-    halves = {REFERENCE: reference["bench"]["parts"]["hull_fe"]} | {
-        c: scores[r]["workflow_bench"]["parts"]["hull_fe"] for c, r in columns.items()}
-    dft_half = halves[REFERENCE]["lowest_half_dft_meV_fu"]
     tests = {REFERENCE: reference["test"]} | {c: {"fidelity": FIDELITY, "frames": scores[r]["test"]["e_n"],
                                                    **scores[r]["test"]} for c, r in columns.items()}
     missed = [f"{name} ({bench.value_cell(value)}, limit {limit})"
@@ -131,9 +137,12 @@ def model_card(recipe: str, scores: dict, reference: dict) -> str:
         f"- Reproduce: `python benchmarks/training_recipe.py --recipes {recipe}`, then "
         f"`python benchmarks/ship_al_model.py --recipe {recipe}`.", "",
         "## Test split (`gpaw_afm` frames never trained on; MAE, RMSE in brackets)", table(tests), "",
-        "## Workflow benchmark (issue 30, section 3; ✗ = missed)", *bench.targets_table(checks), "",
-        f"Formation energy of the lowest x = ½ Li_xFePO4 ordering (DFT {dft_half:+.0f} meV/fu, above the tie line): "
-        + ", ".join(f"{c} {h['lowest_half_model_meV_fu']:+.0f}" for c, h in halves.items()) + " meV/fu.", "",
+        "## Workflow benchmark (issue 30, section 3; ✗ = missed)",
+        "Columns: " + "; ".join(f"`{r}`: energy weight {recipes.RECIPES[r]['energy_weight']:g}, AL labels "
+                                f"{recipes.added_labels(recipes.RECIPES[r].get('al_labels', ()))}"
+                                for r in dict.fromkeys(columns.values()) if not r.endswith("_s1")) + ".", "",
+        *bench.targets_table(checks), "",
+        *(lowest_half_line(part, title, reference, scores, columns) for part, title in HALVES), "",
         "Mean signed energy error, model − DFT (meV/atom), per Li content: training frames "
         f"{bias_line(mine, 'train')}; test frames {bias_line(mine, 'test')}.", "",
         *([mf_verdict(recipe, scores, columns), ""] if low else []),
@@ -144,13 +153,13 @@ def model_card(recipe: str, scores: dict, reference: dict) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--recipe", default="e30_60ep_al", choices=list(SHIPPED))
+    ap.add_argument("--recipe", default="e100_60ep_al", choices=list(SHIPPED))
     args = ap.parse_args(argv)
     from mf_calc import load_model
     from mf_calc.model.mfchgnet import MFCHGNet
 
     scores = json.loads((recipes.OUT / "scores.json").read_text())
-    missing = [n for n in (args.recipe, compared_with(args.recipe)) if n not in scores]
+    missing = [n for n in (args.recipe, *COMPARED[args.recipe]) if n not in scores]
     if missing:
         raise SystemExit(f"recipes {missing} are not scored: run python benchmarks/training_recipe.py --recipes "
                          + " ".join(missing))

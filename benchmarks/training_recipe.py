@@ -34,13 +34,17 @@ LOW_FIDELITY = "gpaw_nonmag"
 BASE = {"init": "chgnet-0.3.0", "modules": "", "lr": 0.001, "huber_delta": 0.1, "batch_size": 4, "seed": 0,
         "progress": False}
 AL_RUNS = ROOT / "benchmarks" / "active_learning" / "runs"
-#: arms whose gpaw_afm labels of rounds 0-1 a recipe may add (the MF arm labels its afm picks into the committee's)
-ARMS = ("finetune_committee", "finetune_random")
+#: (arm, rounds) whose gpaw_afm labels a recipe adds: rounds 0-1 of the first two arms (the MF arm labels its afm
+#: picks into the committee's)
+ARMS = (("finetune_committee", (0, 1)), ("finetune_random", (0, 1)))
+#: every gpaw_afm label of the arms' finished rounds as of 2026-12-07: the committee arm's round 2 and the hull
+#: arm's round 0 too (22 frames)
+ALL_LABELS = (("finetune_committee", (0, 1, 2)), ("finetune_random", (0, 1)), ("hull_committee", (0,)))
 
 
 def al_labels(arms) -> list[Path]:
-    """The labelled files of rounds 0-1 of ``arms``."""
-    return [AL_RUNS / arm / f"round_{k:02d}" / "labels" / "labelled.extxyz" for arm in arms for k in (0, 1)]
+    """The labelled files of the (arm, rounds) pairs ``arms``."""
+    return [AL_RUNS / arm / f"round_{k:02d}" / "labels" / "labelled.extxyz" for arm, rounds in arms for k in rounds]
 
 
 RECIPES = {"e1_10ep": {"energy_weight": 1.0, "epochs": 10}, "e10_10ep": {"energy_weight": 10.0, "epochs": 10},
@@ -52,10 +56,15 @@ RECIPES = {"e1_10ep": {"energy_weight": 1.0, "epochs": 10}, "e10_10ep": {"energy
            "e30_60ep_al": {"energy_weight": 30.0, "epochs": 60, "al_labels": ARMS},
            "e30_60ep_al_s1": {"energy_weight": 30.0, "epochs": 60, "al_labels": ARMS, "seed": 1},
            "e30_100ep_al": {"energy_weight": 30.0, "epochs": 100, "al_labels": ARMS},
-           "e30_60ep_committee": {"energy_weight": 30.0, "epochs": 60, "al_labels": ("finetune_committee",)},
-           "e30_60ep_random": {"energy_weight": 30.0, "epochs": 60, "al_labels": ("finetune_random",)},
+           "e100_60ep_al": {"energy_weight": 100.0, "epochs": 60, "al_labels": ARMS},
+           "e100_60ep_al_s1": {"energy_weight": 100.0, "epochs": 60, "al_labels": ARMS, "seed": 1},
+           "e100_60ep_all": {"energy_weight": 100.0, "epochs": 60, "al_labels": ALL_LABELS},
+           "e100_60ep_all_s1": {"energy_weight": 100.0, "epochs": 60, "al_labels": ALL_LABELS, "seed": 1},
+           "e100_60ep_al_hull": {"energy_weight": 100.0, "epochs": 60, "al_labels": ARMS + (("hull_committee", (0,)),)},
+           "e30_60ep_committee": {"energy_weight": 30.0, "epochs": 60, "al_labels": ARMS[:1]},
+           "e30_60ep_random": {"energy_weight": 30.0, "epochs": 60, "al_labels": ARMS[1:]},
            # multi-fidelity (issue 30, section 3): gpaw_nonmag -> gpaw_afm, EMRC, a random quarter of the 303
-           # gpaw_nonmag frames per epoch, otherwise the recipe of lmfp-dft-al
+           # gpaw_nonmag frames per epoch, otherwise recipe e30_60ep_al
            "mf_e30_60ep_al": {"energy_weight": 30.0, "epochs": 60, "al_labels": ARMS, "modules": "EMRC",
                               "low_fidelity": True, "fidelity_fraction": {LOW_FIDELITY: 0.25}}}
 
@@ -111,7 +120,9 @@ def added_labels(arms: tuple[str, ...]) -> str:
     if not arms:
         return "–"
     frames = sum(len(read(path, ":")) for path in al_labels(arms))
-    return f"+{frames} ({', '.join(arm.removeprefix('finetune_') for arm in arms)})"
+    names = [f"{arm.removeprefix('finetune_')} {rounds[0]}-{rounds[-1]}" if len(rounds) > 1 else
+             f"{arm.removeprefix('finetune_')} {rounds[0]}" for arm, rounds in arms]
+    return f"+{frames} ({', '.join(names)})"
 
 
 def results_table(results: dict[str, dict]) -> str:
