@@ -54,8 +54,6 @@ def bias_line(result: dict, split: str) -> str:
     return ", ".join(f"x = {x}: {g['energy_bias_meV_atom']:+.1f}" for x, g in result["by_x_li"][split].items())
 
 
-
-
 def siblings(recipe: str, scores: dict) -> dict[str, str]:
     """Column name -> scored recipe: the recipes it is compared with, then the shipped recipe, each with its other
     seeds where they are scored (``NAME_s1``)."""
@@ -106,7 +104,7 @@ def lowest_half_line(part: str, title: str, reference: dict, scores: dict, colum
 
 
 def model_card(recipe: str, scores: dict, reference: dict) -> str:
-    """The card: status, data, recipe, errors and targets beside ``lmfp-dft`` and the recipe without AL labels
+    """The card: status, data, recipe, errors and targets beside ``lmfp-dft`` and the recipes of ``COMPARED``
     (every seed scored)."""
     mine = scores[recipe]
     columns = siblings(recipe, scores)

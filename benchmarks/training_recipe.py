@@ -70,7 +70,7 @@ RECIPES = {"e1_10ep": {"energy_weight": 1.0, "epochs": 10}, "e10_10ep": {"energy
 
 
 def train(name: str) -> Path:
-    """The recipe's model folder, trained unless it exists."""
+    """The recipe's model folder, trained unless a finished run is there."""
     from mf_calc.atomic import write_json
     from mf_calc.cli import main as cli
     from mf_calc.train.checkpoint import training_finished
@@ -113,7 +113,7 @@ def bias_cells(result: dict, split: str) -> str:
 
 
 @functools.cache
-def added_labels(arms: tuple[str, ...]) -> str:
+def added_labels(arms: tuple[tuple[str, tuple[int, ...]], ...]) -> str:
     """Table cell: how many AL frames a recipe with ``arms`` adds, from which arms (each file read once)."""
     from ase.io import read
 
