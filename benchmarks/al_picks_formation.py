@@ -1,6 +1,7 @@
-"""Formation energy of an active-learning round's labelled Li_xFePO4 picks: DFT and the round's member 0.
+"""Formation energy of an active-learning round's labelled Li_xFePO4 picks: DFT, the round's member 0 and any
+other models named.
 
-    python benchmarks/al_picks_formation.py benchmarks/active_learning/runs/hull_committee/round_00
+    python benchmarks/al_picks_formation.py benchmarks/active_learning/runs/hull_committee/round_00 [--model lmfp-dft-al]
 
 E_f per formula unit against the workflow benchmark's DFT end members FePO4 and LiFePO4 (28-atom cells, relaxed
 by lmfp-dft; the picks are supercells with the same k-point sampling, relaxed by the round's model): whether the
@@ -24,25 +25,30 @@ def per_formula_unit(atoms, energy: float) -> float:
 def main(argv=None) -> int:
     import ase.io
 
+    from mf_calc import load_model
     from mf_calc.model.mfchgnet import MFCHGNet
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("round_dir", type=Path)
     ap.add_argument("--fidelity", default="gpaw_afm")
+    ap.add_argument("--model", action="append", default=[], help="another model (name or folder) to compare; repeatable")
     args = ap.parse_args(argv)
     ends = {f.info["x_li"]: f for f in labelled("hull_fe") if f.info["x_li"] in (0.0, 1.0)}
     picks = [a for a in ase.io.read(args.round_dir / "labels" / "labelled.extxyz", ":") if a.info["y_mn"] == 0.0]
-    model = MFCHGNet.load(args.round_dir / "committee" / "m0" / "best")
+    models = {"member 0": MFCHGNet.load(args.round_dir / "committee" / "m0" / "best")}
+    models |= {name: load_model(name) for name in args.model}
     frames = [ends[0.0], ends[1.0], *picks]
-    energies = {"DFT": [f.get_potential_energy() for f in frames],
-                "member 0": [p["energy"] for p in model.predict(frames, fidelity=args.fidelity, task="e")]}
-    print("| pick | formula | x | E_f DFT (meV/fu) | E_f member 0 (meV/fu) |\n|---|---|---|---|---|")
+    energies = {"DFT": [f.get_potential_energy() for f in frames]}
+    energies |= {name: [p["energy"] for p in model.predict(frames, fidelity=args.fidelity, task="e")]
+                 for name, model in models.items()}
+    print("| pick | formula | x | " + " | ".join(f"E_f {name} (meV/fu)" for name in energies) + " |\n|"
+          + "---|" * (3 + len(energies)))
     for k, atoms in enumerate(picks, start=2):
         x = atoms.info["x_li"]
         ef = {name: 1e3 * (per_formula_unit(atoms, e[k]) - (1 - x) * per_formula_unit(frames[0], e[0])
                            - x * per_formula_unit(frames[1], e[1])) for name, e in energies.items()}
-        print(f"| {atoms.info['source']} | {atoms.get_chemical_formula()} | {x:g} | {ef['DFT']:.1f} | "
-              f"{ef['member 0']:.1f} |")
+        print(f"| {atoms.info['source']} | {atoms.get_chemical_formula()} | {x:g} | "
+              + " | ".join(f"{value:.1f}" for value in ef.values()) + " |")
     return 0
 
 
