@@ -251,8 +251,8 @@ def report(args, md: dict, splits: dict, sweep: list[dict], relax: dict | None) 
                      f"{1e6 / (ours['steps_per_s'] * n):.1f} | {_gb(ours and ours['peak_gb'])} / "
                      f"{_gb(ref and ref['peak_gb'])} |")
     lines += ["", "Where a call's time goes (lmfp-mf, ms; graph = the device graph with the search reused, as in most "
-              "MD steps; search = the same with a fresh neighbour search on the host; model = forward and backward "
-              "pass for energy, forces, stress and magmoms; compiled: the same with torch.compile):", "",
+              "MD steps; search = the same with a fresh neighbour search (vesin, on the device); model = forward and "
+              "backward pass for energy, forces, stress and magmoms; compiled: the same with torch.compile):", "",
               "| atoms | graph | search | model | compiled | edges | angles |", "|---|---|---|---|---|---|---|"]
     for n, s in splits.items():
         lines.append(f"| {n:,} | {s['graph_ms']:.2f} | {s['search_ms']:.1f} | {s['model_ms']:.2f} | "

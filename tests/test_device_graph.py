@@ -34,11 +34,10 @@ def _reference(atoms, offset=0):
     """Brute force: directed edges (i, j, image) with |r_j + image·cell - r_i| < CUTOFF, i != j or image != 0,
     and angle triplets (centre, bond a, bond b) over every ordered pair of bonds shorter than BOND_CUTOFF."""
     cell, pos = atoms.cell.array, atoms.positions
-    if atoms.pbc.all():
+    reach = [0, 0, 0]
+    if atoms.pbc.any():
         widths = atoms.cell.volume / np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=1)
-        reach = [int(np.ceil(CUTOFF / w)) + 1 for w in widths]
-    else:
-        reach = [0, 0, 0]
+        reach = [int(np.ceil(CUTOFF / w)) + 1 if periodic else 0 for w, periodic in zip(widths, atoms.pbc)]
     images = np.array([(a, b, c) for a in range(-reach[0], reach[0] + 1) for b in range(-reach[1], reach[1] + 1)
                        for c in range(-reach[2], reach[2] + 1)])
     edges, lengths = [], []
@@ -107,6 +106,15 @@ def test_small_cell_with_many_images_and_a_molecule():
     water.center(vacuum=5.0)
     water.pbc = False
     _assert_same_graph([water], _device_batch([water]))
+
+
+@pytest.mark.parametrize("pbc", [(True, True, False), (False, True, False)])
+def test_partly_periodic_cells(pbc):
+    """A slab and a wire: images only along the periodic directions, atoms near the open faces included."""
+    atoms = _random_cell(20)
+    atoms.pbc = pbc
+    atoms.positions[0] = atoms.cell.array.sum(0) * 0.999  # beside a corner: its open-side images must not count
+    _assert_same_graph([atoms], _device_batch([atoms]))
 
 
 def test_several_systems_in_one_batch():

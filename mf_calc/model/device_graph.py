@@ -1,8 +1,8 @@
 """Crystal graphs of a batch of systems built on the model's device, with Verlet-skin reuse.
 
-The candidate pairs within cutoff + skin come from pymatgen's search (:func:`mf_calc.model.graph.neighbor_pairs`,
-on the host), run again only for a system whose atoms may have moved past the skin (bound in
-``DeviceGraphBuilder._stale``) or whose atoms changed. Every
+The candidate pairs within cutoff + skin come from vesin's neighbour search (:func:`candidate_pairs`, on the
+device of the positions: CPU or CUDA), run again only for a system whose atoms may have moved past the skin
+(bound in ``DeviceGraphBuilder._stale``) or whose atoms changed. Every
 call then computes on the device, for all systems at once: pair distances, the cutoff mask, the
 directed edges and undirected map, the angle triplets, the overlap and isolated-atom checks and the
 contact check. The same pipeline makes the graphs of training data and batched predictions
@@ -16,8 +16,20 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch import Tensor
+from vesin_torch import NeighborList
 
-from mf_calc.model.graph import MIN_DISTANCE, Batch, check_distances, check_structure, neighbor_pairs
+from mf_calc.model.graph import MIN_DISTANCE, Batch, check_cells, check_distances, check_numbers
+
+
+def candidate_pairs(search: NeighborList, positions: Tensor, cell: Tensor, pbc: Tensor) -> tuple[Tensor, ...]:
+    """Each unordered pair within the search's cutoff once, on the device of ``positions`` (n, 3) float64 Å:
+    atom indices i, j and the integer image (as float64) with |r_j + image·cell − r_i| < cutoff. ``pbc`` (3,)
+    bool on the same device. The graph adds each pair's reverse, so it is symmetric by construction."""
+    if not bool(pbc.any()):  # the box plays no part; vesin is given a finite one all the same
+        span = (positions.max(0).values - positions.min(0).values).max()
+        cell = torch.eye(3, dtype=positions.dtype, device=positions.device) * (span + 1.0)
+    i, j, shifts = search.compute(positions, cell, pbc, "ijS")
+    return i.long(), j.long(), shifts.to(positions.dtype)
 
 
 def angle_triplets(centers: Tensor, lengths: Tensor, bond_cutoff: float) -> Tensor:
@@ -53,7 +65,7 @@ class DeviceGraphBuilder:
         self.n_builds = 0  # candidate searches, counted per system
         self.n_reuses = 0
         self._layout = None  # numbers, atoms per system, pbc of the systems searched
-        self._pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # per system: i, j, image (local)
+        self._pairs: list[tuple[Tensor, Tensor, Tensor]] = []  # per system: i, j (global), image
 
     def batch(self, numbers: Tensor, positions: Tensor, cells: Tensor, n_atoms: Sequence[int] | Tensor,
               pbc, fidelity, dtype=torch.float32) -> Batch:
@@ -73,7 +85,7 @@ class DeviceGraphBuilder:
         numbers_np = numbers.detach().cpu().numpy().astype(np.int64) if torch.is_tensor(numbers) else np.asarray(numbers)
         layout = (numbers_np, n_atoms.numpy(), pbc)
         if not self._same_layout(layout):
-            self._new_layout(layout, device)
+            self._new_layout(layout, device)  # checks the atoms of each system
         elif all(pbc):
             positions = self._unwrapped(positions, cells)
         i, j, img = self._candidates(positions, cells)
@@ -101,9 +113,12 @@ class DeviceGraphBuilder:
 
     def _new_layout(self, layout, device) -> None:
         """Forget every search: other atoms, another order or other periodicity."""
-        numbers_np, n_atoms, _ = layout
-        self._layout = layout
+        numbers_np, n_atoms, pbc = layout
         self._bounds = np.r_[0, np.cumsum(n_atoms)]
+        for a, e in zip(self._bounds[:-1], self._bounds[1:]):
+            check_numbers(numbers_np[a:e])
+        self._layout = layout
+        self._pbc = torch.tensor(pbc, device=device)
         self._numbers = torch.as_tensor(numbers_np, device=device)
         self._n_atoms = torch.as_tensor(n_atoms, device=device)
         self._owner = torch.repeat_interleave(torch.arange(len(n_atoms), device=device), self._n_atoms)
@@ -140,7 +155,7 @@ class DeviceGraphBuilder:
 
     def _candidates(self, positions: Tensor, cells: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Candidate pairs (global atom indices, integer images) within cutoff + skin of every system, searched
-        again (on the host, ``neighbor_pairs``) for the stale systems only."""
+        again (``candidate_pairs``) for the stale systems only."""
         stale = self._stale(positions, cells)
         self.n_reuses += int((~stale).sum())
         if stale.any():
@@ -148,22 +163,18 @@ class DeviceGraphBuilder:
         return self._candidate_tensors
 
     def _search(self, systems: np.ndarray, positions: Tensor, cells: Tensor) -> None:
-        numbers, bounds, pbc = self._layout[0], self._bounds, self._layout[2]
-        pos_np, cells_np = positions.cpu().numpy(), cells.cpu().numpy()
+        rows = torch.as_tensor(systems, device=cells.device)
+        check_cells(cells[rows], self._layout[2])
+        search = NeighborList(cutoff=self.cutoff + self.skin, full_list=False, n_threads=torch.get_num_threads())
         for b in systems:
-            a, e = bounds[b], bounds[b + 1]
-            check_structure(numbers[a:e], pos_np[a:e], cells_np[b], pbc)
-            i, j, img, _ = neighbor_pairs(pos_np[a:e], cells_np[b], pbc, self.cutoff + self.skin)
-            self._pairs[b] = (i + a, j + a, img)
+            a, e = self._bounds[b], self._bounds[b + 1]
+            i, j, img = candidate_pairs(search, positions[a:e].contiguous(), cells[b].contiguous(), self._pbc)
+            self._pairs[b] = (i + int(a), j + int(a), img)
             self.n_builds += 1
-        device = positions.device
-        i, j, img = (np.concatenate(parts) for parts in zip(*self._pairs))
-        self._candidate_tensors = (torch.as_tensor(i, device=device), torch.as_tensor(j, device=device),
-                                   torch.as_tensor(img.astype(float).reshape(-1, 3), device=device))
+        self._candidate_tensors = tuple(torch.cat(parts) for parts in zip(*self._pairs))
         if self._ref_positions is None:
             self._ref_positions, self._ref_cells = positions.clone(), cells.clone()
         else:
-            rows = torch.as_tensor(systems, device=device)
             atoms = torch.nonzero(torch.isin(self._owner, rows)).view(-1)
             self._ref_positions[atoms], self._ref_cells[rows] = positions[atoms], cells[rows]
 

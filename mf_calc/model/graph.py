@@ -4,8 +4,8 @@ The atom graph holds every directed pair within ``cutoff`` (Å); the bond graph 
 ordered pair of distinct directed bonds that share a centre atom and are both shorter than
 ``bond_cutoff`` (Å). This is the same graph chgnet's ``CrystalGraphConverter`` builds, made with vectorised
 torch (``mf_calc.model.device_graph``, the one graph pipeline) instead of chgnet's per-edge
-Python loops; the neighbour search is pymatgen's cython ``find_points_in_spheres``, the routine
-chgnet itself relies on.
+Python loops; the neighbour search is vesin's (on the CPU or a GPU), checked against pymatgen's
+``find_points_in_spheres`` (the routine chgnet relies on) and a brute-force search in the tests.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from pymatgen.optimization.neighbors import find_points_in_spheres
 
 from mf_calc.constants import MAX_Z
 
@@ -56,20 +55,22 @@ def check_elements(numbers: np.ndarray) -> None:
 MIN_DISTANCE = 0.1  # Å: closer atoms are taken as a mistake in the input (two atoms at one position)
 
 
-def check_structure(numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray, pbc) -> None:
-    """Raise ValueError naming the problem for input the model cannot describe: no atoms, an unknown element,
-    non-finite positions or cell, or a periodic direction without a proper cell vector."""
+def check_numbers(numbers: np.ndarray) -> None:
+    """Raise ValueError for a system without atoms or with an element the model cannot describe."""
     if len(numbers) == 0:
         raise ValueError("the structure has no atoms")
     check_elements(numbers)
-    bad = np.flatnonzero(~np.isfinite(positions).all(axis=1))
-    if len(bad):
-        raise ValueError(f"non-finite (NaN or infinite) position(s) of atom(s) {bad.tolist()[:10]}")
-    if not np.isfinite(cell).all():
-        raise ValueError(f"non-finite cell {cell.tolist()}")
-    pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), 3)
-    if pbc.any() and abs(np.linalg.det(cell)) < 1e-6:
-        raise ValueError(f"periodic structure (pbc={pbc.tolist()}) with a zero-volume cell {cell.tolist()}: "
+
+
+def check_cells(cells: torch.Tensor, pbc) -> None:
+    """Raise ValueError for a periodic direction without a proper cell vector: (B, 3, 3) cells in Å with
+    a volume below 1e-6 Å³ while some direction is periodic."""
+    if not np.any(pbc):
+        return
+    flat = torch.abs(torch.linalg.det(cells)) < 1e-6
+    if bool(flat.any()):
+        cell = cells[torch.nonzero(flat).view(-1)[0]].tolist()
+        raise ValueError(f"periodic structure (pbc={list(pbc)}) with a zero-volume cell {cell}: "
                          "set the cell, or pbc=False for a molecule")
 
 
@@ -83,31 +84,10 @@ def check_distances(i: np.ndarray, j: np.ndarray, distances: np.ndarray) -> None
                          + (f" ({len(close)} such pairs)" if len(close) > 1 else ""))
 
 
-def neighbor_pairs(positions, cell, pbc, cutoff: float):
-    """Each unordered neighbour pair once: (i, j, image, distance) with |r_j + image·cell − r_i| < cutoff.
-
-    A pair is kept with i < j, or for an atom and its own periodic image with the first non-zero
-    image component positive; the graph builder adds its reverse exactly, so the graph is symmetric
-    even where floating-point rounding would make the search asymmetric.
-    """
-    pos = np.ascontiguousarray(positions, dtype=float)
-    lattice = np.ascontiguousarray(cell, dtype=float)
-    pbc_arr = np.ascontiguousarray(np.asarray(pbc, dtype=np.int64).reshape(3))
-    if not pbc_arr.any():  # find_points_in_spheres needs a finite cell even without pbc
-        lattice = np.eye(3) * (np.ptp(pos, axis=0).max() + 2 * cutoff + 1.0)
-    i, j, img, dist = find_points_in_spheres(
-        pos, pos, r=float(cutoff), pbc=pbc_arr, lattice=lattice, tol=1e-8
-    )
-    img = img.astype(np.int64)
-    first_nonzero = np.where(img[:, 0] != 0, img[:, 0], np.where(img[:, 1] != 0, img[:, 1], img[:, 2]))
-    keep = (i < j) | ((i == j) & (first_nonzero > 0))
-    return i[keep].astype(np.int64), j[keep].astype(np.int64), img[keep], dist[keep]
-
-
 def build_graph(numbers, positions, cell, pbc, *, cutoff: float, bond_cutoff: float, fidelity: int = 0) -> Graph:
     """Graph of one structure, made by the one graph pipeline (:class:`~mf_calc.model.device_graph.DeviceGraphBuilder`
-    on the CPU, no skin). Raises ValueError naming the problem for invalid input (``check_structure``,
-    ``check_distances``) and for isolated atoms."""
+    on the CPU, no skin). Raises ValueError naming the problem for invalid input (``check_numbers``,
+    ``check_cells``, ``check_distances``) and for isolated atoms."""
     from mf_calc.model.device_graph import DeviceGraphBuilder
 
     numbers = np.asarray(numbers, dtype=np.int64)
