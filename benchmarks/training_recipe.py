@@ -40,6 +40,10 @@ ARMS = (("finetune_committee", (0, 1)), ("finetune_random", (0, 1)))
 #: every gpaw_afm label of the arms' finished rounds as of 2026-12-07: the committee arm's round 2 and the hull
 #: arm's round 0 too (22 frames)
 ALL_LABELS = (("finetune_committee", (0, 1, 2)), ("finetune_random", (0, 1)), ("hull_committee", (0,)))
+#: the same and the hull arm's round 1 (26 frames: its relaxed Li3/4FePO4 and Li1/2(Mn1/2Fe1/2)PO4 tie-line picks)
+ALL_LABELS_26 = ALL_LABELS[:2] + (("hull_committee", (0, 1)),)
+#: rounds 0-1 of the first two arms and of the hull arm, without the committee arm's round 2 (22 frames)
+HULL_LABELS = ARMS + (("hull_committee", (0, 1)),)
 
 
 def al_labels(arms) -> list[Path]:
@@ -60,7 +64,11 @@ RECIPES = {"e1_10ep": {"energy_weight": 1.0, "epochs": 10}, "e10_10ep": {"energy
            "e100_60ep_al_s1": {"energy_weight": 100.0, "epochs": 60, "al_labels": ARMS, "seed": 1},
            "e100_60ep_all": {"energy_weight": 100.0, "epochs": 60, "al_labels": ALL_LABELS},
            "e100_60ep_all_s1": {"energy_weight": 100.0, "epochs": 60, "al_labels": ALL_LABELS, "seed": 1},
+           "e100_60ep_all26": {"energy_weight": 100.0, "epochs": 60, "al_labels": ALL_LABELS_26},
+           "e100_60ep_all26_s1": {"energy_weight": 100.0, "epochs": 60, "al_labels": ALL_LABELS_26, "seed": 1},
            "e100_60ep_al_hull": {"energy_weight": 100.0, "epochs": 60, "al_labels": ARMS + (("hull_committee", (0,)),)},
+           "e100_60ep_al_hull01": {"energy_weight": 100.0, "epochs": 60, "al_labels": HULL_LABELS},
+           "e100_60ep_al_hull01_s1": {"energy_weight": 100.0, "epochs": 60, "al_labels": HULL_LABELS, "seed": 1},
            "e30_60ep_committee": {"energy_weight": 30.0, "epochs": 60, "al_labels": ARMS[:1]},
            "e30_60ep_random": {"energy_weight": 30.0, "epochs": 60, "al_labels": ARMS[1:]},
            # multi-fidelity (issue 30, section 3): gpaw_nonmag -> gpaw_afm, EMRC, a random quarter of the 303
