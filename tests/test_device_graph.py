@@ -159,6 +159,25 @@ def test_bad_input_is_named():
         _device_batch([nan])
 
 
+def test_a_refused_system_leaves_the_builder_as_it_was():
+    """An unknown element or a flat periodic cell is refused before the builder forgets its searches: the next
+    step of the earlier system (a fresh search, atoms moved past the skin) still gets the exact graph."""
+    atoms = lmfp(x_li=0.5, y_mn=0.5, supercell=(1, 1, 1), seed=6)
+    builder = DeviceGraphBuilder(CUTOFF, BOND_CUTOFF, skin=0.5)
+    _device_batch([atoms], builder)
+    alien = bulk("Li", "bcc", a=3.4) * (2, 1, 1)
+    alien.numbers[0] = 95
+    with pytest.raises(ValueError, match=r"atomic number \[95\]"):
+        _device_batch([alien], builder)
+    flat = atoms.copy()
+    flat.cell[2] = 0.0
+    with pytest.raises(ValueError, match="zero-volume cell"):
+        _device_batch([flat], builder)
+    atoms.positions += np.random.default_rng(2).normal(0, 0.3, atoms.positions.shape)
+    _assert_same_graph([atoms], _device_batch([atoms], builder))
+    assert builder.n_builds == 2
+
+
 def test_a_barostat_rescaling_reuses_the_search_and_gives_the_fresh_graph():
     """Positions scaled with the cell (as NPT integrators move them) cost no new search for a small strain, yet
     the graph stays exact; a strain beyond the skin's bound searches again."""

@@ -82,6 +82,7 @@ class DeviceGraphBuilder:
         if not bool(torch.isfinite(positions).all()):
             bad = torch.nonzero(~torch.isfinite(positions).all(1)).view(-1).tolist()
             raise ValueError(f"non-finite (NaN or infinite) position(s) of atom(s) {bad[:10]}")
+        check_cells(cells, pbc)
         numbers_np = numbers.detach().cpu().numpy().astype(np.int64) if torch.is_tensor(numbers) else np.asarray(numbers)
         layout = (numbers_np, n_atoms.numpy(), pbc)
         if not self._same_layout(layout):
@@ -114,10 +115,10 @@ class DeviceGraphBuilder:
     def _new_layout(self, layout, device) -> None:
         """Forget every search: other atoms, another order or other periodicity."""
         numbers_np, n_atoms, pbc = layout
-        self._bounds = np.r_[0, np.cumsum(n_atoms)]
-        for a, e in zip(self._bounds[:-1], self._bounds[1:]):
-            check_numbers(numbers_np[a:e])
-        self._layout = layout
+        bounds = np.r_[0, np.cumsum(n_atoms)]
+        for a, e in zip(bounds[:-1], bounds[1:]):
+            check_numbers(numbers_np[a:e])  # before any state changes: a refused layout leaves the builder as it was
+        self._layout, self._bounds = layout, bounds
         self._pbc = torch.tensor(pbc, device=device)
         self._numbers = torch.as_tensor(numbers_np, device=device)
         self._n_atoms = torch.as_tensor(n_atoms, device=device)
@@ -164,7 +165,6 @@ class DeviceGraphBuilder:
 
     def _search(self, systems: np.ndarray, positions: Tensor, cells: Tensor) -> None:
         rows = torch.as_tensor(systems, device=cells.device)
-        check_cells(cells[rows], self._layout[2])
         search = NeighborList(cutoff=self.cutoff + self.skin, full_list=False, n_threads=torch.get_num_threads())
         for b in systems:
             a, e = self._bounds[b], self._bounds[b + 1]
