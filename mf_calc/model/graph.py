@@ -4,8 +4,9 @@ The atom graph holds every directed pair within ``cutoff`` (Å); the bond graph 
 ordered pair of distinct directed bonds that share a centre atom and are both shorter than
 ``bond_cutoff`` (Å). This is the same graph chgnet's ``CrystalGraphConverter`` builds, made with vectorised
 torch (``mf_calc.model.device_graph``, the one graph pipeline) instead of chgnet's per-edge
-Python loops; the neighbour search is vesin's (on the CPU or a GPU), checked against pymatgen's
-``find_points_in_spheres`` (the routine chgnet relies on) and a brute-force search in the tests.
+Python loops; the neighbour search is vesin's (on the CPU or a GPU), checked against a brute-force search in
+the tests and against pymatgen's ``find_points_in_spheres`` (the routine chgnet relies on) in
+``benchmarks/neighbor_search.py``.
 """
 
 from __future__ import annotations
