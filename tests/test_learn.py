@@ -250,14 +250,14 @@ def test_rounds_add_relaxed_end_points_to_the_picks(tmp_path, select, ranking):
     assert len(selection["energy_spread_meV_atom"]) == len(candidates)
     picks = selection["picks"]
     assert len(picks) == 3 and len(set(picks)) == 3
-    end = candidates[picks[-1]]
+    end = candidates[picks[0]]  # the end point first: labelled first
     assert end.info["kind"] == "relax"
     assert end.info["frame"] == max(a.info["frame"] for a in candidates if a.info["source"] == end.info["source"])
     if ranking == "hull":  # member 0's lowest end point against its end members' tie line
         above = selection["above_tie_line_meV_fu"]
         ends = [i for i, value in enumerate(above) if value is not None]
         assert ends == relaxation_ends(candidates) and len(ends) == 2
-        assert picks[-1] == min((i for i in ends if i not in picks[:-1]), key=lambda i: above[i])
+        assert picks[0] == min((i for i in ends if i not in picks[1:]), key=lambda i: above[i])
     else:
         assert "above_tie_line_meV_fu" not in selection
 

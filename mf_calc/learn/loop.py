@@ -262,7 +262,9 @@ def explore_step(directory, settings: LearnSettings, index: int, members: list[P
 def _picks(settings: LearnSettings, target: Target, index: int, candidates: list, spreads: dict, earlier) -> list[int]:
     """Picks for ``target`` among the candidates its spec labels in the cell's k-point convention; ``spreads``: the
     committee's force deviation (``force``, eV/Å) and energy spread (``energy``, meV/atom) per candidate, and
-    with ``endpoints_by: hull`` member 0's energy above the tie line (``hull``, meV/fu) of relaxation end points."""
+    with ``endpoints_by: hull`` member 0's energy above the tie line (``hull``, meV/fu) of relaxation end points.
+    Relaxed end points come first: frames are labelled in file order, and a round cut short by a session's end
+    should have the frames the hull ranking is aimed at."""
     from mf_calc.label.spec import LabelSpec
 
     spec = LabelSpec.load(target.spec)
@@ -273,13 +275,13 @@ def _picks(settings: LearnSettings, target: Target, index: int, candidates: list
         picks = pick_random(len(candidates), choose.cap, seed=seed, avoid=other)
         ends = np.setdiff1d(np.asarray(relaxation_ends(candidates), dtype=int), [*other, *picks])
         extra = np.random.default_rng(seed + 1).permutation(ends)[:choose.endpoints].tolist()
-        return picks + sorted(int(i) for i in extra)
+        return sorted(int(i) for i in extra) + picks
     allowed = {what: np.array(spread, dtype=float) for what, spread in spreads.items()}
     for spread in allowed.values():
         spread[other] = np.nan  # outside every trust window
     picks = pick_uncertain(candidates, allowed["force"], choose, exclude=earlier)
     ranking = lowest_per_family(candidates, allowed["hull"]) if choose.endpoints_by == "hull" else allowed["energy"]
-    return picks + pick_endpoints(candidates, ranking, choose, taken=picks, exclude=earlier)
+    return pick_endpoints(candidates, ranking, choose, taken=picks, exclude=earlier) + picks  # labelled in this order
 
 
 def _choose(directory, settings: LearnSettings, index: int, candidates: list, spreads: dict, shared: Path | None) -> dict:
