@@ -209,7 +209,8 @@ def relax_check(args, n: int = 8) -> dict:
 
 
 def parity(args, n_atoms: int = 104) -> dict:
-    """Largest difference (float64) between MFCalculator on the device and the numpy-graph CPU prediction."""
+    """Largest difference (float64) between MFCalculator on the device and ``predict`` on the CPU (the graph
+    built on the CPU, collated, the model run on the CPU)."""
     from mf_calc import MFCalculator, load_model
 
     atoms = lmfp_cell(n_atoms)
@@ -288,7 +289,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     check = parity(args)
-    print(f"parity with the CPU numpy graph (float64): {check}", flush=True)
+    print(f"parity with predict on the CPU (float64): {check}", flush=True)
     md: dict[int, dict] = {}
     splits, profiles = {}, {}
     for n in args.sizes:
@@ -307,7 +308,7 @@ def main(argv=None) -> int:
     sweep = torchsim_sweep(args) if args.replicas else []
     relax = None if args.no_relax else relax_check(args)
     text = report(args, md, splits, sweep, relax)
-    text += ("\nParity (float64, 104 atoms): MFCalculator on the device vs the CPU numpy-graph prediction differ by "
+    text += ("\nParity (float64, 104 atoms): MFCalculator on the device vs `predict` on the CPU differ by "
              + ", ".join(f"{k} {v:.1e}" for k, v in check.items()) + ".\n")
     for n, table in profiles.items():
         text += f"\nProfile of lmfp-mf's forward and backward pass at {n:,} atoms ({args.device}):\n\n```\n{table}\n```\n"
