@@ -44,6 +44,8 @@ ALL_LABELS = (("finetune_committee", (0, 1, 2)), ("finetune_random", (0, 1)), ("
 ALL_LABELS_26 = ALL_LABELS[:2] + (("hull_committee", (0, 1)),)
 #: rounds 0-1 of the first two arms and of the hull arm, without the committee arm's round 2 (22 frames)
 HULL_LABELS = ARMS + (("hull_committee", (0, 1)),)
+#: the same and the hull arm's round 2 (26 frames: its relaxed Li1/2FePO4 and Li1/2(Mn1/2Fe1/2)PO4 tie-line picks)
+HULL_LABELS_012 = ARMS + (("hull_committee", (0, 1, 2)),)
 
 
 def al_labels(arms) -> list[Path]:
@@ -69,6 +71,9 @@ RECIPES = {"e1_10ep": {"energy_weight": 1.0, "epochs": 10}, "e10_10ep": {"energy
            "e100_60ep_al_hull": {"energy_weight": 100.0, "epochs": 60, "al_labels": ARMS + (("hull_committee", (0,)),)},
            "e100_60ep_al_hull01": {"energy_weight": 100.0, "epochs": 60, "al_labels": HULL_LABELS},
            "e100_60ep_al_hull01_s1": {"energy_weight": 100.0, "epochs": 60, "al_labels": HULL_LABELS, "seed": 1},
+           "e100_60ep_al_hull012": {"energy_weight": 100.0, "epochs": 60, "al_labels": HULL_LABELS_012},
+           "e100_60ep_al_hull012_s1": {"energy_weight": 100.0, "epochs": 60, "al_labels": HULL_LABELS_012,
+                                       "seed": 1},
            "e30_60ep_committee": {"energy_weight": 30.0, "epochs": 60, "al_labels": ARMS[:1]},
            "e30_60ep_random": {"energy_weight": 30.0, "epochs": 60, "al_labels": ARMS[1:]},
            # multi-fidelity (issue 30, section 3): gpaw_nonmag -> gpaw_afm, EMRC, a random quarter of the 303
@@ -151,6 +156,11 @@ def results_table(results: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def saved_scores(path: Path) -> dict:
+    """Scores per recipe in ``path`` (empty when there is none yet)."""
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--recipes", nargs="*", default=list(RECIPES), choices=list(RECIPES),
@@ -159,10 +169,10 @@ def main(argv=None) -> int:
     from mf_calc.atomic import write_json
 
     path = OUT / "scores.json"
-    results = json.loads(path.read_text()) if path.is_file() else {}
     for name in args.recipes:
-        results[name] = score(train(name))
-        write_json(path, results)
+        scores = score(train(name))
+        write_json(path, saved_scores(path) | {name: scores})  # read again: other processes may have added theirs
+    results = saved_scores(path)
     results = {name: results[name] for name in RECIPES if name in results}
     text = ("# Fine-tuning recipe on the DFT workflow benchmark (`python benchmarks/training_recipe.py`)\n\n"
             "CHGNet 0.3.0 fine-tuned on the 90 `gpaw_afm` training frames (and the AL labels of rounds 0-1 of the arms "
