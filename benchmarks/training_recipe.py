@@ -175,7 +175,7 @@ def main(argv=None) -> int:
     results = saved_scores(path)
     results = {name: results[name] for name in RECIPES if name in results}
     text = ("# Fine-tuning recipe on the DFT workflow benchmark (`python benchmarks/training_recipe.py`)\n\n"
-            "CHGNet 0.3.0 fine-tuned on the 90 `gpaw_afm` training frames (and the AL labels of rounds 0-1 of the arms "
+            "CHGNet 0.3.0 fine-tuned on the 90 `gpaw_afm` training frames (and the AL labels of the arms and rounds "
             "named), lr 1e-3, Huber δ 0.1, batch 4; only the energy loss weight, the epochs, the AL labels and the seed "
             "differ, except `mf_*`: multi-fidelity (EMRC) with the 303 `gpaw_nonmag` frames as a lower fidelity (a "
             "random quarter per epoch), scored at `gpaw_afm`. Targets as in issue 30, section 3.\n\n"
