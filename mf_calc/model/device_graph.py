@@ -82,7 +82,8 @@ class DeviceGraphBuilder:
         if not bool(torch.isfinite(positions).all()):
             bad = torch.nonzero(~torch.isfinite(positions).all(1)).view(-1).tolist()
             raise ValueError(f"non-finite (NaN or infinite) position(s) of atom(s) {bad[:10]}")
-        check_cells(cells, pbc)
+        volumes = torch.abs(torch.linalg.det(cells))
+        check_cells(cells, volumes, pbc)
         numbers_np = numbers.detach().cpu().numpy().astype(np.int64) if torch.is_tensor(numbers) else np.asarray(numbers)
         layout = (numbers_np, n_atoms.numpy(), pbc)
         if not self._same_layout(layout):
@@ -100,7 +101,7 @@ class DeviceGraphBuilder:
         edges = torch.stack([torch.cat([i, j]), torch.cat([j, i])], 1)
         fid = torch.as_tensor(fidelity, dtype=torch.long).view(-1).expand(len(n_atoms)).contiguous()
         return Batch(numbers=self._numbers, positions=positions.to(dtype), cells=cells.to(dtype),
-                     volumes=torch.abs(torch.linalg.det(cells)).to(dtype), edges=edges,
+                     volumes=volumes.to(dtype), edges=edges,
                      images=torch.cat([img, -img]).to(dtype), dir2und=torch.cat([und, und]), und2dir=und,
                      angles=angle_triplets(edges[:, 0], torch.cat([lengths, lengths]), self.bond_cutoff),
                      atom_owner=owner, n_atoms=self._n_atoms, fidelity=fid.to(device),

@@ -63,12 +63,12 @@ def check_numbers(numbers: np.ndarray) -> None:
     check_elements(numbers)
 
 
-def check_cells(cells: torch.Tensor, pbc) -> None:
-    """Raise ValueError for a periodic direction without a proper cell vector: (B, 3, 3) cells in Å with
-    a volume below 1e-6 Å³ while some direction is periodic."""
+def check_cells(cells: torch.Tensor, volumes: torch.Tensor, pbc) -> None:
+    """Raise ValueError for a periodic direction without a proper cell vector: (B, 3, 3) cells in Å whose
+    ``volumes`` (B, Å³, |det|) are below 1e-6 Å³ while some direction is periodic."""
     if not np.any(pbc):
         return
-    flat = torch.abs(torch.linalg.det(cells)) < 1e-6
+    flat = volumes < 1e-6
     if bool(flat.any()):
         cell = cells[torch.nonzero(flat).view(-1)[0]].tolist()
         raise ValueError(f"periodic structure (pbc={list(pbc)}) with a zero-volume cell {cell}: "
