@@ -172,8 +172,8 @@ def main(argv=None) -> int:
     for name in args.recipes:
         scores = score(train(name))
         write_json(path, saved_scores(path) | {name: scores})  # read again: other processes may have added theirs
-    results = saved_scores(path)
-    results = {name: results[name] for name in RECIPES if name in results}
+    saved = saved_scores(path)
+    results = {name: saved[name] for name in RECIPES if name in saved}
     text = ("# Fine-tuning recipe on the DFT workflow benchmark (`python benchmarks/training_recipe.py`)\n\n"
             "CHGNet 0.3.0 fine-tuned on the 90 `gpaw_afm` training frames (and the AL labels of the arms and rounds "
             "named), lr 1e-3, Huber δ 0.1, batch 4; only the energy loss weight, the epochs, the AL labels and the seed "
